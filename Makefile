@@ -1,0 +1,50 @@
+# Two commands matter: `make run` and `make test`. Both set everything up from scratch
+# (a private uv in .tools/, the locked dependencies in .venv/) with only python3 and make.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: setup run test lint format bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --python $(PYTHON)
+	@touch $@
+
+setup: $(VENV)/.synced
+
+# The relay on the example config, with a demo receiver (`relay sink`) on 127.0.0.1:9000.
+run: setup
+	@$(BIN)/relay check-config config.example.toml > /dev/null
+	@echo "relay: POST to http://127.0.0.1:8080/in/demo (see README); Ctrl-C stops both."
+	@$(BIN)/relay sink --listen 127.0.0.1:9000 & sink=$$!; \
+	  trap 'kill $$sink 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/relay serve --config config.example.toml
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict relay
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -1,0 +1,140 @@
+"""The relay as one object: start it, serve, stop it in order.
+
+Start: open and migrate the database, start the writer, release stale leases, start the
+scheduler, then bind the listener (so nothing is accepted before it can be stored).
+Stop (SIGTERM/SIGINT), in this order, so nothing acknowledged is lost:
+  1. stop accepting; requests already in flight finish and get their commits;
+  2. stop claiming; attempts in flight get ``server.shutdown_grace`` seconds;
+  3. commit what is queued, checkpoint the WAL, close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from relay import sql
+from relay.config import Settings, split_address
+from relay.ingress import Ingress
+from relay.scheduler import Scheduler
+from relay.store import Store
+
+log = logging.getLogger("relay")
+
+
+class Relay:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = False
+        self._store: Store | None = None
+        self._scheduler: Scheduler | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "Relay.start() first"
+        return self._store
+
+    async def start(self) -> None:
+        settings = self.settings
+        for source in settings.sources:
+            if source.verify == "none":
+                log.warning(
+                    "source.unverified",
+                    extra={
+                        "fields": {
+                            "source": source.name,
+                            "hint": "anyone who can reach /in/" + source.name + " can post",
+                        }
+                    },
+                )
+        self._store = store = await Store.open(settings.storage)
+        store.start()
+        released = await store.writer.execute(sql.queries()["release_leases"])
+        if released:
+            log.info("store.leases_released", extra={"fields": {"deliveries": released}})
+        self._scheduler = Scheduler(settings.destinations, store)
+        self._scheduler.start()
+        ingress = Ingress(settings, store.writer, self.problems)
+        self._runner = web.AppRunner(
+            ingress.app(),
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=settings.server.keepalive_timeout,
+            shutdown_timeout=settings.server.read_timeout + 5,
+            lingering_time=2.0,  # after a 413, read a little so the client sees the answer
+        )
+        await self._runner.setup()
+        host, port = split_address(settings.server.listen)
+        site = web.TCPSite(self._runner, host, port, backlog=1024)
+        await site.start()
+        log.info("relay.ready", extra={"fields": {"listen": self.address, "db": str(store.path)}})
+
+    @property
+    def address(self) -> str:
+        assert self._runner is not None
+        host, port = self._runner.addresses[0][:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        assert self._runner is not None
+        port: int = self._runner.addresses[0][1]
+        return port
+
+    def problems(self) -> list[str]:
+        """Why the relay is not ready; empty when it is."""
+        found = []
+        if self.stopping:
+            found.append("shutting down")
+        if self._store is not None and not self._store.healthy:
+            found.append(f"database: {self._store.writer.last_error or 'writer stopped'}")
+        if self._scheduler is not None and not self._scheduler.healthy:
+            found += ["scheduler: " + p for p in self._scheduler.problems()] or [
+                "scheduler stopped"
+            ]
+        return found
+
+    async def stop(self) -> None:
+        self.stopping = True
+        log.info("relay.stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._scheduler is not None:
+            await self._scheduler.stop(self.settings.server.shutdown_grace)
+        if self._store is not None:
+            await self._store.close()
+        log.info("relay.stopped")
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop in order."""
+    relay = Relay(settings)
+    try:
+        await relay.start()
+    except BaseException:
+        await relay.stop()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await relay.stop()
+
+
+def run(coro: Any) -> None:
+    """Run a coroutine on uvloop (the stdlib loop where uvloop is missing)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)

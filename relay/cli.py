@@ -1,0 +1,123 @@
+"""The ``relay`` command. The only place where errors become exit codes.
+
+Exit codes: 0 success, 1 an error the user can act on (bad config, database cannot be
+opened, address in use), 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from relay import __version__
+from relay.errors import RelayError
+
+DEFAULT_CONFIG = "relay.toml"
+
+
+def _config_path(given: str | None) -> str:
+    return given or os.environ.get("RELAY_CONFIG") or DEFAULT_CONFIG
+
+
+def _commit() -> str:
+    here = Path(__file__).resolve().parent
+    stamped = here / "_commit.txt"  # written by the binary build
+    if stamped.exists():
+        return stamped.read_text().strip()
+    try:
+        out = subprocess.run(  # noqa: S603 - fixed argv, no user input
+            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],  # noqa: S607 - git on PATH
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    python = sys.version.split()[0]
+    print(
+        f"relay {__version__} (commit {_commit()}, Python {python}, "
+        f"SQLite {sqlite3.sqlite_version})"
+    )
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from relay.config import load_config
+
+    settings = load_config(args.path)
+    print(json.dumps(settings.masked(), indent=2))
+    print(f"{args.path}: OK", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from relay import app, log
+    from relay.config import load_config
+
+    settings = load_config(_config_path(args.config))
+    log.setup(settings.log.level, settings.log.format)
+    try:
+        app.run(app.serve(settings))
+    except OSError as exc:
+        raise RelayError(f"cannot listen on {settings.server.listen}: {exc.strerror}") from None
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from relay import app
+    from relay.sink import run_sink
+
+    app.run(run_sink(args.listen, args.status))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="relay", description="A webhook relay: verify, store in SQLite, deliver with retries."
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the relay")
+    serve.add_argument(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help=f"config file (default: $RELAY_CONFIG or ./{DEFAULT_CONFIG})",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a config and print it, secrets masked")
+    check.add_argument("path", metavar="PATH")
+    check.set_defaults(func=cmd_check_config)
+
+    version = sub.add_parser("version", help="print version, commit, Python and SQLite versions")
+    version.set_defaults(func=cmd_version)
+
+    sink = sub.add_parser("sink", help="a receiver that prints the webhooks it gets (for trials)")
+    sink.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT")
+    sink.add_argument("--status", type=int, default=200, help="status to answer (default 200)")
+    sink.set_defaults(func=cmd_sink)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except RelayError as exc:
+        for line in str(exc).splitlines():
+            print(f"relay: {line}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,241 @@
+"""The configuration: one TOML file, overridable by ``RELAY_…`` environment variables.
+
+Every key is documented where it is defined (``Field(description=…)``) and in
+``config.example.toml``; a test checks the two agree. Unknown keys are errors.
+Load with ``load_config(path)``, which raises ``ConfigError`` with one line per problem,
+each naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from relay.configtypes import NAME_PATTERN, ByteSize, Duration, StrictModel
+from relay.errors import ConfigError
+from relay.verify import SCHEMES, SourceConfig
+
+
+class ServerConfig(StrictModel):
+    listen: str = Field("127.0.0.1:8080", description="host:port the ingress listens on")
+    max_body_size: ByteSize = Field(1024 * 1024, description="largest body accepted (413 above)")
+    read_timeout: Duration = Field(10.0, description="time allowed to read one request body")
+    keepalive_timeout: Duration = Field(15.0, description="idle time before closing a connection")
+    shutdown_grace: Duration = Field(
+        10.0, description="on SIGTERM, how long in-flight deliveries may finish"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        split_address(value)
+        return value
+
+
+def split_address(value: str) -> tuple[str, int]:
+    """``"host:port"`` (or ``"[::1]:port"``) into its parts; ValueError with the fix."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port; write e.g. 127.0.0.1:8080")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an empty host means all
+
+
+class StorageConfig(StrictModel):
+    path: Path = Field(Path("relay.db"), description="SQLite database file (WAL mode)")
+    durability: Literal["full", "normal"] = Field(
+        "full",
+        description="full: an acknowledged event survives power loss; normal: a process crash",
+    )
+    busy_timeout: Duration = Field(5.0, description="how long a write waits for a lock")
+    max_batch: int = Field(
+        512, ge=1, le=4096, description="most writes per group commit (1 disables grouping)"
+    )
+
+
+class LogConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug also logs every event received"
+    )
+    format: Literal["auto", "logfmt", "json"] = Field(
+        "auto", description="auto: logfmt (no timestamps under journald)"
+    )
+
+
+class RetryPolicy(StrictModel):
+    max_attempts: int = Field(10, ge=1, description="attempts before a delivery is dead")
+    max_age: Duration = Field(
+        3 * 86400.0, description="a delivery older than this is dead instead of retried"
+    )
+    base: Duration = Field(1.0, description="first backoff (before jitter)")
+    factor: float = Field(2.0, ge=1.0, description="backoff growth per attempt")
+    cap: Duration = Field(600.0, description="longest backoff (before jitter)")
+    retry_after_max: Duration = Field(
+        3600.0, description="longest Retry-After from a receiver that is honoured"
+    )
+
+
+class DestinationConfig(StrictModel):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    url: str = Field(description="http:// or https:// URL deliveries are POSTed to")
+    timeout: Duration = Field(10.0, description="time allowed for one attempt")
+    max_concurrency: int = Field(10, ge=1, le=1000, description="attempts in flight at once")
+    retry: RetryPolicy = RetryPolicy()
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL; write e.g. http://127.0.0.1:9000/")
+        return value
+
+
+class RouteConfig(StrictModel):
+    source: str = Field(description="name of a [[sources]] entry")
+    destinations: list[str] = Field(min_length=1, description="names of [[destinations]]")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RELAY_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    log: LogConfig = LogConfig()
+    sources: list[SourceConfig] = []
+    destinations: list[DestinationConfig] = []
+    routes: list[RouteConfig] = []
+
+    def routes_for(self, source: str) -> tuple[str, ...]:
+        """Destination names for a source's events, each once, in config order."""
+        names: dict[str, None] = {}
+        for route in self.routes:
+            if route.source == source:
+                names.update(dict.fromkeys(route.destinations))
+        return tuple(names)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config as plain data with every secret masked."""
+        data: dict[str, Any] = json.loads(self.model_dump_json())
+        return data
+
+
+def load_config(path: str | Path) -> Settings:
+    """Read, validate and cross-check a config file; ConfigError on any problem."""
+    path = Path(path)
+    _check_toml(path)
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # Environment first: RELAY_SERVER__LISTEN beats the file's [server] listen.
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path))
+
+    try:
+        settings: Settings = _FromFile()
+    except ValidationError as exc:
+        raise ConfigError("\n".join(describe_errors(exc))) from None
+    check_references(settings)
+    build_verifiers(settings)
+    return settings
+
+
+def _check_toml(path: Path) -> None:
+    # pydantic-settings silently ignores a missing file; an operator must hear about it.
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; pass --config PATH to a relay.toml") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def check_references(settings: Settings) -> None:
+    """Names are unique and every route points at things that exist."""
+    problems: list[str] = []
+    for section in ("sources", "destinations"):
+        seen: set[str] = set()
+        for index, item in enumerate(getattr(settings, section)):
+            if item.name in seen:
+                problems.append(
+                    f"{section}[{index}].name: {item.name!r} is used twice; give each a unique name"
+                )
+            seen.add(item.name)
+    sources = {s.name for s in settings.sources}
+    destinations = {d.name for d in settings.destinations}
+    for index, route in enumerate(settings.routes):
+        if route.source not in sources:
+            problems.append(
+                f"routes[{index}].source: {route.source!r} is not a defined source; add a "
+                f"[[sources]] entry named {route.source!r} or fix the name"
+            )
+        for j, dest in enumerate(route.destinations):
+            if dest not in destinations:
+                problems.append(
+                    f"routes[{index}].destinations[{j}]: {dest!r} is not a defined destination; "
+                    f"add a [[destinations]] entry named {dest!r} or fix the name"
+                )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def build_verifiers(settings: Settings) -> None:
+    """Build each verifier once, so a missing secret is found before the relay starts."""
+    for index, source in enumerate(settings.sources):
+        try:
+            source.build_verifier()
+        except ValueError as exc:
+            raise ConfigError(f"sources[{index}] ({source.name}): {exc}") from None
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per pydantic error: the dotted key, what is wrong, and the fix."""
+    return [_describe(error) for error in exc.errors()]
+
+
+def _describe(error: Any) -> str:
+    loc = [part for part in error["loc"] if part not in SCHEMES]
+    path = _dotted(loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key; remove it or check its spelling"
+    if kind == "missing":
+        return f"{path}: required key is missing; add it"
+    if kind == "union_tag_invalid":
+        return f"{path}.verify: {error['input'].get('verify')!r} is not a known scheme; " + (
+            "use one of " + ", ".join(SCHEMES)
+        )
+    if kind == "union_tag_not_found":
+        return f"{path}.verify: missing; set verify to one of " + ", ".join(SCHEMES)
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "value_error":
+        return f"{path}: {message}"
+    return f"{path}: {message} (got {error.get('input')!r})"
+
+
+def _dotted(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

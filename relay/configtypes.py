@@ -1,0 +1,155 @@
+"""Value types used across the config: secrets, durations, sizes, and the source base model.
+
+They live apart from ``relay.config`` so that verifier modules can define their own source
+models without importing the whole config (data flows config → verify, never back).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class StrictModel(BaseModel):
+    """Every config section forbids unknown keys: a typo must fail loudly, not be ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Secret:
+    """A secret value plus where it came from; never shows the value in repr or output."""
+
+    __slots__ = ("reference", "value")
+
+    def __init__(self, value: str, reference: str) -> None:
+        self.value = value
+        self.reference = reference
+
+    def __repr__(self) -> str:
+        return f"Secret({self.masked()!r})"
+
+    def masked(self) -> str:
+        return f"{self.reference} (***)" if self.reference != "inline" else "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def resolve_secret(raw: Any) -> Secret:
+    """Turn ``env:NAME``, ``file:/path`` or an inline string into a Secret."""
+    if isinstance(raw, Secret):
+        return raw
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("must be a non-empty string: the secret, env:NAME or file:/path")
+    if raw.startswith("env:"):
+        name = raw[4:]
+        value = os.environ.get(name)
+        if not value:
+            raise ValueError(
+                f"environment variable {name} is not set or empty; export it or write the "
+                "secret inline"
+            )
+        return Secret(value, raw)
+    if raw.startswith("file:"):
+        path = Path(raw[5:])
+        try:
+            value = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(
+                f"cannot read secret file {path} ({exc.strerror}); create it or fix the path"
+            ) from None
+        if not value:
+            raise ValueError(f"secret file {path} is empty; put the secret in it")
+        return Secret(value, raw)
+    return Secret(raw, "inline")
+
+
+SecretRef = Annotated[
+    Secret,
+    PlainValidator(resolve_secret),
+    PlainSerializer(lambda s: s.masked(), return_type=str),
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(raw: Any) -> float:
+    """Seconds from a number or a string such as ``"500ms"``, ``"5s"``, ``"30m"``, ``"2h"``."""
+    if isinstance(raw, bool):
+        raise ValueError("must be a duration such as 5s, 10m or 2h")
+    if isinstance(raw, int | float):
+        seconds = float(raw)
+    elif isinstance(raw, str) and (match := _DURATION.match(raw)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(
+            f"{raw!r} is not a duration; write a number of seconds or e.g. 5s, 10m, 2h"
+        )
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), Field(json_schema_extra={"format": "duration"})
+]
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "KiB": 1024,
+    "MB": 1000**2,
+    "MiB": 1024**2,
+    "GB": 1000**3,
+    "GiB": 1024**3,
+}
+
+
+def parse_size(raw: Any) -> int:
+    """Bytes from an integer or a string such as ``"1MiB"`` or ``"512KiB"``."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and (match := _SIZE.match(raw)):
+        return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    raise ValueError(f"{raw!r} is not a size; write bytes or e.g. 512KiB, 1MiB")
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
+
+_RULE = re.compile(r"^(none|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|json:(/.*)?)$")
+
+
+def check_rule(raw: Any) -> str | None:
+    """An extraction rule: ``header:Name``, ``json:/pointer`` or ``none``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not _RULE.match(raw):
+        raise ValueError(f"{raw!r} is not a rule; write header:Header-Name, json:/pointer or none")
+    return raw
+
+
+Rule = Annotated[str | None, BeforeValidator(check_rule)]
+
+
+class SourceBase(StrictModel):
+    """What every source has, whatever verifies it. Verifier modules subclass this.
+
+    A subclass may change the defaults of ``idempotency_key`` and ``event_type`` to the
+    provider's own fields, so presets need no extra mechanism.
+    """
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    idempotency_key: Rule = None
+    event_type: Rule = None

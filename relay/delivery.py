@@ -1,0 +1,125 @@
+"""One attempt: POST a stored event to a destination and report what happened.
+
+The body and content type go out byte for byte; the original headers pass through except
+hop-by-hop ones, Host and framing (aiohttp sets those for the new connection), and relay adds
+its own ``X-Relay-*`` headers so the receiver can tell a repeat (same event id, higher attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from relay.config import DestinationConfig
+from relay.store import Claim, EventPayload
+
+EXCERPT_BYTES = 512
+
+# RFC 9110 §7.6.1 hop-by-hop headers, plus those that describe the old connection or framing.
+DROPPED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-encoding",  # aiohttp's server already decoded the body we stored
+        "expect",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    started_at: float
+    duration_ms: float
+    status: int | None
+    error: str | None
+    excerpt: str | None
+    retry_after: str | None
+
+
+def outgoing_headers(event: EventPayload, claim: Claim) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = json.loads(event.headers)
+    connection_named = {
+        token.strip().lower()
+        for name, value in pairs
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    headers = [
+        (name, value)
+        for name, value in pairs
+        if (low := name.lower()) not in DROPPED
+        and low not in connection_named
+        and not low.startswith("x-relay-")  # a sender must not forge relay's own headers
+    ]
+    headers += [
+        ("X-Relay-Event-Id", event.id),
+        ("X-Relay-Delivery-Id", str(claim.id)),
+        ("X-Relay-Attempt", str(claim.attempt)),
+        ("X-Relay-Source", event.source),
+    ]
+    return headers
+
+
+def new_session(destination: DestinationConfig) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=destination.max_concurrency, ttl_dns_cache=60)
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+async def attempt(
+    session: aiohttp.ClientSession,
+    destination: DestinationConfig,
+    event: EventPayload,
+    claim: Claim,
+) -> AttemptResult:
+    started_at = time.time()
+    clock = time.monotonic()
+    status: int | None = None
+    error: str | None = None
+    excerpt: str | None = None
+    retry_after: str | None = None
+    try:
+        async with session.post(
+            destination.url,
+            data=event.body,
+            headers=outgoing_headers(event, claim),
+            skip_auto_headers=("Content-Type",),  # the original's, or none, never a default
+            allow_redirects=False,  # a redirect could point anywhere: treat it as permanent
+            timeout=aiohttp.ClientTimeout(total=destination.timeout),
+        ) as response:
+            status = response.status
+            retry_after = response.headers.get("Retry-After")
+            raw = await response.content.read(EXCERPT_BYTES)
+            excerpt = raw.decode("utf-8", "replace") or None
+    except TimeoutError:
+        error = f"timed out after {destination.timeout:g}s"
+    except aiohttp.ClientError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    except OSError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    if status is not None and not 200 <= status < 300 and error is None:
+        error = f"HTTP {status}"
+    duration_ms = (time.monotonic() - clock) * 1000
+    return AttemptResult(started_at, duration_ms, status, error, excerpt, retry_after)
+
+
+async def close_quietly(session: aiohttp.ClientSession) -> None:
+    await session.close()
+    await asyncio.sleep(0)  # let the connector's transports close before the loop ends

@@ -1,0 +1,216 @@
+"""The delivery scheduler: one lane per destination, in the relay's own process.
+
+A lane claims due deliveries up to its concurrency limit and runs one task per attempt.
+New work wakes it at once (the store calls ``notify`` after each commit); retries wake it
+on a timer set to the next due time; with nothing due it sleeps on an event and costs no
+CPU. A lane never dies quietly: an error in its loop (SQLITE_BUSY, a full disk, a bug) is
+logged, marks the relay not ready, and the loop backs off and tries again until it works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+
+import aiohttp
+
+from relay import delivery, retry
+from relay.config import DestinationConfig
+from relay.store import AttemptRecord, Claim, Store
+
+log = logging.getLogger("relay.scheduler")
+
+LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt timeout
+MAX_BACKOFF = 30.0  # longest pause of a failing lane
+
+
+class Lane:
+    """Deliveries of one destination."""
+
+    def __init__(self, destination: DestinationConfig, store: Store) -> None:
+        self.destination = destination
+        self.name = destination.name
+        self._store = store
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping = False
+        self.healthy = True
+        self.last_error: str | None = None
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._session = delivery.new_session(self.destination)
+        failures = 0
+        while not self._stopping:
+            try:
+                await self._step()
+            except Exception as exc:
+                failures += 1
+                self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
+                pause = min(MAX_BACKOFF, 0.25 * 2**failures)
+                log.exception(
+                    "scheduler.lane_failed",
+                    extra={"fields": {"destination": self.name, "retry_in": pause}},
+                )
+                await self._sleep(pause)
+            else:
+                if failures:
+                    log.info(
+                        "scheduler.lane_recovered", extra={"fields": {"destination": self.name}}
+                    )
+                failures = 0
+                self.healthy, self.last_error = True, None
+
+    async def _step(self) -> None:
+        self._wake.clear()  # before looking, so a notify during the look is not lost
+        free = self.destination.max_concurrency - len(self._inflight)
+        if free <= 0:
+            await self._sleep(None)  # a finishing attempt wakes us
+            return
+        now = time.time()
+        lease = self.destination.timeout + LEASE_MARGIN
+        claims = await self._store.writer.claim(self.name, now, free, lease)
+        for claim in claims:
+            self._start(claim)
+        if len(claims) == free:
+            await self._sleep(None)
+            return
+        due = await self._store.next_due(self.name)
+        await self._sleep(None if due is None else max(0.0, due - time.time()))
+
+    async def _sleep(self, seconds: float | None) -> None:
+        if self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    def _start(self, claim: Claim) -> None:
+        task = asyncio.create_task(self._deliver(claim), name=f"deliver-{claim.id}")
+        self._inflight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()
+
+    async def _deliver(self, claim: Claim) -> None:
+        try:
+            await self._attempt(claim)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease stays: when it expires the delivery is tried again (at least once).
+            log.exception("scheduler.attempt_failed", extra={"fields": {"delivery": claim.id}})
+
+    async def _attempt(self, claim: Claim) -> None:
+        assert self._session is not None
+        event = await self._store.load_event(claim.event_id)
+        now = time.time()
+        if event is None:  # deleted under us (pruned by hand): nothing left to send
+            result = delivery.AttemptResult(now, 0.0, None, "event no longer stored", None, None)
+            decision = retry.Decision("dead", now, "event no longer stored")
+        else:
+            result = await delivery.attempt(self._session, self.destination, event, claim)
+            now = time.time()
+            decision = retry.decide(
+                self.destination.retry,
+                attempt=claim.attempt,
+                status=result.status,
+                created_at=claim.created_at,
+                now=now,
+                retry_after=retry.parse_retry_after(result.retry_after, now),
+            )
+        error = result.error
+        if decision.reason and decision.reason != error:
+            error = f"{error}; {decision.reason}" if error else decision.reason
+        await self._store.writer.record(
+            AttemptRecord(
+                delivery_id=claim.id,
+                number=claim.attempt,
+                started_at=result.started_at,
+                duration_ms=result.duration_ms,
+                status=result.status,
+                error=error,
+                response_excerpt=result.excerpt,
+                state=decision.state,
+                next_attempt_at=decision.next_attempt_at,
+                finished_at=now,
+            )
+        )
+        log.info(
+            "delivery.attempt",
+            extra={
+                "fields": {
+                    "event": claim.event_id,
+                    "destination": self.name,
+                    "attempt": claim.attempt,
+                    "status": result.status,
+                    "outcome": decision.state if decision.state != "pending" else "retry",
+                    "ms": round(result.duration_ms, 1),
+                    "error": error,
+                }
+            },
+        )
+
+    def request_stop(self) -> None:
+        """Stop claiming: run() returns after its current step."""
+        self._stopping = True
+        self._wake.set()
+
+    async def drain(self, grace: float) -> None:
+        """Give attempts in flight ``grace`` seconds, then cancel them (their leases stay)."""
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+                log.warning(
+                    "scheduler.attempts_cancelled",
+                    extra={"fields": {"destination": self.name, "count": len(pending)}},
+                )
+        if self._session is not None:
+            await delivery.close_quietly(self._session)
+
+
+class Scheduler:
+    """All lanes, woken by the store after each commit."""
+
+    def __init__(self, destinations: Iterable[DestinationConfig], store: Store) -> None:
+        self._lanes = {d.name: Lane(d, store) for d in destinations}
+        self._tasks: list[asyncio.Task[None]] = []
+        store.add_listener(self.notify)
+
+    def notify(self, destinations: Iterable[str]) -> None:
+        for name in destinations:
+            lane = self._lanes.get(name)
+            if lane is not None:
+                lane.notify()
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(lane.run(), name=f"lane-{name}")
+            for name, lane in self._lanes.items()
+        ]
+
+    @property
+    def healthy(self) -> bool:
+        running = all(not t.done() for t in self._tasks)
+        return running and all(lane.healthy for lane in self._lanes.values())
+
+    def problems(self) -> list[str]:
+        return [f"{n}: {lane.last_error}" for n, lane in self._lanes.items() if not lane.healthy]
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming everywhere, then let each lane's attempts finish within ``grace``."""
+        for lane in self._lanes.values():
+            lane.request_stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(lane.drain(grace) for lane in self._lanes.values()))

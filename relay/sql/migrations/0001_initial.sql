@@ -1,0 +1,59 @@
+-- 0001: events, deliveries and attempts.
+--
+-- Times are Unix seconds (REAL). In sqlite3: datetime(received_at, 'unixepoch').
+
+-- One received request, stored before the sender got its 2xx.
+CREATE TABLE events (
+    id              TEXT PRIMARY KEY,        -- 'evt_' + 26-char ULID: sortable, stable, sent downstream
+    source          TEXT NOT NULL,           -- [[sources]] name: the request came to /in/<source>
+    received_at     REAL NOT NULL,
+    idempotency_key TEXT,                    -- NULL: this event is never treated as a duplicate
+    event_type      TEXT,                    -- e.g. 'invoice.paid', when the source's rule finds one
+    content_type    TEXT,
+    remote_addr     TEXT,
+    headers         TEXT NOT NULL,           -- JSON array of [name, value] pairs, as received
+    body            BLOB NOT NULL            -- the raw bytes, exactly as received
+);
+-- The duplicate check: one event per (source, key). Decided by SQLite, never by memory.
+CREATE UNIQUE INDEX events_idempotency ON events (source, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX events_received ON events (received_at);
+CREATE INDEX events_type ON events (event_type, received_at) WHERE event_type IS NOT NULL;
+
+-- One event on its way to one destination.
+--   pending   waiting for its next attempt (next_attempt_at), or in flight (lease_until set)
+--   delivered a receiver answered 2xx
+--   dead      retries exhausted, too old, or a permanent 4xx; waits for replay
+CREATE TABLE deliveries (
+    id              INTEGER PRIMARY KEY,
+    event_id        TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    destination     TEXT NOT NULL,           -- [[destinations]] name
+    state           TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,  -- attempts started, including one in flight
+    next_attempt_at REAL NOT NULL,
+    lease_until     REAL,                    -- set while an attempt is in flight; expires after a crash
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    delivered_at    REAL,
+    last_status     INTEGER,                 -- HTTP status of the latest attempt, NULL if none
+    last_error      TEXT                     -- why the latest attempt failed
+);
+-- What the scheduler asks: the next due pending deliveries of one destination.
+CREATE INDEX deliveries_due ON deliveries (destination, next_attempt_at) WHERE state = 'pending';
+CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE INDEX deliveries_state ON deliveries (state, destination, updated_at);
+
+-- One HTTP try of a delivery.
+CREATE TABLE attempts (
+    id               INTEGER PRIMARY KEY,
+    delivery_id      INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    number           INTEGER NOT NULL,       -- 1 for the first attempt of the delivery
+    started_at       REAL NOT NULL,
+    duration_ms      REAL NOT NULL,
+    status           INTEGER,                -- HTTP status, NULL when no response came
+    error            TEXT,                   -- connection error, timeout, or why it failed
+    response_excerpt TEXT,                   -- the first bytes of the response body
+    outcome          TEXT NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead'))
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id);

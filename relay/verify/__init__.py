@@ -1,0 +1,22 @@
+"""Verifiers: one module per scheme, all behind the ``Verifier`` interface.
+
+Adding a scheme is adding one module with a ``SourceBase`` subclass (its config, with
+``verify: Literal["name"]``) and a verifier class, then one line in ``SourceConfig`` below.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from relay.verify.base import Inbound, Rejected, Verifier
+from relay.verify.hmac import HmacSource
+from relay.verify.none import NoneSource
+from relay.verify.token import TokenSource
+
+SourceConfig = Annotated[HmacSource | TokenSource | NoneSource, Field(discriminator="verify")]
+
+SCHEMES = ("hmac", "token", "none")
+
+__all__ = ["SCHEMES", "Inbound", "Rejected", "SourceConfig", "Verifier"]
