@@ -1,0 +1,172 @@
+"""Real parts for tests: a scriptable HTTP receiver, a relay on a real SQLite file, signing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from relay.app import Relay
+from relay.config import Settings
+
+SECRET = "test-secret"
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Received:
+    at: float  # time.monotonic() when the request arrived
+    headers: dict[str, str]
+    body: bytes
+    host: str
+
+
+@dataclass
+class Receiver:
+    """An aiohttp app on 127.0.0.1 that answers from a script and records what it saw.
+
+    ``script`` is consumed one entry per request; when empty, ``default`` answers. An entry
+    is a status, a (status, headers) pair, or "hang" (sleep past any client timeout).
+    """
+
+    script: list[Any] = field(default_factory=list)
+    default: Any = 200
+    received: list[Received] = field(default_factory=list)
+    inflight: int = 0
+    max_inflight: int = 0
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            body = await request.read()
+            self.received.append(
+                Received(time.monotonic(), dict(request.headers), body, request.host)
+            )
+            entry = self.script.pop(0) if self.script else self.default
+            if entry == "hang":
+                await asyncio.sleep(60)
+                return web.Response(status=200)
+            status, headers = entry if isinstance(entry, tuple) else (entry, {})
+            return web.Response(status=status, headers=headers, text=f"answer {status}")
+        finally:
+            self.inflight -= 1
+
+    async def start(self, port: int = 0) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def event_ids(self) -> list[str]:
+        return [r.headers["X-Relay-Event-Id"] for r in self.received]
+
+
+def settings_for(db: Path, url: str, **overrides: Any) -> Settings:
+    """A config with one HMAC source 'demo' routed to one destination 'app' at ``url``."""
+    retry = {"max_attempts": 5, "base": 0.05, "cap": 0.2, **overrides.pop("retry", {})}
+    destination = {"name": "app", "url": url, "timeout": 2.0, "retry": retry}
+    destination.update(overrides.pop("destination", {}))
+    source = {
+        "name": "demo",
+        "verify": "hmac",
+        "secret": SECRET,
+        "prefix": "sha256=",
+        "idempotency_key": "header:X-Request-Id",
+        "event_type": "json:/type",
+    }
+    source.update(overrides.pop("source", {}))
+    data: dict[str, Any] = {
+        "server": {"listen": "127.0.0.1:0", "shutdown_grace": 1.0, **overrides.pop("server", {})},
+        "storage": {"path": str(db), **overrides.pop("storage", {})},
+        "sources": [source],
+        "destinations": [destination],
+        "routes": [{"source": "demo", "destinations": ["app"]}],
+        **overrides,
+    }
+    return Settings(**data)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Relay]:
+    relay = Relay(settings)
+    await relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    port: int,
+    body: bytes,
+    *,
+    key: str | None = None,
+    signature: str | None = None,
+    content_type: str = "application/json",
+    source: str = "demo",
+    extra: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    headers = {"Content-Type": content_type, "X-Signature": signature or sign(body)}
+    if key is not None:
+        headers["X-Request-Id"] = key
+    headers.update(extra or {})
+    async with session.post(
+        f"http://127.0.0.1:{port}/in/{source}", data=body, headers=headers
+    ) as response:
+        text = await response.text()
+        payload = json.loads(text) if text.startswith("{") else text
+        return response.status, dict(response.headers), payload
+
+
+async def wait_for(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, step: float = 0.02
+) -> None:
+    """Poll until ``predicate`` holds; fail after ``timeout`` seconds (bounded loop)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(step)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def query(db: Path, statement: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+    """Read the database the way an operator would: a separate sqlite3 connection."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return list(conn.execute(statement, tuple(params)))
+
+
+BODY_JSON = b'{"id": "evt_1", "type": "invoice.paid"}'

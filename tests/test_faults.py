@@ -1,0 +1,75 @@
+"""The relay keeps its promises when the database misbehaves, and recovers by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import aiohttp
+
+from tests.helpers import BODY_JSON, Receiver, post, query, running, settings_for, wait_for
+
+
+async def _ready(client: aiohttp.ClientSession, port: int) -> tuple[int, dict[str, object]]:
+    async with client.get(f"http://127.0.0.1:{port}/readyz") as response:
+        return response.status, await response.json()
+
+
+async def test_locked_database_gives_503_then_recovers_without_restart(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    db = tmp_path / "relay.db"
+    settings = settings_for(db, receiver.url, storage={"busy_timeout": 0.2})
+    async with running(settings) as relay:
+        status, _, _ = await post(client, relay.port, BODY_JSON)
+        assert status == 200
+        await wait_for(lambda: len(receiver.received) == 1)
+
+        # Another process takes the write lock (an operator's long transaction, a backup).
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            refused = await post(client, relay.port, BODY_JSON)
+            assert refused[0] == 503, refused
+            assert refused[1].get("Retry-After") == "5"
+            ready, detail = await _ready(client, relay.port)
+            assert ready == 503
+            assert "locked" in str(detail["problems"])
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+        # No restart: the next request is stored and delivered, readiness returns.
+        status, _, _ = await post(client, relay.port, BODY_JSON)
+        assert status == 200
+        await wait_for(lambda: len(receiver.received) == 2, timeout=10)
+
+        async def is_ready() -> bool:
+            return (await _ready(client, relay.port))[0] == 200
+
+        await wait_for(is_ready, timeout=10)
+    # The refused request was never stored: exactly the two acknowledged events exist.
+    assert query(db, "SELECT count(*) FROM events") == [(2,)]
+
+
+async def test_scheduler_survives_a_locked_database(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Retries that fall due while the database is locked still happen once it is free."""
+    receiver.script = [503]
+    db = tmp_path / "relay.db"
+    settings = settings_for(
+        db, receiver.url, storage={"busy_timeout": 0.1}, retry={"base": 0.5, "cap": 0.5}
+    )
+    async with running(settings) as relay:
+        await post(client, relay.port, BODY_JSON)
+        await wait_for(lambda: len(receiver.received) == 1)
+        blocker = sqlite3.connect(db, isolation_level=None)
+        with contextlib.closing(blocker):
+            blocker.execute("BEGIN EXCLUSIVE")
+            await asyncio.sleep(1.5)  # the retry falls due in here; its claim fails
+            blocker.execute("ROLLBACK")
+        await wait_for(lambda: len(receiver.received) == 2, timeout=15)
+        await wait_for(lambda: query(db, "SELECT state FROM deliveries") == [("delivered",)])

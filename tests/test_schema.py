@@ -1,0 +1,72 @@
+"""The SQL files agree with each other, and the example config documents every key."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from relay import sql
+from relay.config import DestinationConfig, LogConfig, RetryPolicy, ServerConfig, StorageConfig
+from relay.verify.hmac import HmacSource
+from relay.verify.token import TokenSource
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _shape(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    shape: list[tuple[Any, ...]] = []
+    for table in sorted(tables):
+        shape += [("col", table, *row) for row in conn.execute(f"PRAGMA table_info({table})")]
+        shape += [("fk", table, *row) for row in conn.execute(f"PRAGMA foreign_key_list({table})")]
+    indexes = conn.execute(
+        "SELECT name, tbl_name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL"
+    )
+    shape += [("index", *row) for row in sorted(indexes)]
+    return shape
+
+
+def test_migrations_build_exactly_the_schema() -> None:
+    with contextlib.closing(sqlite3.connect(":memory:")) as migrated:
+        for _, _, script in sql.migrations():
+            migrated.executescript(script)
+        with contextlib.closing(sqlite3.connect(":memory:")) as fresh:
+            fresh.executescript(sql.read("schema.sql"))
+            assert _shape(migrated) == _shape(fresh)
+
+
+def test_migrations_are_numbered_without_gaps() -> None:
+    numbers = [n for n, _, _ in sql.migrations()]
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_named_queries_all_prepare() -> None:
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        conn.executescript(sql.read("schema.sql"))
+        for statement in sql.queries().values():
+            names = re.findall(r":(\w+)", statement)
+            params: Any = dict.fromkeys(names) if names else (None,) * statement.count("?")
+            conn.execute("EXPLAIN " + statement, params)
+
+
+def _keys(model: type[BaseModel]) -> set[str]:
+    return set(model.model_fields)
+
+
+def test_example_config_documents_every_key() -> None:
+    example = tomllib.loads((ROOT / "config.example.toml").read_text())
+    assert _keys(ServerConfig) == set(example["server"])
+    assert _keys(StorageConfig) == set(example["storage"])
+    assert _keys(LogConfig) == set(example["log"])
+    by_scheme = {s["verify"]: s for s in example["sources"]}
+    assert _keys(HmacSource) == set(by_scheme["hmac"])
+    assert _keys(TokenSource) == set(by_scheme["token"])
+    destination = example["destinations"][0]
+    assert _keys(DestinationConfig) == set(destination)
+    assert _keys(RetryPolicy) == set(destination["retry"])
