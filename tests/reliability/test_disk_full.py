@@ -1,0 +1,74 @@
+"""Disk full: the database on a tiny tmpfs. No 2xx for what was not stored; recovery
+without a restart once space returns. Needs root to mount; skipped where that is impossible."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.helpers import Receiver, post, query, running, settings_for, wait_for
+
+
+def _mount(path: Path, size: str, remount: bool = False) -> bool:
+    options = f"remount,size={size}" if remount else f"size={size}"
+    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)]
+    result = subprocess.run(command, capture_output=True, check=False)
+    return result.returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    try:
+        mounted = _mount(mountpoint, "1m")
+    except FileNotFoundError:
+        mounted = False
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+async def test_full_disk_gives_503_loses_no_ack_and_recovers(
+    small_disk: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    db = small_disk / "relay.db"
+    receiver.default = 503  # deliveries stay pending, so the database only grows
+    settings = settings_for(db, receiver.url, retry={"base": 60, "cap": 60})
+    body = b'{"pad": "' + b"x" * 8000 + b'"}'
+    acked: list[str] = []
+    async with running(settings) as relay:
+        refused = None
+        for _ in range(400):  # 1 MiB fills long before this
+            status, headers, payload = await post(client, relay.port, body)
+            if status == 200:
+                acked.append(payload["id"])
+                continue
+            refused = (status, headers, payload)
+            break
+        assert refused is not None, "the disk never filled"
+        print(f"\nacked before full: {len(acked)}; refused with {refused[0]}")
+        assert refused[0] == 503
+        assert len(acked) >= 10, f"only {len(acked)} events fit before the disk filled"
+        async with client.get(f"http://127.0.0.1:{relay.port}/readyz") as ready:
+            assert ready.status == 503
+
+        assert _mount(small_disk, "64m", remount=True)
+        status, _, payload = await post(client, relay.port, body)
+        assert status == 200, payload  # the same process, no restart
+        acked.append(payload["id"])
+
+        async def is_ready() -> bool:
+            async with client.get(f"http://127.0.0.1:{relay.port}/readyz") as response:
+                return response.status == 200
+
+        await wait_for(is_ready, timeout=10)
+    stored = {row[0] for row in query(db, "SELECT id FROM events")}
+    assert set(acked) <= stored, "an acknowledged event is missing"
