@@ -60,6 +60,7 @@ class Relay:
         self._scheduler = Scheduler(settings.destinations, store)
         self._scheduler.start()
         ingress = Ingress(settings, store.writer, self.problems)
+        parser_limit = max(8190, 8 * settings.server.max_header_size)
         self._runner = web.AppRunner(
             ingress.app(),
             access_log=None,
@@ -67,6 +68,10 @@ class Relay:
             keepalive_timeout=settings.server.keepalive_timeout,
             shutdown_timeout=settings.server.read_timeout + 5,
             lingering_time=2.0,  # after a 413, read a little so the client sees the answer
+            # The parser's own limits sit above ours so that large headers reach the handler
+            # and get a clear 431 rather than the parser's bare 400.
+            max_line_size=parser_limit,
+            max_field_size=parser_limit,
         )
         await self._runner.setup()
         host, port = split_address(settings.server.listen)

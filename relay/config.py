@@ -30,6 +30,9 @@ from relay.verify import SCHEMES, SourceConfig
 class ServerConfig(StrictModel):
     listen: str = Field("127.0.0.1:8080", description="host:port the ingress listens on")
     max_body_size: ByteSize = Field(1024 * 1024, description="largest body accepted (413 above)")
+    max_header_size: ByteSize = Field(
+        16 * 1024, description="largest total of request headers accepted (431 above)"
+    )
     read_timeout: Duration = Field(10.0, description="time allowed to read one request body")
     keepalive_timeout: Duration = Field(15.0, description="idle time before closing a connection")
     shutdown_grace: Duration = Field(

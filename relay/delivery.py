@@ -58,7 +58,7 @@ def outgoing_headers(event: EventPayload, claim: Claim) -> list[tuple[str, str]]
         for token in value.split(",")
     }
     headers = [
-        (name, value)
+        (name, _clean(value))
         for name, value in pairs
         if (low := name.lower()) not in DROPPED
         and low not in connection_named
@@ -71,6 +71,17 @@ def outgoing_headers(event: EventPayload, claim: Claim) -> list[tuple[str, str]]
         ("X-Relay-Source", event.source),
     ]
     return headers
+
+
+def _clean(value: str) -> str:
+    """A header value aiohttp can send: bytes that were not UTF-8 become U+FFFD.
+
+    aiohttp's server decodes header bytes with surrogateescape, and its C header writer
+    silently cuts a value at the first surrogate: ``caf\udce9 x`` would go out as ``caf``.
+    """
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def new_session(destination: DestinationConfig) -> aiohttp.ClientSession:

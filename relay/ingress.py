@@ -51,6 +51,7 @@ class Ingress:
         self._problems = problems
         self._max_body = settings.server.max_body_size
         self._read_timeout = settings.server.read_timeout
+        self._max_headers = settings.server.max_header_size
         self._sources = {
             s.name: Source(s, s.build_verifier(), settings.routes_for(s.name))
             for s in settings.sources
@@ -64,6 +65,8 @@ class Ingress:
         return app
 
     async def receive(self, request: web.Request) -> web.Response:
+        if sum(len(k) + len(v) + 4 for k, v in request.raw_headers) > self._max_headers:
+            return _json(431, {"error": "request headers too large"}, Connection="close")
         source = self._sources.get(request.match_info["source"])
         if source is None:
             return _json(404, {"error": "unknown source"})

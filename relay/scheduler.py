@@ -19,7 +19,7 @@ import aiohttp
 
 from relay import delivery, retry
 from relay.config import DestinationConfig
-from relay.store import AttemptRecord, Claim, Store
+from relay.store import AttemptRecord, Claim, EventPayload, Store
 
 log = logging.getLogger("relay.scheduler")
 
@@ -106,18 +106,18 @@ class Lane:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The lease stays: when it expires the delivery is tried again (at least once).
-            log.exception("scheduler.attempt_failed", extra={"fields": {"delivery": claim.id}})
+            # Recording failed (the database is down): the lease stays, and when it expires
+            # the delivery is claimed again. At least once, never lost.
+            log.exception("scheduler.record_failed", extra={"fields": {"delivery": claim.id}})
 
     async def _attempt(self, claim: Claim) -> None:
-        assert self._session is not None
         event = await self._store.load_event(claim.event_id)
         now = time.time()
         if event is None:  # deleted under us (pruned by hand): nothing left to send
             result = delivery.AttemptResult(now, 0.0, None, "event no longer stored", None, None)
             decision = retry.Decision("dead", now, "event no longer stored")
         else:
-            result = await delivery.attempt(self._session, self.destination, event, claim)
+            result = await self._send(event, claim)
             now = time.time()
             decision = retry.decide(
                 self.destination.retry,
@@ -158,6 +158,19 @@ class Lane:
                 }
             },
         )
+
+    async def _send(self, event: EventPayload, claim: Claim) -> delivery.AttemptResult:
+        """One attempt; a bug in it counts as a failed attempt, so the delivery still ends."""
+        assert self._session is not None
+        started = time.time()
+        try:
+            return await delivery.attempt(self._session, self.destination, event, claim)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("scheduler.attempt_bug", extra={"fields": {"delivery": claim.id}})
+            error = f"relay error: {type(exc).__name__}: {exc}"[:500]
+            return delivery.AttemptResult(started, 0.0, None, error, None, None)
 
     def request_stop(self) -> None:
         """Stop claiming: run() returns after its current step."""

@@ -1,0 +1,138 @@
+"""Bad input at the HTTP layer: clear answers, no 500, nothing lost, nothing wedged."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.helpers import Receiver, post, query, running, settings_for, sign, wait_for
+
+
+async def _raw(port: int, payload: bytes, read_timeout: float = 5.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        async with asyncio.timeout(read_timeout):
+            return await reader.read(65536)
+    finally:
+        writer.close()
+
+
+async def test_non_utf8_header_is_stored_and_delivered(tmp_path: Path, receiver: Receiver) -> None:
+    db = tmp_path / "relay.db"
+    body = b'{"type": "x"}'
+    request = (
+        b"POST /in/demo HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        b"X-Signature: " + sign(body).encode() + b"\r\n"
+        b"X-Odd: caf\xe9 \xff\xfe\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    async with running(settings_for(db, receiver.url)) as relay:
+        answer = await _raw(relay.port, request)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        await wait_for(lambda: query(db, "SELECT state FROM deliveries") == [("delivered",)])
+    assert receiver.received[0].body == body
+    # Undecodable bytes become U+FFFD; the rest of the value survives (not truncated).
+    assert receiver.received[0].headers["X-Odd"] == "caf\ufffd \ufffd\ufffd"
+
+
+async def test_huge_headers_get_431(tmp_path: Path, receiver: Receiver) -> None:
+    db = tmp_path / "relay.db"
+    request = (
+        b"POST /in/demo HTTP/1.1\r\nHost: relay\r\nX-Big: " + b"a" * 100_000 + b"\r\n"
+        b"Content-Length: 2\r\n\r\n{}"
+    )
+    async with running(settings_for(db, receiver.url)) as relay:
+        answer = await _raw(relay.port, request)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    assert query(db, "SELECT count(*) FROM events") == [(0,)]
+
+
+async def test_trickled_headers_are_cut_off(tmp_path: Path, receiver: Receiver) -> None:
+    """Slowloris: a client that never finishes its headers is closed after the timeout."""
+    db = tmp_path / "relay.db"
+    settings = settings_for(db, receiver.url, server={"keepalive_timeout": 1.0})
+    async with running(settings) as relay:
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        started = time.monotonic()
+        closed_after = None
+        try:
+            writer.write(b"POST /in/demo HTTP/1.1\r\n")
+            for i in range(40):  # one header line every 0.2 s: never done within 8 s
+                await asyncio.sleep(0.2)
+                if reader.at_eof():
+                    closed_after = time.monotonic() - started
+                    break
+                writer.write(b"X-Slow-%d: y\r\n" % i)
+                try:
+                    await writer.drain()
+                except ConnectionError:
+                    closed_after = time.monotonic() - started
+                    break
+                if (await _eof_soon(reader)) is True:
+                    closed_after = time.monotonic() - started
+                    break
+        finally:
+            writer.close()
+    assert closed_after is not None, "the trickling connection was never closed"
+    assert closed_after < 4.0
+
+
+async def _eof_soon(reader: asyncio.StreamReader) -> bool:
+    try:
+        async with asyncio.timeout(0.01):
+            data = await reader.read(1)
+    except TimeoutError:
+        return False
+    return data == b""
+
+
+async def test_trickled_body_gets_408_and_is_not_stored(tmp_path: Path, receiver: Receiver) -> None:
+    db = tmp_path / "relay.db"
+    settings = settings_for(db, receiver.url, server={"read_timeout": 0.5})
+    async with running(settings) as relay:
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(
+            b"POST /in/demo HTTP/1.1\r\nHost: r\r\nX-Signature: x\r\nContent-Length: 1000\r\n\r\n"
+        )
+        writer.write(b"{")
+        async with asyncio.timeout(5):
+            answer = await reader.read(4096)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert query(db, "SELECT count(*) FROM events") == [(0,)]
+
+
+async def test_gzip_bomb_is_refused(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    db = tmp_path / "relay.db"
+    bomb = gzip.compress(b"0" * (50 * 1024 * 1024))  # 50 MiB that packs to ~50 KiB
+    async with running(settings_for(db, receiver.url)) as relay:
+        url = f"http://127.0.0.1:{relay.port}/in/demo"
+        headers = {"Content-Encoding": "gzip", "X-Signature": "x"}
+        async with client.post(url, data=bomb, headers=headers) as response:
+            assert response.status == 413
+        status, _, _ = await post(client, relay.port, b'{"after": "bomb"}')
+        assert status == 200  # the relay is fine afterwards
+    assert query(db, "SELECT count(*) FROM events") == [(1,)]
+
+
+async def test_malformed_json_is_stored_without_key_or_type(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """A json: rule cannot apply to a body that is not JSON: the event is kept, not lost."""
+    db = tmp_path / "relay.db"
+    settings = settings_for(db, receiver.url, source={"idempotency_key": "json:/id"})
+    async with running(settings) as relay:
+        first = await post(client, relay.port, b"{not json")
+        second = await post(client, relay.port, b"{not json")
+        await wait_for(lambda: len(receiver.received) == 2)
+    assert (first[0], second[0]) == (200, 200)
+    assert first[2]["id"] != second[2]["id"]  # no key, so never a duplicate
+    assert query(db, "SELECT idempotency_key, event_type FROM events") == [(None, None)] * 2
