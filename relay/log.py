@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any, Literal
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 Format = Literal["auto", "logfmt", "json"]
 
 
@@ -56,6 +58,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class ClientGarbage(logging.Filter):
+    """Malformed requests are the client's problem: one debug line, never a traceback.
+
+    aiohttp logs each unparsable request with a traceback, so anyone could flood the log.
+    Errors raised inside relay's own handlers still pass through in full.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.msg, record.args = "http.bad_request", ()
+            record.fields = {"reason": str(exc.message).splitlines()[0][:200]}
+            record.exc_info = None
+            return record.levelno >= logging.getLogger("relay").getEffectiveLevel()
+        return True
+
+
 def setup(level: str = "info", fmt: Format = "auto") -> None:
     handler = logging.StreamHandler(sys.stdout)
     journald = bool(os.environ.get("JOURNAL_STREAM"))
@@ -67,3 +87,8 @@ def setup(level: str = "info", fmt: Format = "auto") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    server = logging.getLogger("aiohttp")
+    server.handlers[:] = [handler]
+    server.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+    server.propagate = False
+    handler.addFilter(ClientGarbage())
