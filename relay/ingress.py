@@ -19,7 +19,7 @@ from relay.config import Settings
 from relay.errors import StorageUnavailable
 from relay.extract import Parsed, extract
 from relay.ids import new_event_id
-from relay.store import NewEvent, Writer
+from relay.store import NewEvent, Stored, Writer
 from relay.verify import Inbound, Rejected, SourceConfig, Verifier
 
 log = logging.getLogger("relay.ingress")
@@ -43,6 +43,15 @@ def _json(status: int, payload: dict[str, object], **headers: str) -> web.Respon
     )
 
 
+def _accepted(stored: Stored) -> web.Response:
+    flag = "true" if stored.duplicate else "false"
+    headers = {"X-Relay-Event-Id": stored.event_id}
+    if stored.duplicate:
+        headers["X-Relay-Duplicate"] = "true"
+    body = f'{{"id": "{stored.event_id}", "duplicate": {flag}}}'.encode()
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
 class Ingress:
     def __init__(
         self, settings: Settings, writer: Writer, problems: Callable[[], list[str]]
@@ -59,10 +68,19 @@ class Ingress:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body, handler_args={})
-        app.router.add_post("/in/{source}", self.receive)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
+        expect = self.expect
+        app.router.add_post("/in/{source}", self.receive, expect_handler=expect)
+        app.router.add_get("/healthz", self.healthz, expect_handler=expect)
+        app.router.add_get("/readyz", self.readyz, expect_handler=expect)
+        # Last: everything else, so no request reaches aiohttp's own 404/405 routes, whose
+        # Expect handling answers 500 to odd bytes.
+        app.router.add_route("*", "/{path:.*}", self.elsewhere, expect_handler=expect)
         return app
+
+    async def elsewhere(self, request: web.Request) -> web.Response:
+        if request.path.startswith("/in/") and request.method != "POST":
+            return _json(405, {"error": "use POST"}, Allow="POST")
+        return _json(404, {"error": "not found"})
 
     async def receive(self, request: web.Request) -> web.Response:
         if sum(len(k) + len(v) + 4 for k, v in request.raw_headers) > self._max_headers:
@@ -74,15 +92,18 @@ class Ingress:
         if length is not None and length > self._max_body:
             return self._too_large()
         try:
-            async with asyncio.timeout(self._read_timeout):
+            if request.content.is_eof():  # all of it already arrived: no timer needed
                 body = await request.read()
+            else:
+                async with asyncio.timeout(self._read_timeout):
+                    body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._too_large()
         except TimeoutError:
             return _json(408, {"error": "body not received in time"}, Connection="close")
         now = time.time()
         headers = request.headers
-        inbound = Inbound(request.method, str(request.url), headers, body, request.remote)
+        inbound = Inbound(request.method, lambda: str(request.url), headers, body, request.remote)
         try:
             source.verifier.verify(inbound, now)
         except Rejected as exc:
@@ -114,10 +135,21 @@ class Ingress:
             stored = await self._writer.ingest(event)
         except StorageUnavailable:
             return _json(503, {"error": "cannot store events right now"}, **{"Retry-After": "5"})
-        extra = {"X-Relay-Event-Id": stored.event_id}
-        if stored.duplicate:
-            extra["X-Relay-Duplicate"] = "true"
-        return _json(200, {"id": stored.event_id, "duplicate": stored.duplicate}, **extra)
+        return _accepted(stored)
+
+    async def expect(self, request: web.Request) -> web.Response | None:
+        """``Expect: 100-continue``: refuse a declared oversized body before it is sent.
+
+        Replaces aiohttp's default handler, which answers 500 when the header's value is not
+        valid UTF-8 (it echoes the value into its error text).
+        """
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return _json(417, {"error": "only Expect: 100-continue is supported"})
+        length = request.content_length
+        if length is not None and length > self._max_body:
+            return self._too_large()
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
 
     def _too_large(self) -> web.Response:
         return _json(413, {"error": f"body larger than {self._max_body} bytes"}, Connection="close")

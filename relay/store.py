@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -95,6 +96,37 @@ class EventPayload:
     body: bytes
 
 
+class RecentEvents:
+    """Payloads of events just committed, so their first delivery need not read them back.
+
+    Bounded in bytes; on a miss (evicted, or after a restart) the reader fetches from SQLite,
+    which stays the only source of truth.
+    """
+
+    MAX_BYTES = 8 * 1024 * 1024
+    MAX_ONE = 256 * 1024
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, EventPayload] = OrderedDict()
+        self._bytes = 0
+
+    def add(self, event: NewEvent) -> None:
+        size = len(event.body) + len(event.headers)
+        if size > self.MAX_ONE:
+            return
+        payload = EventPayload(
+            event.id, event.source, event.content_type, event.headers, event.body
+        )
+        self._items[event.id] = payload
+        self._bytes += size
+        while self._bytes > self.MAX_BYTES:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= len(old.body) + len(old.headers)
+
+    def get(self, event_id: str) -> EventPayload | None:
+        return self._items.get(event_id)
+
+
 class _Kind(Enum):
     INGEST = 1
     CLAIM = 2
@@ -124,7 +156,7 @@ class Writer:
     """The only task that writes. See the module docstring."""
 
     def __init__(
-        self, db: aiosqlite.Connection, max_batch: int, on_commit: Callable[[set[str]], None]
+        self, db: aiosqlite.Connection, max_batch: int, on_commit: Callable[[list[NewEvent]], None]
     ) -> None:
         self._db = db
         self._max_batch = max_batch
@@ -192,7 +224,7 @@ class Writer:
 
     async def _commit(self, batch: list[_Op]) -> None:
         try:
-            destinations = await self._apply(batch)
+            stored = await self._apply(batch)
         except Exception as exc:
             await self._rollback()
             if len(batch) > 1 and not _is_storage_fault(exc):
@@ -207,8 +239,8 @@ class Writer:
         for op in batch:
             if not op.future.done():
                 op.future.set_result(op.result)
-        if destinations:
-            self._on_commit(destinations)
+        if stored:
+            self._on_commit(stored)
 
     def _fail(self, batch: list[_Op], exc: Exception) -> None:
         if _is_storage_fault(exc):
@@ -227,11 +259,12 @@ class Writer:
             if self._db.in_transaction:
                 await self._db.execute("ROLLBACK")
 
-    async def _apply(self, batch: list[_Op]) -> set[str]:
+    async def _apply(self, batch: list[_Op]) -> list[NewEvent]:
+        """Run the batch in one transaction; returns the events newly stored by it."""
         db, q = self._db, self._q
         await db.execute("BEGIN IMMEDIATE")
         ingests = [op for op in batch if op.kind is _Kind.INGEST]
-        destinations = await self._insert_events(ingests) if ingests else set()
+        stored = await self._insert_events(ingests) if ingests else []
         records = [op.payload for op in batch if op.kind is _Kind.RECORD]
         if records:
             await db.executemany(q["insert_attempt"], [_attempt_row(r) for r in records])
@@ -244,9 +277,9 @@ class Writer:
                 cursor = await db.execute(*op.payload)
                 op.result = cursor.rowcount
         await db.execute("COMMIT")
-        return destinations
+        return stored
 
-    async def _insert_events(self, ops: list[_Op]) -> set[str]:
+    async def _insert_events(self, ops: list[_Op]) -> list[NewEvent]:
         db, q = self._db, self._q
         events: list[NewEvent] = [op.payload for op in ops]
         await db.executemany(q["insert_event"], [_event_row(e) for e in events])
@@ -261,13 +294,13 @@ class Writer:
             )
             inserted -= {e.id for e in keyed} - {row[0] for row in rows}
         deliveries: list[tuple[str, str, float, float, float]] = []
-        destinations: set[str] = set()
+        stored: list[NewEvent] = []
         for op, event in zip(ops, events, strict=True):
             if event.id in inserted:
                 op.result = Stored(event.id, duplicate=False)
                 now = event.received_at
                 deliveries.extend((event.id, d, now, now, now) for d in event.destinations)
-                destinations.update(event.destinations)
+                stored.append(event)
             else:
                 found = await db.execute_fetchall(
                     q["find_original"], (event.source, event.idempotency_key)
@@ -275,7 +308,7 @@ class Writer:
                 op.result = Stored(next(iter(found))[0], duplicate=True)
         if deliveries:
             await db.executemany(q["insert_delivery"], deliveries)
-        return destinations
+        return stored
 
 
 def _event_row(e: NewEvent) -> tuple[Any, ...]:
@@ -328,7 +361,8 @@ class Store:
         self._wdb = writer_db
         self._rdb = reader_db
         self._listeners: list[Callable[[set[str]], None]] = []
-        self.writer = Writer(writer_db, config.max_batch, self._notify)
+        self._recent = RecentEvents()
+        self.writer = Writer(writer_db, config.max_batch, self._committed)
         self._task: asyncio.Task[None] | None = None
         self._q = sql.queries()
         self.path = config.path
@@ -357,9 +391,15 @@ class Store:
         """Called after each commit with the destinations that got new deliveries."""
         self._listeners.append(listener)
 
-    def _notify(self, destinations: set[str]) -> None:
-        for listener in self._listeners:
-            listener(destinations)
+    def _committed(self, events: list[NewEvent]) -> None:
+        destinations: set[str] = set()
+        for event in events:
+            if event.destinations:
+                self._recent.add(event)
+                destinations.update(event.destinations)
+        if destinations:
+            for listener in self._listeners:
+                listener(destinations)
 
     async def close(self) -> None:
         """Commit what is queued, checkpoint the WAL and close both connections."""
@@ -383,6 +423,9 @@ class Store:
         return float(value) if value is not None else None
 
     async def load_event(self, event_id: str) -> EventPayload | None:
+        recent = self._recent.get(event_id)
+        if recent is not None:
+            return recent
         rows = list(await self._rdb.execute_fetchall(self._q["events_for_delivery"], (event_id,)))
         return EventPayload(*rows[0]) if rows else None
 

@@ -182,6 +182,10 @@ async def test_unknown_source_is_404(
     db = tmp_path / "relay.db"
     async with running(settings_for(db, receiver.url)) as relay:
         status, _, _ = await post(client, relay.port, BODY, source="nope")
+        async with client.get(f"http://127.0.0.1:{relay.port}/in/demo") as wrong_method:
+            assert wrong_method.status == 405
+        async with client.post(f"http://127.0.0.1:{relay.port}/admin") as elsewhere:
+            assert elsewhere.status == 404
     assert status == 404
     assert query(db, "SELECT count(*) FROM events") == [(0,)]
 

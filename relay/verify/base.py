@@ -8,20 +8,35 @@ the raw bytes and headers. It returns nothing when the request is authentic and 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 
-@dataclass(frozen=True, slots=True)
 class Inbound:
     """What a verifier may look at: one received request, exactly as it arrived."""
 
-    method: str
-    url: str  # the public URL as the sender saw it (some schemes sign it)
-    headers: Mapping[str, str]  # case-insensitive
-    body: bytes
-    remote: str | None
+    __slots__ = ("_url", "body", "headers", "method", "remote")
+
+    def __init__(
+        self,
+        method: str,
+        url: str | Callable[[], str],
+        headers: Mapping[str, str],
+        body: bytes,
+        remote: str | None,
+    ) -> None:
+        self.method = method
+        self._url = url
+        self.headers = headers  # case-insensitive
+        self.body = body
+        self.remote = remote
+
+    @property
+    def url(self) -> str:
+        """The URL as the sender saw it (some schemes sign it); built only when asked."""
+        if callable(self._url):
+            self._url = self._url()
+        return self._url
 
 
 class Rejected(Exception):

@@ -136,3 +136,37 @@ async def test_malformed_json_is_stored_without_key_or_type(
     assert (first[0], second[0]) == (200, 200)
     assert first[2]["id"] != second[2]["id"]  # no key, so never a duplicate
     assert query(db, "SELECT idempotency_key, event_type FROM events") == [(None, None)] * 2
+
+
+async def test_odd_expect_header_is_417_not_500(tmp_path: Path, receiver: Receiver) -> None:
+    """Found by the fuzz test: aiohttp's default handler answered 500 to this."""
+    db = tmp_path / "relay.db"
+    request = (
+        b"POST /in/demo HTTP/1.1\r\nHost: r\r\nExpect: \xff\xfe\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    async with running(settings_for(db, receiver.url)) as relay:
+        answer = await _raw(relay.port, request)
+    assert answer.startswith(b"HTTP/1.1 417"), answer[:80]
+
+
+async def test_expect_continue_refuses_oversized_body_before_upload(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    db = tmp_path / "relay.db"
+    settings = settings_for(db, receiver.url, server={"max_body_size": 1000})
+    head = b"POST /in/demo HTTP/1.1\r\nHost: r\r\nExpect: 100-continue\r\n"
+    async with running(settings) as relay:
+        refused = await _raw(relay.port, head + b"Content-Length: 5000\r\n\r\n")
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(
+            head + b"Content-Length: 2\r\nX-Signature: " + sign(b"{}").encode() + b"\r\n\r\n"
+        )
+        async with asyncio.timeout(5):
+            interim = await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"{}")
+        async with asyncio.timeout(5):
+            final = await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+    assert refused.startswith(b"HTTP/1.1 413"), refused[:80]
+    assert interim.startswith(b"HTTP/1.1 100"), interim
+    assert final.startswith(b"HTTP/1.1 200"), final

@@ -31,7 +31,7 @@ KNOWN = st.sampled_from(
     ]
 )
 PATHS = st.sampled_from(["/in/demo", "/in/nope", "/in/%ff%fe", "/in/", "/healthz", "/in/demo?x=1"])
-ALLOWED = {200, 400, 401, 404, 405, 408, 413, 415, 431}
+ALLOWED = {200, 400, 401, 404, 405, 408, 413, 415, 417, 431}
 
 
 @pytest.fixture(scope="module")
