@@ -8,13 +8,11 @@ system call; the time part is encoded once per millisecond.
 
 from __future__ import annotations
 
-import base64
 import random
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# RFC 4648 base32 letters -> Crockford's, so the C encoder does the random part.
-_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
 _last_millis = -1
 _last_prefix = ""
 
@@ -33,5 +31,10 @@ def _time_part(millis: int) -> str:
 
 def new_event_id(now: float | None = None) -> str:
     millis = int((time.time() if now is None else now) * 1000) & ((1 << 48) - 1)
-    noise = base64.b32encode(random.getrandbits(80).to_bytes(10, "big"))
-    return "evt_" + _time_part(millis) + noise.translate(_FROM_RFC4648).decode()
+    noise = random.getrandbits(80)
+    p = _PAIRS
+    return (
+        f"evt_{_time_part(millis)}{p[noise >> 70]}{p[(noise >> 60) & 1023]}"
+        f"{p[(noise >> 50) & 1023]}{p[(noise >> 40) & 1023]}{p[(noise >> 30) & 1023]}"
+        f"{p[(noise >> 20) & 1023]}{p[(noise >> 10) & 1023]}{p[noise & 1023]}"
+    )

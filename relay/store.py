@@ -17,6 +17,7 @@ import os
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -153,12 +154,22 @@ def _is_storage_fault(exc: BaseException) -> bool:
 
 
 class Writer:
-    """The only task that writes. See the module docstring."""
+    """The only writer. See the module docstring.
+
+    Each batch is one call on the writer's own thread, which runs BEGIN … COMMIT with the
+    plain ``sqlite3`` module: one thread round trip per transaction, however many requests
+    it carries (aiosqlite would take one per statement). Readers use aiosqlite.
+    """
 
     def __init__(
-        self, db: aiosqlite.Connection, max_batch: int, on_commit: Callable[[list[NewEvent]], None]
+        self,
+        db: sqlite3.Connection,
+        thread: ThreadPoolExecutor,
+        max_batch: int,
+        on_commit: Callable[[list[NewEvent]], None],
     ) -> None:
         self._db = db
+        self._thread = thread
         self._max_batch = max_batch
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Op | object] = asyncio.Queue()
@@ -223,10 +234,10 @@ class Writer:
         self._queue.put_nowait(_STOP)
 
     async def _commit(self, batch: list[_Op]) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            stored = await self._apply(batch)
+            stored = await loop.run_in_executor(self._thread, self._transaction, batch)
         except Exception as exc:
-            await self._rollback()
             if len(batch) > 1 and not _is_storage_fault(exc):
                 # One bad op must not fail the others: retry each in a transaction of its own.
                 for op in batch:
@@ -248,50 +259,58 @@ class Writer:
             log.error("store.write_failed", extra={"fields": {"error": self.last_error}})
             error: Exception = StorageUnavailable(str(exc))
         else:
-            log.exception("store.op_failed")
+            log.exception("store.op_failed", exc_info=exc)
             error = exc
         for op in batch:
             if not op.future.done():
                 op.future.set_exception(error)
 
-    async def _rollback(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            if self._db.in_transaction:
-                await self._db.execute("ROLLBACK")
+    # -- on the writer's thread ------------------------------------------------------------
 
-    async def _apply(self, batch: list[_Op]) -> list[NewEvent]:
-        """Run the batch in one transaction; returns the events newly stored by it."""
-        db, q = self._db, self._q
-        await db.execute("BEGIN IMMEDIATE")
-        ingests = [op for op in batch if op.kind is _Kind.INGEST]
-        stored = await self._insert_events(ingests) if ingests else []
-        records = [op.payload for op in batch if op.kind is _Kind.RECORD]
-        if records:
-            await db.executemany(q["insert_attempt"], [_attempt_row(r) for r in records])
-            await db.executemany(q["finish_attempt"], [_finish_params(r) for r in records])
-        for op in batch:
-            if op.kind is _Kind.CLAIM:
-                rows = await db.execute_fetchall(q["claim_due"], op.payload)
-                op.result = [Claim(*row) for row in rows]
-            elif op.kind is _Kind.EXEC:
-                cursor = await db.execute(*op.payload)
-                op.result = cursor.rowcount
-        await db.execute("COMMIT")
+    def _transaction(self, batch: list[_Op]) -> list[NewEvent]:
+        """BEGIN … COMMIT for the whole batch; ROLLBACK and re-raise on any error."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            stored = self._apply(batch)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
         return stored
 
-    async def _insert_events(self, ops: list[_Op]) -> list[NewEvent]:
+    def _apply(self, batch: list[_Op]) -> list[NewEvent]:
+        """The batch's statements; returns the events newly stored by it."""
+        db, q = self._db, self._q
+        ingests = [op for op in batch if op.kind is _Kind.INGEST]
+        stored = self._insert_events(ingests) if ingests else []
+        records = [op.payload for op in batch if op.kind is _Kind.RECORD]
+        if records:
+            db.executemany(q["insert_attempt"], [_attempt_row(r) for r in records])
+            db.executemany(q["finish_attempt"], [_finish_params(r) for r in records])
+        for op in batch:
+            if op.kind is _Kind.CLAIM:
+                rows = db.execute(q["claim_due"], op.payload).fetchall()
+                op.result = [Claim(*row) for row in rows]
+            elif op.kind is _Kind.EXEC:
+                op.result = db.execute(*op.payload).rowcount
+        return stored
+
+    def _insert_events(self, ops: list[_Op]) -> list[NewEvent]:
         db, q = self._db, self._q
         events: list[NewEvent] = [op.payload for op in ops]
-        await db.executemany(q["insert_event"], [_event_row(e) for e in events])
+        db.executemany(q["insert_event"], [_event_row(e) for e in events])
         inserted = {e.id for e in events}
         keyed = [e for e in events if e.idempotency_key is not None]
         if keyed:
             # The UNIQUE index decided: an event whose row is absent was a duplicate.
             marks = ",".join("?" * len(keyed))
-            rows = await db.execute_fetchall(
+            rows = db.execute(
                 f"SELECT id FROM events WHERE id IN ({marks})",  # noqa: S608 - only '?' marks
                 [e.id for e in keyed],
-            )
+            ).fetchall()
             inserted -= {e.id for e in keyed} - {row[0] for row in rows}
         deliveries: list[tuple[str, str, float, float, float]] = []
         stored: list[NewEvent] = []
@@ -302,12 +321,10 @@ class Writer:
                 deliveries.extend((event.id, d, now, now, now) for d in event.destinations)
                 stored.append(event)
             else:
-                found = await db.execute_fetchall(
-                    q["find_original"], (event.source, event.idempotency_key)
-                )
-                op.result = Stored(next(iter(found))[0], duplicate=True)
+                found = db.execute(q["find_original"], (event.source, event.idempotency_key))
+                op.result = Stored(found.fetchone()[0], duplicate=True)
         if deliveries:
-            await db.executemany(q["insert_delivery"], deliveries)
+            db.executemany(q["insert_delivery"], deliveries)
         return stored
 
 
@@ -354,15 +371,17 @@ class Store:
 
     def __init__(
         self,
-        writer_db: aiosqlite.Connection,
+        writer_db: sqlite3.Connection,
+        writer_thread: ThreadPoolExecutor,
         reader_db: aiosqlite.Connection,
         config: StorageConfig,
     ) -> None:
         self._wdb = writer_db
+        self._wthread = writer_thread
         self._rdb = reader_db
         self._listeners: list[Callable[[set[str]], None]] = []
         self._recent = RecentEvents()
-        self.writer = Writer(writer_db, config.max_batch, self._committed)
+        self.writer = Writer(writer_db, writer_thread, config.max_batch, self._committed)
         self._task: asyncio.Task[None] | None = None
         self._q = sql.queries()
         self.path = config.path
@@ -372,17 +391,23 @@ class Store:
         """Open (creating if needed) and migrate the database; StorageError if impossible."""
         path = config.path
         _create_private(path)
+        loop = asyncio.get_running_loop()
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-writer")
         try:
-            wdb = await _connect(path, config)
-            await migrate(wdb, path)
-            rdb = await _connect(path, config)
+            wdb = await loop.run_in_executor(thread, _open_writer, path, config)
+            rdb = await aiosqlite.connect(path, isolation_level=None)
+            await rdb.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
             await rdb.execute("PRAGMA query_only = ON")
         except sqlite3.DatabaseError as exc:
+            thread.shutdown(wait=False)
             raise StorageError(
                 f"{path}: cannot open the database ({exc}); if the file is damaged, restore "
                 "a backup or point storage.path at a new file"
             ) from None
-        return cls(wdb, rdb, config)
+        except BaseException:
+            thread.shutdown(wait=False)
+            raise
+        return cls(wdb, thread, rdb, config)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.writer.run(), name="relay-writer")
@@ -406,10 +431,10 @@ class Store:
         if self._task is not None:
             self.writer.stop()
             await self._task
-        with contextlib.suppress(sqlite3.Error):
-            await self._wdb.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await self._rdb.close()
-        await self._wdb.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._wthread, _close_writer, self._wdb)
+        self._wthread.shutdown(wait=True)
 
     @property
     def healthy(self) -> bool:
@@ -443,25 +468,32 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
-async def _connect(path: Path, config: StorageConfig) -> aiosqlite.Connection:
-    db = await aiosqlite.connect(path, isolation_level=None)
+def _open_writer(path: Path, config: StorageConfig) -> sqlite3.Connection:
+    """On the writer thread: connect, set the pragmas, migrate."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
     try:
-        await db.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
-        mode = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
-        if not mode or str(mode[0][0]).lower() != "wal":
+        db.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()
+        if not mode or str(mode[0]).lower() != "wal":
             raise StorageError(f"{path}: could not switch to WAL mode (got {mode})")
-        await db.execute(f"PRAGMA synchronous = {config.durability.upper()}")
-        await db.execute("PRAGMA foreign_keys = ON")
+        db.execute(f"PRAGMA synchronous = {config.durability.upper()}")
+        db.execute("PRAGMA foreign_keys = ON")
+        migrate(db, path)
     except BaseException:
-        await db.close()
+        db.close()
         raise
     return db
 
 
-async def migrate(db: aiosqlite.Connection, path: Path | str = "database") -> int:
+def _close_writer(db: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def migrate(db: sqlite3.Connection, path: Path | str = "database") -> int:
     """Apply every migration newer than ``PRAGMA user_version``, each atomically."""
-    rows = list(await db.execute_fetchall("PRAGMA user_version"))
-    current = int(rows[0][0])
+    current = int(db.execute("PRAGMA user_version").fetchone()[0])
     known = sql.migrations()
     latest = known[-1][0] if known else 0
     if current > latest:
@@ -473,12 +505,12 @@ async def migrate(db: aiosqlite.Connection, path: Path | str = "database") -> in
         if number <= current:
             continue
         try:
-            await db.executescript(
+            db.executescript(
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
             )
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
-                await db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
             raise StorageError(f"{path}: migration {name} failed: {exc}") from None
         log.info("store.migrated", extra={"fields": {"migration": name}})
     return latest
