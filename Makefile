@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench soak clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -43,8 +43,15 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Ingest benchmark (about 5 minutes on 2 cores); needs wrk, installed here when root.
 bench: setup
+	@command -v wrk > /dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  apt-get install -y -qq wrk; } || { echo "bench: install wrk (apt-get install wrk)"; exit 1; }
 	$(BIN)/python bench/ingest.py
+
+# Soak: 10 minutes at a steady 200 req/s with a receiver failing 10% (docs/benchmarks.md).
+soak: setup
+	$(BIN)/python bench/soak.py --minutes 10 --rate 200
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

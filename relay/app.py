@@ -20,6 +20,7 @@ from aiohttp import web
 from relay import sql
 from relay.config import Settings, split_address
 from relay.ingress import Ingress
+from relay.listener import BoundedSite
 from relay.scheduler import Scheduler
 from relay.store import Store
 
@@ -75,7 +76,13 @@ class Relay:
         )
         await self._runner.setup()
         host, port = split_address(settings.server.listen)
-        site = web.TCPSite(self._runner, host, port, backlog=1024)
+        site = BoundedSite(
+            self._runner,
+            host,
+            port,
+            max_connections=settings.server.max_connections,
+            backlog=1024,
+        )
         await site.start()
         log.info("relay.ready", extra={"fields": {"listen": self.address, "db": str(store.path)}})
 

@@ -35,6 +35,9 @@ class ServerConfig(StrictModel):
     )
     read_timeout: Duration = Field(10.0, description="time allowed to read one request body")
     keepalive_timeout: Duration = Field(15.0, description="idle time before closing a connection")
+    max_connections: int = Field(
+        1000, ge=1, description="open connections at once; more are answered 503 and closed"
+    )
     shutdown_grace: Duration = Field(
         10.0, description="on SIGTERM, how long in-flight deliveries may finish"
     )

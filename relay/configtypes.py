@@ -143,6 +143,11 @@ def check_rule(raw: Any) -> str | None:
 Rule = Annotated[str | None, BeforeValidator(check_rule)]
 
 
+class RateLimit(StrictModel):
+    rate: float = Field(gt=0, description="requests per second, on average")
+    burst: int = Field(gt=0, description="requests allowed at once before the rate applies")
+
+
 class SourceBase(StrictModel):
     """What every source has, whatever verifies it. Verifier modules subclass this.
 
@@ -153,3 +158,5 @@ class SourceBase(StrictModel):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     idempotency_key: Rule = None
     event_type: Rule = None
+    rate_limit: RateLimit | None = None  # for the whole source; 429 with Retry-After above
+    client_rate_limit: RateLimit | None = None  # for each client address of the source

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from relay.config import Settings
 from relay.errors import StorageUnavailable
 from relay.extract import Parsed, extract
 from relay.ids import new_event_id
+from relay.ratelimit import Buckets, TokenBucket
 from relay.store import NewEvent, Stored, Writer
 from relay.verify import Inbound, Rejected, SourceConfig, Verifier
 
@@ -32,6 +34,29 @@ class Source:
     config: SourceConfig
     verifier: Verifier
     destinations: tuple[str, ...]
+    limit: TokenBucket | None
+    client_limits: Buckets | None
+
+    @classmethod
+    def build(cls, config: SourceConfig, destinations: tuple[str, ...], now: float) -> Source:
+        limit = config.rate_limit
+        per_client = config.client_rate_limit
+        return cls(
+            config,
+            config.build_verifier(),
+            destinations,
+            TokenBucket(limit.rate, limit.burst, now) if limit else None,
+            Buckets(per_client.rate, per_client.burst) if per_client else None,
+        )
+
+    def wait(self, client: str | None, now: float) -> float:
+        """Seconds the client must wait (0.0: go ahead). The per-client limit goes first,
+        so one noisy address does not spend the whole source's allowance."""
+        if self.client_limits is not None:
+            wait = self.client_limits.take(client or "-", now)
+            if wait:
+                return wait
+        return self.limit.take(now) if self.limit is not None else 0.0
 
 
 def _json(status: int, payload: dict[str, object], **headers: str) -> web.Response:
@@ -61,9 +86,9 @@ class Ingress:
         self._max_body = settings.server.max_body_size
         self._read_timeout = settings.server.read_timeout
         self._max_headers = settings.server.max_header_size
+        now = time.monotonic()
         self._sources = {
-            s.name: Source(s, s.build_verifier(), settings.routes_for(s.name))
-            for s in settings.sources
+            s.name: Source.build(s, settings.routes_for(s.name), now) for s in settings.sources
         }
 
     def app(self) -> web.Application:
@@ -88,6 +113,11 @@ class Ingress:
         source = self._sources.get(request.match_info["source"])
         if source is None:
             return _json(404, {"error": "unknown source"})
+        wait = source.wait(request.remote, time.monotonic())
+        if wait:
+            return _json(
+                429, {"error": "rate limit exceeded"}, **{"Retry-After": str(math.ceil(wait))}
+            )
         length = request.content_length
         if length is not None and length > self._max_body:
             return self._too_large()
