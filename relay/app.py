@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from typing import Any
 
 from aiohttp import web
 
-from relay import sql
+from relay import sql, systemd
 from relay.config import Settings, split_address
 from relay.ingress import Ingress
 from relay.listener import BoundedSite
@@ -124,7 +125,7 @@ class Relay:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop in order."""
+    """Run until SIGTERM or SIGINT, then stop in order; speaks sd_notify under systemd."""
     relay = Relay(settings)
     try:
         await relay.start()
@@ -133,12 +134,26 @@ async def serve(settings: Settings) -> None:
         raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # A second SIGTERM (a onefile binary's bootloader forwards one too) only sets the same
+    # event again: the orderly stop below runs once.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_not_supported)
+    systemd.notify(f"READY=1\nSTATUS=listening on {relay.address}\nMAINPID={os.getpid()}")
+    interval = systemd.watchdog_interval()
+    pinger = asyncio.create_task(systemd.watchdog(interval)) if interval else None
     try:
         await stop.wait()
     finally:
+        systemd.notify("STOPPING=1")
         await relay.stop()
+        if pinger is not None:
+            pinger.cancel()
+            await asyncio.gather(pinger, return_exceptions=True)
+
+
+def _reload_not_supported() -> None:
+    log.warning("relay.reload_ignored", extra={"fields": {"hint": "restart to apply changes"}})
 
 
 def run(coro: Any) -> None:

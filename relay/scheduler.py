@@ -24,6 +24,7 @@ from relay.store import AttemptRecord, Claim, EventPayload, Store
 log = logging.getLogger("relay.scheduler")
 
 LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt timeout
+REFILL_WAIT = 0.005  # longest a lane waits for more free slots before claiming a few
 MAX_BACKOFF = 30.0  # longest pause of a failing lane
 
 
@@ -38,6 +39,8 @@ class Lane:
         self._inflight: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
+        self._refill_at = max(1, destination.max_concurrency // 2)
+        self._hold_until: float | None = None
         self.healthy = True
         self.last_error: str | None = None
 
@@ -73,6 +76,15 @@ class Lane:
         if free <= 0:
             await self._sleep(None)  # a finishing attempt wakes us
             return
+        if self._inflight and free < self._refill_at:
+            # Under load, claim in batches: one claim query per few deliveries, not per one.
+            clock = time.monotonic()
+            if self._hold_until is None:
+                self._hold_until = clock + REFILL_WAIT
+            if clock < self._hold_until:
+                await self._sleep(self._hold_until - clock)
+                return
+        self._hold_until = None
         now = time.time()
         lease = self.destination.timeout + LEASE_MARGIN
         claims = await self._store.writer.claim(self.name, now, free, lease)

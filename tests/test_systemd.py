@@ -1,0 +1,97 @@
+"""The relay speaks sd_notify: READY=1 once it answers, WATCHDOG=1 on time, STOPPING=1."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.process import write_config
+
+
+def _listening_port(log: Path) -> int | None:
+    for line in log.read_text().splitlines():
+        if "msg=relay.ready" in line:
+            return int(line.rsplit(":", 1)[1].split()[0])
+    return None
+
+
+def test_ready_watchdog_and_stopping(tmp_path: Path) -> None:
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(10)
+    config = write_config(tmp_path / "relay.toml", tmp_path / "relay.db", "http://127.0.0.1:9/")
+    log = tmp_path / "relay.log"
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "relay", "serve", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        first = sock.recv(4096).decode()
+        assert first.startswith("READY=1"), first
+        # When READY=1 arrives the port already answers.
+        port = _listening_port(log)
+        assert port is not None
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+            assert answer.status == 200
+
+        pings = []
+        deadline = time.monotonic() + 5
+        while len(pings) < 5 and time.monotonic() < deadline:
+            message = sock.recv(4096).decode()
+            if message == "WATCHDOG=1":
+                pings.append(time.monotonic())
+        assert len(pings) == 5
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
+        assert all(0.05 < gap < 0.3 for gap in gaps), gaps  # half of 200 ms, give or take
+
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)  # twice, as a onefile bootloader may forward it
+        messages = []
+        for _ in range(20):  # bounded: a few watchdog pings may still come first
+            messages.append(sock.recv(4096).decode())
+            if messages[-1] == "STOPPING=1":
+                break
+        assert messages[-1] == "STOPPING=1"
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sock.close()
+
+
+def test_sighup_does_not_stop_the_relay(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "relay.toml", tmp_path / "relay.db", "http://127.0.0.1:9/")
+    log = tmp_path / "relay.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "relay", "serve", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while _listening_port(log) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert proc.poll() is None, log.read_text()
+        assert "relay.reload_ignored" in log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
