@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test lint format bench soak clean
+.PHONY: setup run test lint format bench soak binary clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -52,6 +52,14 @@ bench: setup
 # Soak: 10 minutes at a steady 200 req/s with a receiver failing 10% (docs/benchmarks.md).
 soak: setup
 	$(BIN)/python bench/soak.py --minutes 10 --rate 200
+
+# The single executable: dist/relay (PyInstaller onefile, packaging/relay.spec).
+binary: setup
+	$(UV) sync --locked --group build --python $(PYTHON)
+	git rev-parse --short HEAD > relay/_commit.txt 2>/dev/null || echo unknown > relay/_commit.txt
+	cd packaging && ../$(BIN)/pyinstaller --noconfirm --clean --log-level WARN \
+	  --distpath ../dist --workpath ../build relay.spec
+	@ls -l dist/relay
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

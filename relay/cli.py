@@ -43,10 +43,17 @@ def _commit() -> str:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
+    import aiohttp
+    from aiohttp import http_parser
+
     python = sys.version.split()[0]
+    # A frozen build that lost aiohttp's C extension would fall back to the slow pure-Python
+    # parser without a word; say which one is in use.
+    c_parser = http_parser.HttpRequestParser.__module__.endswith("_http_parser")
     print(
         f"relay {__version__} (commit {_commit()}, Python {python}, "
-        f"SQLite {sqlite3.sqlite_version})"
+        f"SQLite {sqlite3.sqlite_version}, aiohttp {aiohttp.__version__} "
+        f"{'C' if c_parser else 'Python'} parser)"
     )
     return 0
 

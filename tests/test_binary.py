@@ -1,0 +1,60 @@
+"""The single executable built by `make binary`: a real round trip, then a clean stop.
+
+Skipped when dist/relay has not been built (`make binary`); CI builds it first.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.helpers import Receiver, post, query, wait_for
+from tests.process import READY, write_config
+
+BINARY = Path(__file__).resolve().parent.parent / "dist" / "relay"
+
+pytestmark = pytest.mark.skipif(
+    not BINARY.exists(), reason="dist/relay not built; run `make binary` first"
+)
+
+
+def test_binary_version_uses_the_c_parser() -> None:
+    out = subprocess.run([str(BINARY), "version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "SQLite 3." in out.stdout
+    assert "C parser" in out.stdout, out.stdout
+
+
+async def test_binary_round_trip_and_clean_stop(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    db = tmp_path / "relay.db"
+    config = write_config(tmp_path / "relay.toml", db, receiver.url)
+    log = tmp_path / "relay.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BINARY), "serve", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        await wait_for(lambda: READY.search(log.read_text()) is not None, timeout=30)
+        match = READY.search(log.read_text())
+        assert match is not None
+        port = int(match.group(1).rsplit(":", 1)[1])
+        body = json.dumps({"type": "binary.smoke"}).encode()
+        status, _, answer = await post(client, port, body)
+        assert status == 200
+        await wait_for(lambda: len(receiver.received) == 1, timeout=10)
+        assert receiver.received[0].body == body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert query(db, "SELECT state FROM deliveries") == [("delivered",)]
+    assert answer["id"] == receiver.received[0].headers["X-Relay-Event-Id"]
