@@ -29,7 +29,7 @@ install_relay() {
         # Keep an operator's edited config; only a fresh install gets the commented example.
         sed -e 's|^path = "relay.db".*|path = "/var/lib/relay/relay.db"|' \
             "$ROOT/config.example.toml" > "$CONF_DIR/relay.toml"
-        chmod 0640 "$CONF_DIR/relay.toml"
+        chmod 0600 "$CONF_DIR/relay.toml"  # root only: the unit passes it as a credential
         say "wrote $CONF_DIR/relay.toml: edit it, then 'systemctl restart relay'"
     else
         say "kept existing $CONF_DIR/relay.toml"
