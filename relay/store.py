@@ -400,10 +400,7 @@ class Store:
             await rdb.execute("PRAGMA query_only = ON")
         except sqlite3.DatabaseError as exc:
             thread.shutdown(wait=False)
-            raise StorageError(
-                f"{path}: cannot open the database ({exc}); if the file is damaged, restore "
-                "a backup or point storage.path at a new file"
-            ) from None
+            raise StorageError(_open_failure(path, exc)) from None
         except BaseException:
             thread.shutdown(wait=False)
             raise
@@ -458,6 +455,19 @@ class Store:
         """A read-only query on the reader connection (for tools and tests)."""
         rows = await self._rdb.execute_fetchall(statement, tuple(params))
         return [tuple(row) for row in rows]
+
+
+def _open_failure(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """Why the database could not be opened, and what to do about it."""
+    if not os.access(path, os.W_OK) or not os.access(path.parent or Path("."), os.W_OK):
+        return (
+            f"{path}: cannot write the database or its directory ({exc}); relay needs write "
+            "access to both (for the -wal and -shm files): fix the permissions or the mount"
+        )
+    return (
+        f"{path}: cannot open the database ({exc}); if the file is damaged, restore a backup "
+        "or point storage.path at a new file"
+    )
 
 
 def _create_private(path: Path) -> None:
