@@ -1,5 +1,7 @@
 """The ceiling of the stack: aiohttp on uvloop that reads the body and answers 200.
 
+bench/ingest.py also runs it as the fast, quiet receiver of relay's deliveries.
+
 Usage: python bench/hello.py PORT
 """
 

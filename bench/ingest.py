@@ -3,7 +3,8 @@
 Targets, each measured in the same session and interleaved run by run so that the noise of
 a shared machine falls on all of them alike:
 
-  hello         aiohttp + uvloop that reads the body and answers 200 (the ceiling)
+  hello         aiohttp + uvloop that reads the body and answers 200 (the ceiling,
+                and the receiver of relay's deliveries in every run)
   relay-full    relay, group commit, durability "full" (the default)
   relay-normal  relay, group commit, durability "normal"
   relay-ingest  relay-full with no route: the same ingest, no delivery sharing the core
@@ -197,7 +198,8 @@ def measure(target: str, script: Path, seconds: float, warmup: float) -> Result:
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         directory = Path(tmp)
         argv = server_argv(target, directory)
-        receiver = [sys.executable, str(HERE / "receiver.py"), str(RECEIVER_PORT)]
+        # The receiver is the ceiling's own server: it reads the body and answers 200.
+        receiver = [sys.executable, str(HERE / "hello.py"), str(RECEIVER_PORT)]
         with (
             process(pinned(1, receiver), RECEIVER_PORT, directory / "receiver.log"),
             process(pinned(0, argv), PORT, directory / "server.log"),
