@@ -92,7 +92,7 @@ class Ingress:
         }
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self._max_body, handler_args={})
+        app = web.Application(client_max_size=self._max_body)
         expect = self.expect
         app.router.add_post("/in/{source}", self.receive, expect_handler=expect)
         app.router.add_get("/healthz", self.healthz, expect_handler=expect)

@@ -170,3 +170,29 @@ async def test_expect_continue_refuses_oversized_body_before_upload(
     assert refused.startswith(b"HTTP/1.1 413"), refused[:80]
     assert interim.startswith(b"HTTP/1.1 100"), interim
     assert final.startswith(b"HTTP/1.1 200"), final
+
+
+async def test_no_request_can_choose_where_a_delivery_goes(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Host, X-Forwarded-Host and an absolute request target are only stored, never followed."""
+    decoy = await Receiver().start()
+    db = tmp_path / "relay.db"
+    body = b'{"type": "ssrf.try"}'
+    elsewhere = f"127.0.0.1:{decoy.port}".encode()
+    request = (
+        b"POST http://" + elsewhere + b"/in/demo HTTP/1.1\r\nHost: " + elsewhere + b"\r\n"
+        b"X-Forwarded-Host: " + elsewhere + b"\r\nX-Signature: " + sign(body).encode() + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    try:
+        async with running(settings_for(db, receiver.url)) as relay:
+            answer = await _raw(relay.port, request)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+            await wait_for(lambda: len(receiver.received) == 1)
+            await asyncio.sleep(0.3)
+    finally:
+        await decoy.stop()
+    assert decoy.received == []
+    assert receiver.received[0].body == body
+    assert receiver.received[0].host == f"127.0.0.1:{receiver.port}"

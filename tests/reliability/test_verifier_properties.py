@@ -1,0 +1,71 @@
+"""Property tests: whatever a request holds, a verifier either accepts or raises Rejected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+
+from relay.verify import Inbound, Rejected, SourceConfig
+from relay.verify.hmac import HmacSource
+from relay.verify.none import NoneSource
+from relay.verify.token import TokenSource
+
+SOURCES: list[SourceConfig] = [
+    HmacSource.model_validate(
+        {
+            "name": "h",
+            "verify": "hmac",
+            "secret": "s3cret-hmac-key",
+            "header": "X-Sig",
+            "prefix": "sha256=",
+        }
+    ),
+    HmacSource.model_validate(
+        {
+            "name": "b",
+            "verify": "hmac",
+            "secret": "s3cret-hmac-key",
+            "encoding": "base64",
+            "algorithm": "sha1",
+        }
+    ),
+    TokenSource.model_validate({"name": "t", "verify": "token", "secret": "s3cret-token"}),
+    NoneSource.model_validate({"name": "n", "verify": "none"}),
+]
+VERIFIERS = [source.build_verifier() for source in SOURCES]
+
+HEADER_NAMES = st.sampled_from(["X-Sig", "X-Signature", "Authorization", "Content-Type", "X"])
+# Header values as aiohttp hands them over: text, with surrogates for undecodable bytes.
+VALUES = st.one_of(
+    st.text(max_size=200),
+    st.binary(max_size=100).map(lambda b: b.decode("utf-8", "surrogateescape")),
+    st.sampled_from(
+        ["sha256=", "sha256=zz", "Bearer ", "Bearer s3cret-token", "sha256=" + "0" * 64]
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    headers=st.lists(st.tuples(HEADER_NAMES, VALUES), max_size=5),
+    body=st.binary(max_size=500),
+    now=st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_verifiers_only_accept_or_reject(
+    headers: list[tuple[str, str]], body: bytes, now: float
+) -> None:
+    inbound = Inbound("POST", "http://relay/in/x", CIMultiDict(headers), body, "127.0.0.1")
+    for verifier in VERIFIERS:
+        outcome: Any = None
+        reason = None
+        try:
+            outcome = verifier.verify(inbound, now)
+        except Rejected as rejected:
+            reason = rejected.reason
+        assert outcome is None
+        if reason is not None:
+            assert reason  # always a reason to show the sender ...
+            assert "s3cret" not in reason  # ... that never echoes a secret
