@@ -104,6 +104,8 @@ def settings_for(db: Path, url: str, **overrides: Any) -> Settings:
         "event_type": "json:/type",
     }
     source.update(overrides.pop("source", {}))
+    if "only_source" in overrides:  # a whole source of another scheme, in place of 'demo'
+        source = {"name": "demo", **overrides.pop("only_source")}
     data: dict[str, Any] = {
         "server": {"listen": "127.0.0.1:0", "shutdown_grace": 1.0, **overrides.pop("server", {})},
         "storage": {"path": str(db), **overrides.pop("storage", {})},

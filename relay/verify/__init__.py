@@ -11,12 +11,18 @@ from typing import Annotated
 from pydantic import Field
 
 from relay.verify.base import Inbound, Rejected, Verifier
+from relay.verify.github import GithubSource
 from relay.verify.hmac import HmacSource
 from relay.verify.none import NoneSource
+from relay.verify.standard_webhooks import StandardWebhooksSource
+from relay.verify.stripe import StripeSource
 from relay.verify.token import TokenSource
 
-SourceConfig = Annotated[HmacSource | TokenSource | NoneSource, Field(discriminator="verify")]
+SourceConfig = Annotated[
+    HmacSource | TokenSource | NoneSource | StripeSource | GithubSource | StandardWebhooksSource,
+    Field(discriminator="verify"),
+]
 
-SCHEMES = ("hmac", "token", "none")
+SCHEMES = ("hmac", "token", "none", "stripe", "github", "standard-webhooks")
 
 __all__ = ["SCHEMES", "Inbound", "Rejected", "SourceConfig", "Verifier"]

@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from relay.verify import Inbound, Rejected, SourceConfig
+from relay.verify.github import GithubSource
 from relay.verify.hmac import HmacSource
 from relay.verify.none import NoneSource
+from relay.verify.standard_webhooks import StandardWebhooksSource
+from relay.verify.stripe import StripeSource
 from relay.verify.token import TokenSource
 
 SOURCES: list[SourceConfig] = [
@@ -34,10 +37,31 @@ SOURCES: list[SourceConfig] = [
     ),
     TokenSource.model_validate({"name": "t", "verify": "token", "secret": "s3cret-token"}),
     NoneSource.model_validate({"name": "n", "verify": "none"}),
+    StripeSource.model_validate({"name": "s", "verify": "stripe", "secret": "whsec_s3cret"}),
+    GithubSource.model_validate({"name": "g", "verify": "github", "secret": "s3cret-gh"}),
+    StandardWebhooksSource.model_validate(
+        {"name": "w", "verify": "standard-webhooks", "secret": "whsec_czNjcmV0LXN0YW5kYXJk"}
+    ),
 ]
 VERIFIERS = [source.build_verifier() for source in SOURCES]
 
-HEADER_NAMES = st.sampled_from(["X-Sig", "X-Signature", "Authorization", "Content-Type", "X"])
+HEADER_NAMES = st.sampled_from(
+    [
+        "X-Sig",
+        "X-Signature",
+        "Authorization",
+        "Content-Type",
+        "X",
+        "Stripe-Signature",
+        "X-Hub-Signature-256",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "svix-id",
+        "svix-timestamp",
+        "svix-signature",
+    ]
+)
 # Header values as aiohttp hands them over: text, with surrogates for undecodable bytes.
 VALUES = st.one_of(
     st.text(max_size=200),

@@ -1,0 +1,20 @@
+"""Replay defence for schemes that sign a timestamp: reject stale and future requests."""
+
+from __future__ import annotations
+
+import math
+
+from relay.verify.base import Rejected
+
+DEFAULT_TOLERANCE = 300.0
+
+
+def check_timestamp(raw: str | None, now: float, tolerance: float) -> int:
+    """The signed Unix timestamp, if within ``tolerance`` seconds of ``now`` either way."""
+    # Twelve digits reach the year 33658; longer ones could not even be compared as floats.
+    if raw is None or not raw.strip().isdigit() or len(raw.strip()) > 12:
+        raise Rejected("missing or malformed timestamp")
+    stamp = int(raw.strip())
+    if not math.isfinite(now) or abs(now - stamp) > tolerance:
+        raise Rejected(f"timestamp outside the {tolerance:g}s tolerance (replay defence)")
+    return stamp
