@@ -127,18 +127,18 @@ class Relay:
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop in order; speaks sd_notify under systemd."""
     relay = Relay(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Handlers first, so a signal during start-up is an orderly stop, not a kill. A second
+    # SIGTERM (a onefile binary's bootloader forwards one too) only sets the same event again.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_not_supported)
     try:
         await relay.start()
     except BaseException:
         await relay.stop()
         raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # A second SIGTERM (a onefile binary's bootloader forwards one too) only sets the same
-    # event again: the orderly stop below runs once.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload_not_supported)
     systemd.notify(f"READY=1\nSTATUS=listening on {relay.address}\nMAINPID={os.getpid()}")
     interval = systemd.watchdog_interval()
     pinger = asyncio.create_task(systemd.watchdog(interval)) if interval else None

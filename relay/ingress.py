@@ -23,6 +23,7 @@ from relay.ids import new_event_id
 from relay.ratelimit import Buckets, TokenBucket
 from relay.store import NewEvent, Stored, Writer
 from relay.verify import Inbound, Rejected, SourceConfig, Verifier
+from relay.verify.base import handshake_of
 
 log = logging.getLogger("relay.ingress")
 
@@ -148,6 +149,11 @@ class Ingress:
                 },
             )
             return _json(401, {"error": exc.reason})
+        shake = handshake_of(source.verifier, inbound)
+        if shake is not None:
+            return web.Response(
+                status=shake.status, body=shake.body, content_type=shake.content_type
+            )
         parsed = Parsed(body)
         event = NewEvent(
             id=new_event_id(now),

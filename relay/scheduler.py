@@ -19,13 +19,14 @@ import aiohttp
 
 from relay import delivery, retry
 from relay.config import DestinationConfig
+from relay.errors import StorageUnavailable
 from relay.store import AttemptRecord, Claim, EventPayload, Store
 
 log = logging.getLogger("relay.scheduler")
 
 LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt timeout
 REFILL_WAIT = 0.005  # longest a lane waits for more free slots before claiming a few
-MAX_BACKOFF = 30.0  # longest pause of a failing lane
+MAX_BACKOFF = 5.0  # longest pause of a failing lane (a claim every 5 s costs nothing)
 
 
 class Lane:
@@ -142,7 +143,7 @@ class Lane:
         error = result.error
         if decision.reason and decision.reason != error:
             error = f"{error}; {decision.reason}" if error else decision.reason
-        await self._store.writer.record(
+        await self._record(
             AttemptRecord(
                 delivery_id=claim.id,
                 number=claim.attempt,
@@ -170,6 +171,24 @@ class Lane:
                 }
             },
         )
+
+    async def _record(self, record: AttemptRecord) -> None:
+        """Persist an attempt's outcome, retrying while the database is unavailable.
+
+        The receiver has already answered: giving up here would leave the lease to expire
+        and send the event again. Only a stop abandons the record (the lease then covers a
+        restart: at least once).
+        """
+        failures = 0
+        while True:
+            try:
+                await self._store.writer.record(record)
+                return
+            except StorageUnavailable:
+                failures += 1
+                if self._stopping or failures > 1000:
+                    raise
+                await asyncio.sleep(min(MAX_BACKOFF, 0.05 * 2**failures))
 
     async def _send(self, event: EventPayload, claim: Claim) -> delivery.AttemptResult:
         """One attempt; a bug in it counts as a failed attempt, so the delivery still ends."""

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -144,6 +145,7 @@ class _Op:
 
 
 _STOP = object()
+HEALTH_HOLD = 2.0  # seconds the writer reports unhealthy after a storage fault
 
 
 def _is_storage_fault(exc: BaseException) -> bool:
@@ -174,9 +176,15 @@ class Writer:
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Op | object] = asyncio.Queue()
         self._q = sql.queries()
-        self.healthy = True
         self.last_error: str | None = None
+        self._failed_at: float | None = None
         self.commits = 0
+
+    @property
+    def healthy(self) -> bool:
+        """No storage fault for HEALTH_HOLD seconds: a disk that fails now and then (full,
+        with room for small writes only) must not flap between ready and not ready."""
+        return self._failed_at is None or time.monotonic() - self._failed_at > HEALTH_HOLD
 
     # -- the public operations -------------------------------------------------------------
 
@@ -245,7 +253,6 @@ class Writer:
                 return
             self._fail(batch, exc)
             return
-        self.healthy, self.last_error = True, None
         self.commits += 1
         for op in batch:
             if not op.future.done():
@@ -255,7 +262,8 @@ class Writer:
 
     def _fail(self, batch: list[_Op], exc: Exception) -> None:
         if _is_storage_fault(exc):
-            self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
+            self._failed_at = time.monotonic()
+            self.last_error = f"{type(exc).__name__}: {exc}"
             log.error("store.write_failed", extra={"fields": {"error": self.last_error}})
             error: Exception = StorageUnavailable(str(exc))
         else:

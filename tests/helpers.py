@@ -40,7 +40,8 @@ class Receiver:
     """An aiohttp app on 127.0.0.1 that answers from a script and records what it saw.
 
     ``script`` is consumed one entry per request; when empty, ``default`` answers. An entry
-    is a status, a (status, headers) pair, or "hang" (sleep past any client timeout).
+    is a status, a (status, headers) pair, "hang" (sleep past any client timeout) or "slow"
+    (200 after 0.3 s).
     """
 
     script: list[Any] = field(default_factory=list)
@@ -66,6 +67,9 @@ class Receiver:
             entry = self.script.pop(0) if self.script else self.default
             if entry == "hang":
                 await asyncio.sleep(60)
+                return web.Response(status=200)
+            if entry == "slow":  # answers 200 after a moment
+                await asyncio.sleep(0.3)
                 return web.Response(status=200)
             status, headers = entry if isinstance(entry, tuple) else (entry, {})
             return web.Response(status=status, headers=headers, text=f"answer {status}")

@@ -64,7 +64,7 @@ async def test_scheduler_survives_a_locked_database(
         db, receiver.url, storage={"busy_timeout": 0.1}, retry={"base": 0.5, "cap": 0.5}
     )
     async with running(settings) as relay:
-        await post(client, relay.port, BODY_JSON)
+        assert (await post(client, relay.port, BODY_JSON))[0] == 200
         await wait_for(lambda: len(receiver.received) == 1)
         blocker = sqlite3.connect(db, isolation_level=None)
         with contextlib.closing(blocker):
@@ -73,3 +73,25 @@ async def test_scheduler_survives_a_locked_database(
             blocker.execute("ROLLBACK")
         await wait_for(lambda: len(receiver.received) == 2, timeout=15)
         await wait_for(lambda: query(db, "SELECT state FROM deliveries") == [("delivered",)])
+
+
+async def test_outcome_recorded_after_the_lock_clears_without_a_second_delivery(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """The receiver answered while the database was locked: the outcome waits in memory and
+    is written when the lock clears; the event is not sent again when the lease expires."""
+    db = tmp_path / "relay.db"
+    receiver.default = "slow"
+    settings = settings_for(db, receiver.url, storage={"busy_timeout": 0.1})
+    async with running(settings) as relay:
+        assert (await post(client, relay.port, BODY_JSON))[0] == 200
+        await wait_for(lambda: receiver.inflight == 1)  # the attempt is under way
+        blocker = sqlite3.connect(db, isolation_level=None)
+        with contextlib.closing(blocker):
+            blocker.execute("BEGIN EXCLUSIVE")
+            await wait_for(lambda: len(receiver.received) == 1 and receiver.inflight == 0)
+            await asyncio.sleep(0.5)  # the record fails meanwhile
+            blocker.execute("ROLLBACK")
+        await wait_for(lambda: query(db, "SELECT state FROM deliveries") == [("delivered",)])
+    assert len(receiver.received) == 1
+    assert query(db, "SELECT number, status FROM attempts") == [(1, 200)]

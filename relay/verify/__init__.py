@@ -14,15 +14,24 @@ from relay.verify.base import Inbound, Rejected, Verifier
 from relay.verify.github import GithubSource
 from relay.verify.hmac import HmacSource
 from relay.verify.none import NoneSource
+from relay.verify.shopify import ShopifySource
+from relay.verify.slack import SlackSource
 from relay.verify.standard_webhooks import StandardWebhooksSource
 from relay.verify.stripe import StripeSource
 from relay.verify.token import TokenSource
 
 SourceConfig = Annotated[
-    HmacSource | TokenSource | NoneSource | StripeSource | GithubSource | StandardWebhooksSource,
+    HmacSource
+    | TokenSource
+    | NoneSource
+    | StripeSource
+    | GithubSource
+    | StandardWebhooksSource
+    | SlackSource
+    | ShopifySource,
     Field(discriminator="verify"),
 ]
 
-SCHEMES = ("hmac", "token", "none", "stripe", "github", "standard-webhooks")
+SCHEMES = ("hmac", "token", "none", "stripe", "github", "standard-webhooks", "slack", "shopify")
 
 __all__ = ["SCHEMES", "Inbound", "Rejected", "SourceConfig", "Verifier"]

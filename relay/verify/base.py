@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -50,6 +51,22 @@ class Rejected(Exception):
 class Verifier(Protocol):
     def verify(self, request: Inbound, now: float) -> None:
         """Return if the request is authentic; raise Rejected otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """An answer relay gives itself, neither stored nor forwarded (e.g. Slack's challenge)."""
+
+    status: int
+    body: bytes
+    content_type: str = "text/plain"
+
+
+def handshake_of(verifier: Verifier, request: Inbound) -> Handshake | None:
+    """The handshake answer for an authentic request, if its scheme has one and this is it."""
+    answer = getattr(verifier, "handshake", None)
+    result: Handshake | None = answer(request) if answer is not None else None
+    return result
 
 
 def secrets_of(one: object | None, many: Sequence[object]) -> tuple[bytes, ...]:

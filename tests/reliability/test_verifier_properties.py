@@ -12,6 +12,8 @@ from relay.verify import Inbound, Rejected, SourceConfig
 from relay.verify.github import GithubSource
 from relay.verify.hmac import HmacSource
 from relay.verify.none import NoneSource
+from relay.verify.shopify import ShopifySource
+from relay.verify.slack import SlackSource
 from relay.verify.standard_webhooks import StandardWebhooksSource
 from relay.verify.stripe import StripeSource
 from relay.verify.token import TokenSource
@@ -39,6 +41,8 @@ SOURCES: list[SourceConfig] = [
     NoneSource.model_validate({"name": "n", "verify": "none"}),
     StripeSource.model_validate({"name": "s", "verify": "stripe", "secret": "whsec_s3cret"}),
     GithubSource.model_validate({"name": "g", "verify": "github", "secret": "s3cret-gh"}),
+    SlackSource.model_validate({"name": "k", "verify": "slack", "secret": "s3cret-slack"}),
+    ShopifySource.model_validate({"name": "p", "verify": "shopify", "secret": "s3cret-shop"}),
     StandardWebhooksSource.model_validate(
         {"name": "w", "verify": "standard-webhooks", "secret": "whsec_czNjcmV0LXN0YW5kYXJk"}
     ),
@@ -75,7 +79,17 @@ VALUES = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(
     headers=st.lists(st.tuples(HEADER_NAMES, VALUES), max_size=5),
-    body=st.binary(max_size=500),
+    body=st.one_of(
+        st.binary(max_size=500),
+        st.sampled_from(
+            [
+                b'{"type": "url_verification", "challenge": 1}',
+                b'{"type": "url_verification"}',
+                b"url_verification[",
+                b"[]",
+            ]
+        ),
+    ),
     now=st.floats(allow_nan=True, allow_infinity=True),
 )
 def test_verifiers_only_accept_or_reject(
