@@ -58,11 +58,11 @@ async def test_scheduler_survives_a_locked_database(
     tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
 ) -> None:
     """Retries that fall due while the database is locked still happen once it is free."""
-    receiver.script = [503]
+    # Retry-After pins the retry 1 s after the first attempt, inside the lock below (a
+    # jittered backoff could retry before the lock is even taken).
+    receiver.script = [(503, {"Retry-After": "1"})]
     db = tmp_path / "relay.db"
-    settings = settings_for(
-        db, receiver.url, storage={"busy_timeout": 0.1}, retry={"base": 0.5, "cap": 0.5}
-    )
+    settings = settings_for(db, receiver.url, storage={"busy_timeout": 0.1})
     async with running(settings) as relay:
         assert (await post(client, relay.port, BODY_JSON))[0] == 200
         await wait_for(lambda: len(receiver.received) == 1)
@@ -70,6 +70,7 @@ async def test_scheduler_survives_a_locked_database(
         with contextlib.closing(blocker):
             blocker.execute("BEGIN EXCLUSIVE")
             await asyncio.sleep(1.5)  # the retry falls due in here; its claim fails
+            assert len(receiver.received) == 1
             blocker.execute("ROLLBACK")
         await wait_for(lambda: len(receiver.received) == 2, timeout=15)
         await wait_for(lambda: query(db, "SELECT state FROM deliveries") == [("delivered",)])
