@@ -178,7 +178,6 @@ class Writer:
         self._q = sql.queries()
         self.last_error: str | None = None
         self._failed_at: float | None = None
-        self.commits = 0
 
     @property
     def healthy(self) -> bool:
@@ -253,7 +252,6 @@ class Writer:
                 return
             self._fail(batch, exc)
             return
-        self.commits += 1
         for op in batch:
             if not op.future.done():
                 op.future.set_result(op.result)
@@ -458,11 +456,6 @@ class Store:
             return recent
         rows = list(await self._rdb.execute_fetchall(self._q["events_for_delivery"], (event_id,)))
         return EventPayload(*rows[0]) if rows else None
-
-    async def fetch_all(self, statement: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        """A read-only query on the reader connection (for tools and tests)."""
-        rows = await self._rdb.execute_fetchall(statement, tuple(params))
-        return [tuple(row) for row in rows]
 
 
 def _open_failure(path: Path, exc: sqlite3.DatabaseError) -> str:
