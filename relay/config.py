@@ -22,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from relay.configtypes import NAME_PATTERN, ByteSize, Duration, StrictModel
+from relay.configtypes import NAME_PATTERN, ByteSize, Duration, Network, StrictModel
 from relay.errors import ConfigError
 from relay.verify import SCHEMES, SourceConfig
 
@@ -40,6 +40,9 @@ class ServerConfig(StrictModel):
     )
     shutdown_grace: Duration = Field(
         10.0, description="on SIGTERM, how long in-flight deliveries may finish"
+    )
+    trusted_proxies: tuple[Network, ...] = Field(
+        (), description="peers whose X-Forwarded-For / Forwarded headers are believed"
     )
 
     @field_validator("listen")
@@ -66,6 +69,9 @@ class StorageConfig(StrictModel):
     busy_timeout: Duration = Field(5.0, description="how long a write waits for a lock")
     max_batch: int = Field(
         512, ge=1, le=4096, description="most writes per group commit (1 disables grouping)"
+    )
+    keep_rejections: int = Field(
+        10_000, ge=0, description="rejected requests kept in the rejections table (0: none)"
     )
 
 

@@ -6,6 +6,7 @@ models without importing the whole config (data flows config → verify, never b
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -128,19 +129,45 @@ def parse_size(raw: Any) -> int:
 
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 
-_RULE = re.compile(r"^(none|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|json:(/.*)?)$")
+_RULE = re.compile(r"^(none|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|json:(/.*)?|form:.+)$")
 
 
 def check_rule(raw: Any) -> str | None:
-    """An extraction rule: ``header:Name``, ``json:/pointer`` or ``none``."""
+    """An extraction rule: ``header:Name``, ``json:/pointer``, ``form:field`` or ``none``."""
     if raw is None:
         return None
     if not isinstance(raw, str) or not _RULE.match(raw):
-        raise ValueError(f"{raw!r} is not a rule; write header:Header-Name, json:/pointer or none")
+        raise ValueError(
+            f"{raw!r} is not a rule; write header:Header-Name, json:/pointer, form:field or none"
+        )
     return raw
 
 
 Rule = Annotated[str | None, BeforeValidator(check_rule)]
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_network(raw: Any) -> IPNetwork:
+    """A CIDR block (``"10.0.0.0/8"``) or one address (``"192.0.2.7"``)."""
+    if isinstance(raw, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return raw
+    if not isinstance(raw, str):
+        raise ValueError("must be a CIDR block such as 10.0.0.0/8 or an address")
+    try:
+        return ipaddress.ip_network(raw.strip(), strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{raw!r} is not a CIDR block or an address; write e.g. 203.0.113.0/24"
+        ) from None
+
+
+Network = Annotated[
+    IPNetwork,
+    PlainValidator(parse_network),
+    PlainSerializer(str, return_type=str),
+]
 
 
 class RateLimit(StrictModel):
@@ -158,5 +185,7 @@ class SourceBase(StrictModel):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     idempotency_key: Rule = None
     event_type: Rule = None
+    occurred_at: Rule = None  # the provider's own time of the event, where it gives one
+    allow_ips: tuple[Network, ...] = ()  # when set, other client addresses get 403
     rate_limit: RateLimit | None = None  # for the whole source; 429 with Retry-After above
     client_rate_limit: RateLimit | None = None  # for each client address of the source

@@ -1,7 +1,8 @@
 """Rules that pull the idempotency key and the event type out of a request.
 
 A rule is ``header:Name`` (that header's value), ``json:/pointer`` (RFC 6901 pointer into a
-JSON body) or ``none``. Pure functions: they take values and return values.
+JSON body), ``form:field`` (a field of a form-encoded body, as Twilio sends) or ``none``.
+Pure functions: they take values and return values.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 MAX_VALUE_LENGTH = 512  # keys and types are indexed: keep them short
 
@@ -21,6 +23,17 @@ class Parsed:
     body: bytes
     _done: bool = False
     _value: Any = field(default=None)
+
+    _form: dict[str, list[str]] | None = None
+
+    def form(self) -> dict[str, list[str]]:
+        if self._form is None:
+            try:
+                text = self.body.decode("utf-8", "replace")
+                self._form = parse_qs(text, keep_blank_values=True, max_num_fields=1000)
+            except ValueError:
+                self._form = {}
+        return self._form
 
     def json(self) -> Any:
         if not self._done:
@@ -62,6 +75,8 @@ def extract(rule: str | None, headers: Mapping[str, str], parsed: Parsed) -> str
     kind, _, arg = rule.partition(":")
     if kind == "header":
         value: Any = headers.get(arg)
+    elif kind == "form":
+        value = parsed.form().get(arg, [None])[0]
     else:
         value = resolve_pointer(parsed.json(), arg)
     if isinstance(value, bool) or value is None or isinstance(value, dict | list):

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -20,12 +20,30 @@ from relay.config import Settings
 from relay.errors import StorageUnavailable
 from relay.extract import Parsed, extract
 from relay.ids import new_event_id
+from relay.network import client_address, parse_address, within
 from relay.ratelimit import Buckets, TokenBucket
-from relay.store import NewEvent, Stored, Writer
+from relay.store import NewEvent, Rejection, Stored, Writer
 from relay.verify import Inbound, Rejected, SourceConfig, Verifier
-from relay.verify.base import handshake_of
+from relay.verify.base import Handshake, acknowledgement_of, challenge_of, handshake_of
+from relay.verify.timestamps import parse_instant
 
 log = logging.getLogger("relay.ingress")
+
+
+# Header names whose values are secrets or signatures: never written to the rejections
+# table. Matched as substrings of the lower-cased name.
+SECRET_HEADER_PARTS = ("signature", "token", "authorization", "secret", "hmac", "cookie", "key")
+REDACTED = "[redacted]"
+
+
+def redact(headers: Mapping[str, str], also: frozenset[str] = frozenset()) -> str:
+    """Headers as a JSON array of [name, value] with secret values replaced."""
+    pairs = []
+    for name, value in headers.items():
+        lower = name.lower()
+        secret = lower in also or any(part in lower for part in SECRET_HEADER_PARTS)
+        pairs.append([name, REDACTED if secret else value])
+    return json.dumps(pairs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +55,7 @@ class Source:
     destinations: tuple[str, ...]
     limit: TokenBucket | None
     client_limits: Buckets | None
+    secret_headers: frozenset[str]
 
     @classmethod
     def build(cls, config: SourceConfig, destinations: tuple[str, ...], now: float) -> Source:
@@ -48,6 +67,7 @@ class Source:
             destinations,
             TokenBucket(limit.rate, limit.burst, now) if limit else None,
             Buckets(per_client.rate, per_client.burst) if per_client else None,
+            frozenset({str(getattr(config, "header", "")).lower()}),
         )
 
     def wait(self, client: str | None, now: float) -> float:
@@ -69,6 +89,14 @@ def _json(status: int, payload: dict[str, object], **headers: str) -> web.Respon
     )
 
 
+def _answer(shake: Handshake, headers: dict[str, str] | None = None) -> web.Response:
+    if shake.status == 204:
+        return web.Response(status=204, headers=headers)
+    return web.Response(
+        status=shake.status, body=shake.body, content_type=shake.content_type, headers=headers
+    )
+
+
 def _accepted(stored: Stored) -> web.Response:
     flag = "true" if stored.duplicate else "false"
     headers = {"X-Relay-Event-Id": stored.event_id}
@@ -87,6 +115,7 @@ class Ingress:
         self._max_body = settings.server.max_body_size
         self._read_timeout = settings.server.read_timeout
         self._max_headers = settings.server.max_header_size
+        self._trusted = settings.server.trusted_proxies
         now = time.monotonic()
         self._sources = {
             s.name: Source.build(s, settings.routes_for(s.name), now) for s in settings.sources
@@ -96,6 +125,7 @@ class Ingress:
         app = web.Application(client_max_size=self._max_body)
         expect = self.expect
         app.router.add_post("/in/{source}", self.receive, expect_handler=expect)
+        app.router.add_get("/in/{source}", self.challenge, expect_handler=expect)
         app.router.add_get("/healthz", self.healthz, expect_handler=expect)
         app.router.add_get("/readyz", self.readyz, expect_handler=expect)
         # Last: everything else, so no request reaches aiohttp's own 404/405 routes, whose
@@ -108,13 +138,37 @@ class Ingress:
             return _json(405, {"error": "use POST"}, Allow="POST")
         return _json(404, {"error": "not found"})
 
+    async def challenge(self, request: web.Request) -> web.Response:
+        """A GET on a source: a provider's subscription check (Meta's), never an event."""
+        source = self._sources.get(request.match_info["source"])
+        if source is None:
+            return _json(404, {"error": "unknown source"})
+        client = client_address(request.remote, request.headers, self._trusted)
+        if source.config.allow_ips and not within(parse_address(client), source.config.allow_ips):
+            return self._refuse(source, request, client, 403, "client address not allowed")
+        inbound = Inbound(
+            "GET",
+            lambda: str(request.url),
+            request.headers,
+            b"",
+            client,
+            request.rel_url.raw_query_string,
+        )
+        shake = challenge_of(source.verifier, inbound)
+        if shake is None:
+            return _json(405, {"error": "use POST"}, Allow="POST")
+        return _answer(shake)
+
     async def receive(self, request: web.Request) -> web.Response:
         if sum(len(k) + len(v) + 4 for k, v in request.raw_headers) > self._max_headers:
             return _json(431, {"error": "request headers too large"}, Connection="close")
         source = self._sources.get(request.match_info["source"])
         if source is None:
             return _json(404, {"error": "unknown source"})
-        wait = source.wait(request.remote, time.monotonic())
+        client = client_address(request.remote, request.headers, self._trusted)
+        if source.config.allow_ips and not within(parse_address(client), source.config.allow_ips):
+            return self._refuse(source, request, client, 403, "client address not allowed")
+        wait = source.wait(client, time.monotonic())
         if wait:
             return _json(
                 429, {"error": "rate limit exceeded"}, **{"Retry-After": str(math.ceil(wait))}
@@ -134,44 +188,65 @@ class Ingress:
             return _json(408, {"error": "body not received in time"}, Connection="close")
         now = time.time()
         headers = request.headers
-        inbound = Inbound(request.method, lambda: str(request.url), headers, body, request.remote)
+        inbound = Inbound(
+            request.method,
+            lambda: str(request.url),
+            headers,
+            body,
+            client,
+            request.rel_url.raw_query_string,
+        )
         try:
             source.verifier.verify(inbound, now)
         except Rejected as exc:
-            log.warning(
-                "event.rejected",
-                extra={
-                    "fields": {
-                        "source": source.config.name,
-                        "reason": exc.reason,
-                        "remote": request.remote,
-                    }
-                },
-            )
-            return _json(401, {"error": exc.reason})
+            return self._refuse(source, request, client, 401, exc.reason)
         shake = handshake_of(source.verifier, inbound)
         if shake is not None:
-            return web.Response(
-                status=shake.status, body=shake.body, content_type=shake.content_type
-            )
+            return _answer(shake)
         parsed = Parsed(body)
+        config = source.config
         event = NewEvent(
             id=new_event_id(now),
             source=source.config.name,
             received_at=now,
-            idempotency_key=extract(source.config.idempotency_key, headers, parsed),
-            event_type=extract(source.config.event_type, headers, parsed),
+            idempotency_key=extract(config.idempotency_key, headers, parsed),
+            event_type=extract(config.event_type, headers, parsed),
             content_type=headers.get("Content-Type"),
-            remote_addr=request.remote,
+            remote_addr=client,
             headers=json.dumps(list(headers.items())),
             body=body,
             destinations=source.destinations,
+            occurred_at=(
+                parse_instant(extract(config.occurred_at, headers, parsed))
+                if config.occurred_at is not None
+                else None
+            ),
         )
         try:
             stored = await self._writer.ingest(event)
         except StorageUnavailable:
             return _json(503, {"error": "cannot store events right now"}, **{"Retry-After": "5"})
+        ack = acknowledgement_of(source.verifier, inbound)
+        if ack is not None:
+            return _answer(ack, {"X-Relay-Event-Id": stored.event_id})
         return _accepted(stored)
+
+    def _refuse(
+        self, source: Source, request: web.Request, client: str | None, status: int, reason: str
+    ) -> web.Response:
+        """401 or 403 with a short reason; logged, and kept in the rejections table."""
+        name = source.config.name
+        log.warning(
+            "event.rejected",
+            extra={
+                "fields": {"source": name, "status": status, "reason": reason, "remote": client}
+            },
+        )
+        headers = redact(request.headers, source.secret_headers)
+        self._writer.note_rejection(
+            Rejection(time.time(), name, status, reason, client, request.method, headers)
+        )
+        return _json(status, {"error": reason})
 
     async def expect(self, request: web.Request) -> web.Response | None:
         """``Expect: 100-continue``: refuse a declared oversized body before it is sent.

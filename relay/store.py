@@ -47,6 +47,20 @@ class NewEvent:
     headers: str  # JSON array of [name, value]
     body: bytes
     destinations: tuple[str, ...]
+    occurred_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A request a source refused: kept (bounded) so an operator can see why."""
+
+    at: float
+    source: str
+    status: int
+    reason: str
+    remote_addr: str | None
+    method: str
+    headers: str  # JSON array of [name, value], secrets already redacted
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,17 +148,19 @@ class _Kind(Enum):
     CLAIM = 2
     RECORD = 3
     EXEC = 4
+    REJECT = 5  # nobody awaits it: the 401 does not wait for the record
 
 
 @dataclass(slots=True, eq=False)
 class _Op:
     kind: _Kind
     payload: Any
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | None
     result: Any = field(default=None)
 
 
 _STOP = object()
+MAX_QUEUED_REJECTIONS = 1000
 HEALTH_HOLD = 2.0  # seconds the writer reports unhealthy after a storage fault
 
 
@@ -169,8 +185,12 @@ class Writer:
         thread: ThreadPoolExecutor,
         max_batch: int,
         on_commit: Callable[[list[NewEvent]], None],
+        keep_rejections: int = 10_000,
     ) -> None:
         self._db = db
+        self._keep_rejections = keep_rejections
+        self._rejections_queued = 0
+        self.rejections_dropped = 0
         self._thread = thread
         self._max_batch = max_batch
         self._on_commit = on_commit
@@ -209,6 +229,15 @@ class Writer:
         result: int = await self._submit(_Kind.EXEC, (statement, tuple(params)))
         return result
 
+    def note_rejection(self, rejection: Rejection) -> None:
+        """Record a refused request in a coming transaction, without waiting for it. A flood
+        of bad requests must not grow memory: beyond a bound, records are dropped."""
+        if self._keep_rejections == 0 or self._rejections_queued >= MAX_QUEUED_REJECTIONS:
+            self.rejections_dropped += 1
+            return
+        self._rejections_queued += 1
+        self._queue.put_nowait(_Op(_Kind.REJECT, rejection, None))
+
     async def _submit(self, kind: _Kind, payload: Any) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Op(kind, payload, future))
@@ -242,6 +271,7 @@ class Writer:
 
     async def _commit(self, batch: list[_Op]) -> None:
         loop = asyncio.get_running_loop()
+        self._rejections_queued -= sum(1 for op in batch if op.kind is _Kind.REJECT)
         try:
             stored = await loop.run_in_executor(self._thread, self._transaction, batch)
         except Exception as exc:
@@ -253,7 +283,7 @@ class Writer:
             self._fail(batch, exc)
             return
         for op in batch:
-            if not op.future.done():
+            if op.future is not None and not op.future.done():
                 op.future.set_result(op.result)
         if stored:
             self._on_commit(stored)
@@ -268,7 +298,7 @@ class Writer:
             log.exception("store.op_failed", exc_info=exc)
             error = exc
         for op in batch:
-            if not op.future.done():
+            if op.future is not None and not op.future.done():
                 op.future.set_exception(error)
 
     # -- on the writer's thread ------------------------------------------------------------
@@ -302,6 +332,10 @@ class Writer:
                 op.result = [Claim(*row) for row in rows]
             elif op.kind is _Kind.EXEC:
                 op.result = db.execute(*op.payload).rowcount
+        rejections = [op.payload for op in batch if op.kind is _Kind.REJECT]
+        if rejections:
+            db.executemany(q["insert_rejection"], [_rejection_row(r) for r in rejections])
+            db.execute(q["trim_rejections"], {"keep": self._keep_rejections})
         return stored
 
     def _insert_events(self, ops: list[_Op]) -> list[NewEvent]:
@@ -345,7 +379,12 @@ def _event_row(e: NewEvent) -> tuple[Any, ...]:
         e.remote_addr,
         e.headers,
         e.body,
+        e.occurred_at,
     )
+
+
+def _rejection_row(r: Rejection) -> tuple[Any, ...]:
+    return (r.at, r.source, r.status, r.reason, r.remote_addr, r.method, r.headers)
 
 
 def _attempt_row(r: AttemptRecord) -> tuple[Any, ...]:
@@ -387,7 +426,9 @@ class Store:
         self._rdb = reader_db
         self._listeners: list[Callable[[set[str]], None]] = []
         self._recent = RecentEvents()
-        self.writer = Writer(writer_db, writer_thread, config.max_batch, self._committed)
+        self.writer = Writer(
+            writer_db, writer_thread, config.max_batch, self._committed, config.keep_rejections
+        )
         self._task: asyncio.Task[None] | None = None
         self._q = sql.queries()
         self.path = config.path

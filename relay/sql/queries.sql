@@ -2,8 +2,8 @@
 
 -- name: insert_event
 INSERT INTO events (id, source, received_at, idempotency_key, event_type, content_type,
-                    remote_addr, headers, body)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    remote_addr, headers, body, occurred_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING;
 
 -- name: find_original
@@ -51,3 +51,11 @@ UPDATE deliveries SET lease_until = NULL WHERE state = 'pending' AND lease_until
 
 -- name: events_for_delivery
 SELECT id, source, content_type, headers, body FROM events WHERE id = ?;
+
+-- name: insert_rejection
+INSERT INTO rejections (at, source, status, reason, remote_addr, method, headers)
+VALUES (?, ?, ?, ?, ?, ?, ?);
+
+-- name: trim_rejections
+-- Keep the newest :keep rows; ids only grow, so this is a range delete on the primary key.
+DELETE FROM rejections WHERE id <= (SELECT MAX(id) FROM rejections) - :keep;

@@ -13,7 +13,8 @@ CREATE TABLE events (
     content_type    TEXT,
     remote_addr     TEXT,
     headers         TEXT NOT NULL,           -- JSON array of [name, value] pairs, as received
-    body            BLOB NOT NULL            -- the raw bytes, exactly as received
+    body            BLOB NOT NULL,           -- the raw bytes, exactly as received
+    occurred_at     REAL                     -- the provider's own time of the event, if it gives one
 );
 -- The duplicate check: one event per (source, key). Decided by SQLite, never by memory.
 CREATE UNIQUE INDEX events_idempotency ON events (source, idempotency_key)
@@ -58,3 +59,19 @@ CREATE TABLE attempts (
     outcome          TEXT NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead'))
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id);
+
+-- Requests refused by a source's verifier (401) or IP allowlist (403), newest kept: the
+-- answer to "why did the provider's webhook fail?". Bounded by storage.keep_rejections;
+-- headers are stored with signatures, tokens and credentials replaced by "[redacted]",
+-- and bodies are never stored.
+CREATE TABLE rejections (
+    id          INTEGER PRIMARY KEY,
+    at          REAL NOT NULL,
+    source      TEXT NOT NULL,
+    status      INTEGER NOT NULL,            -- 401 (not authentic) or 403 (address not allowed)
+    reason      TEXT NOT NULL,               -- what the sender was told, e.g. 'signature does not match'
+    remote_addr TEXT,                        -- the client (after trusted_proxies), not the proxy
+    method      TEXT NOT NULL,
+    headers     TEXT NOT NULL                -- JSON array of [name, value], secrets redacted
+);
+CREATE INDEX rejections_source ON rejections (source, at);

@@ -7,16 +7,18 @@ the raw bytes and headers. It returns nothing when the request is authentic and 
 
 from __future__ import annotations
 
+import base64
 import hmac
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Inbound:
     """What a verifier may look at: one received request, exactly as it arrived."""
 
-    __slots__ = ("_url", "body", "headers", "method", "remote")
+    __slots__ = ("_url", "body", "headers", "method", "query_string", "remote")
 
     def __init__(
         self,
@@ -25,19 +27,29 @@ class Inbound:
         headers: Mapping[str, str],
         body: bytes,
         remote: str | None,
+        query_string: str = "",
     ) -> None:
         self.method = method
         self._url = url
         self.headers = headers  # case-insensitive
         self.body = body
         self.remote = remote
+        self.query_string = query_string  # raw, still percent-encoded, without the '?'
 
     @property
     def url(self) -> str:
-        """The URL as the sender saw it (some schemes sign it); built only when asked."""
+        """The URL as relay saw it, query included; built only when asked."""
         if callable(self._url):
             self._url = self._url()
         return self._url
+
+    def public_url(self, configured: str | None) -> str:
+        """The URL as the sender called it: ``configured`` (the address the provider was
+        given, since a proxy in front changes scheme, host and port) plus this request's
+        query string exactly as sent; relay's own view of the URL when none is configured."""
+        if configured is None:
+            return self.url
+        return f"{configured}?{self.query_string}" if self.query_string else configured
 
 
 class Rejected(Exception):
@@ -51,6 +63,14 @@ class Rejected(Exception):
 class Verifier(Protocol):
     def verify(self, request: Inbound, now: float) -> None:
         """Return if the request is authentic; raise Rejected otherwise."""
+
+
+# A verifier may also have, optionally:
+#   handshake(request) -> Handshake | None   for a verified POST that is the provider's
+#                                             endpoint check, answered and not stored;
+#   challenge(request) -> Handshake           for a GET to the source (Meta's subscribe);
+#   acknowledgement(request) -> Handshake | None  the body of the 2xx for a stored event,
+#                                             when the provider expects more than any 2xx.
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +89,19 @@ def handshake_of(verifier: Verifier, request: Inbound) -> Handshake | None:
     return result
 
 
+def challenge_of(verifier: Verifier, request: Inbound) -> Handshake | None:
+    """The answer to a GET on the source; None when the scheme has no GET handshake."""
+    answer = getattr(verifier, "challenge", None)
+    result: Handshake | None = answer(request) if answer is not None else None
+    return result
+
+
+def acknowledgement_of(verifier: Verifier, request: Inbound) -> Handshake | None:
+    answer = getattr(verifier, "acknowledgement", None)
+    result: Handshake | None = answer(request) if answer is not None else None
+    return result
+
+
 def secrets_of(one: object | None, many: Sequence[object]) -> tuple[bytes, ...]:
     """Secret values as bytes from a ``secret`` and a ``secrets`` list (rotation: any may match)."""
     values = [one, *many] if one is not None else list(many)
@@ -78,6 +111,30 @@ def secrets_of(one: object | None, many: Sequence[object]) -> tuple[bytes, ...]:
 def equal(expected: bytes, provided: bytes) -> bool:
     """Constant-time comparison, so timing reveals nothing about the expected value."""
     return hmac.compare_digest(expected, provided)
+
+
+def any_equal(expected: Sequence[bytes], given: Sequence[bytes]) -> bool:
+    """Whether any given value matches any expected one; every pair is compared (no early
+    exit), so timing does not tell which secret or which signature matched."""
+    results = [equal(e, g) for e in expected for g in given]
+    return any(results)
+
+
+def mac(key: bytes, message: bytes, algorithm: str = "sha256") -> bytes:
+    return hmac.digest(key, message, algorithm)
+
+
+def b64(data: bytes) -> bytes:
+    return base64.b64encode(data)
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None for anything else (never raises)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def header_bytes(value: str) -> bytes:

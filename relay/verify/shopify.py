@@ -22,6 +22,7 @@ class ShopifySource(SourceBase):
     secrets: tuple[SecretRef, ...] = ()
     idempotency_key: Rule = "header:X-Shopify-Webhook-Id"
     event_type: Rule = "header:X-Shopify-Topic"
+    occurred_at: Rule = "header:X-Shopify-Triggered-At"
 
     def build_verifier(self) -> ShopifyVerifier:
         keys = secrets_of(self.secret, self.secrets)

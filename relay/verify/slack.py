@@ -24,6 +24,7 @@ class SlackSource(SourceBase):
     tolerance: Duration = DEFAULT_TOLERANCE
     idempotency_key: Rule = "json:/event_id"
     event_type: Rule = "json:/event/type"
+    occurred_at: Rule = "json:/event_time"
 
     def build_verifier(self) -> SlackVerifier:
         keys = secrets_of(self.secret, self.secrets)

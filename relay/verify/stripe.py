@@ -25,6 +25,7 @@ class StripeSource(SourceBase):
     tolerance: Duration = DEFAULT_TOLERANCE
     idempotency_key: Rule = "json:/id"
     event_type: Rule = "json:/type"
+    occurred_at: Rule = "json:/created"
 
     def build_verifier(self) -> StripeVerifier:
         keys = secrets_of(self.secret, self.secrets)
