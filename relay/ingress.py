@@ -157,6 +157,9 @@ class Ingress:
         shake = challenge_of(source.verifier, inbound)
         if shake is None:
             return _json(405, {"error": "use POST"}, Allow="POST")
+        if shake.status in (401, 403):
+            reason = shake.body.decode("utf-8", "replace")
+            return self._refuse(source, request, client, shake.status, reason)
         return _answer(shake)
 
     async def receive(self, request: web.Request) -> web.Response:

@@ -8,7 +8,9 @@ What is signed is the URL Twilio called, query string included, as Twilio wrote 
   relay checks that hash too.
 
 Behind a proxy relay cannot know that URL, so set ``public_url`` to the address given to
-Twilio (without a query string). Like Twilio's SDKs, relay accepts the URL with and without
+Twilio (without a query string). A webhook SharedKey (``X-Twilio-Webhooks-Signature-Settings``
+naming ``HMAC_SHA256``) is the same construction with SHA-256; put the SharedKey secret in
+``secrets``. Like Twilio's SDKs, relay accepts the URL with and without
 the default port (``:443``/``:80``), since Twilio is not consistent about it.
 """
 
@@ -65,6 +67,19 @@ def port_variants(url: str) -> list[str]:
     return [without, with_port]
 
 
+def _algorithm(settings: str | None) -> str:
+    """The MAC named by a SharedKey's ``X-Twilio-Webhooks-Signature-Settings`` (``key=…,
+    algorithm=HMAC_SHA256``); HMAC-SHA1, the Auth Token scheme, when there is none."""
+    for part in (settings or "").split(","):
+        name, _, value = part.partition("=")
+        if name.strip() == "algorithm" and value.strip():
+            found = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}.get(value.strip().upper())
+            if found is None:
+                raise Rejected("unsupported signature algorithm in the signature settings")
+            return found
+    return "sha1"
+
+
 class TwilioVerifier:
     def __init__(self, keys: tuple[bytes, ...], public_url: str | None) -> None:
         self._keys = keys
@@ -88,9 +103,10 @@ class TwilioVerifier:
                 params = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
         except ValueError:
             raise Rejected("too many form or query fields") from None
+        algorithm = _algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
         given = [header_bytes(provided.strip())]
         expected = [
-            base64.b64encode(mac(key, signing_string(u, params).encode(), "sha1"))
+            base64.b64encode(mac(key, signing_string(u, params).encode(), algorithm))
             for u in port_variants(url)
             for key in self._keys
         ]
