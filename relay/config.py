@@ -214,11 +214,14 @@ def check_references(settings: Settings) -> None:
 
 def build_verifiers(settings: Settings) -> None:
     """Build each verifier once, so a missing secret is found before the relay starts."""
+    problems = []
     for index, source in enumerate(settings.sources):
         try:
             source.build_verifier()
         except ValueError as exc:
-            raise ConfigError(f"sources[{index}] ({source.name}): {exc}") from None
+            problems.append(f"sources[{index}] ({source.name}): {exc}")
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def describe_errors(exc: ValidationError) -> list[str]:

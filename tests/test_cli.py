@@ -79,3 +79,18 @@ def test_version_names_python_and_sqlite() -> None:
     assert result.stdout.startswith("relay ")
     assert "Python 3." in result.stdout
     assert "SQLite 3." in result.stdout
+
+
+def test_bad_provider_keys_are_refused_together(tmp_path: Path) -> None:
+    """Every source's problem is reported at once, each naming the source and the key."""
+    extra = (
+        '\n[[sources]]\nname = "d"\nverify = "discord"\npublic_key = "zz"\n'
+        '\n[[sources]]\nname = "s"\nverify = "sendgrid"\npublic_key = "abc"\n'
+    )
+    config = _broken(tmp_path, "[[destinations]]", extra + "\n[[destinations]]")
+    result = run_cli("check-config", str(config))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert "sources[1] (d): public_key" in lines[0]
+    assert "sources[2] (s): public_key" in lines[1]

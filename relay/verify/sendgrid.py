@@ -31,7 +31,11 @@ class SendgridSource(SourceBase):
     occurred_at: Rule = "json:/0/timestamp"
 
     def build_verifier(self) -> SendgridVerifier:
-        return SendgridVerifier(ecdsa_p256(self.public_key), self.tolerance)
+        try:
+            check = ecdsa_p256(self.public_key)
+        except ValueError as exc:
+            raise ValueError(f"public_key: {exc}") from None
+        return SendgridVerifier(check, self.tolerance)
 
 
 class SendgridVerifier:

@@ -42,10 +42,15 @@ class StandardWebhooksSource(SourceBase):
                 'standard-webhooks needs a secret (secret = "env:WHSEC") or, for v1a '
                 'signatures, a public key (public_key = "whpk_…")'
             )
-        checks = tuple(ed25519(decode_secret(p, "whpk_")) for p in publics)
-        return StandardWebhooksVerifier(
-            tuple(decode_secret(v) for v in values), checks, self.tolerance
-        )
+        try:
+            keys = tuple(decode_secret(v) for v in values)
+        except ValueError as exc:
+            raise ValueError(f"secret: {exc}") from None
+        try:
+            checks = tuple(ed25519(decode_secret(p, "whpk_")) for p in publics)
+        except ValueError as exc:
+            raise ValueError(f"public_key: {exc}") from None
+        return StandardWebhooksVerifier(keys, checks, self.tolerance)
 
 
 def decode_secret(secret: str, prefix: str = "whsec_") -> bytes:
