@@ -37,6 +37,11 @@ class Relay:
         self._runner: web.AppRunner | None = None
 
     @property
+    def scheduler(self) -> Scheduler:
+        assert self._scheduler is not None, "Relay.start() first"
+        return self._scheduler
+
+    @property
     def store(self) -> Store:
         assert self._store is not None, "Relay.start() first"
         return self._store
@@ -54,12 +59,25 @@ class Relay:
                         }
                     },
                 )
+        for destination in settings.destinations:
+            if not destination.tls.verify:
+                log.warning(
+                    "destination.tls_unverified",
+                    extra={
+                        "fields": {
+                            "destination": destination.name,
+                            "hint": "tls.verify = false: anyone on the path can read and "
+                            "change deliveries",
+                        }
+                    },
+                )
         self._store = store = await Store.open(settings.storage)
         store.start()
         released = await store.writer.execute(sql.queries()["release_leases"])
         if released:
             log.info("store.leases_released", extra={"fields": {"deliveries": released}})
         self._scheduler = Scheduler(settings.destinations, store)
+        await self._scheduler.load()
         self._scheduler.start()
         ingress = Ingress(settings, store.writer, self.problems)
         parser_limit = max(8190, 8 * settings.server.max_header_size)

@@ -8,13 +8,16 @@ each naming the key and the fix.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,8 +25,19 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from relay.configtypes import NAME_PATTERN, ByteSize, Duration, Network, StrictModel
+from relay.configtypes import (
+    NAME_PATTERN,
+    ByteSize,
+    Duration,
+    Network,
+    RateLimit,
+    Rule,
+    Secret,
+    SecretRef,
+    StrictModel,
+)
 from relay.errors import ConfigError
+from relay.route import Route, RouteConfig
 from relay.verify import SCHEMES, SourceConfig
 
 
@@ -92,9 +106,50 @@ class RetryPolicy(StrictModel):
     base: Duration = Field(1.0, description="first backoff (before jitter)")
     factor: float = Field(2.0, ge=1.0, description="backoff growth per attempt")
     cap: Duration = Field(600.0, description="longest backoff (before jitter)")
+    schedule: tuple[Duration, ...] = Field(
+        (), description="explicit waits after attempt 1, 2, …; the last repeats (replaces base)"
+    )
+    jitter: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="share of each wait that is random; default 1 (exponential), 0.1 (schedule)",
+    )
     retry_after_max: Duration = Field(
         3600.0, description="longest Retry-After from a receiver that is honoured"
     )
+
+
+class HeaderTransform(StrictModel):
+    add: dict[str, SecretRef] = Field({}, description="headers added (kept beside any same name)")
+    set: dict[str, SecretRef] = Field({}, description="headers set (replacing any same name)")
+    remove: tuple[str, ...] = Field((), description="header names removed")
+
+
+class TlsConfig(StrictModel):
+    ca_file: Path | None = Field(None, description="CA bundle the destination's cert must chain to")
+    cert_file: Path | None = Field(None, description="client certificate (PEM), for mTLS")
+    key_file: Path | None = Field(None, description="the client certificate's key (PEM)")
+    verify: bool = Field(True, description="false skips certificate checks (logged as a warning)")
+
+    @model_validator(mode="after")
+    def _check_files(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set cert_file and key_file together (the client certificate)")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"{name}: cannot read {path}; fix the path or permissions")
+        return self
+
+
+class CircuitConfig(StrictModel):
+    failures: int = Field(5, ge=1, description="consecutive failed attempts that open it")
+    cooldown: Duration = Field(30.0, description="wait before one probe delivery")
+    pause_after: Duration | None = Field(
+        None, description="an outage longer than this pauses the destination"
+    )
+    alert: str | None = Field(None, description="destination that gets the pause notification")
 
 
 class DestinationConfig(StrictModel):
@@ -102,20 +157,51 @@ class DestinationConfig(StrictModel):
     url: str = Field(description="http:// or https:// URL deliveries are POSTed to")
     timeout: Duration = Field(10.0, description="time allowed for one attempt")
     max_concurrency: int = Field(10, ge=1, le=1000, description="attempts in flight at once")
+    rate_limit: RateLimit | None = Field(None, description="deliveries per second, and burst")
     retry: RetryPolicy = RetryPolicy()
+    circuit: CircuitConfig | None = Field(None, description="stop sending to a failing service")
+    paused: bool | None = Field(
+        None, description="true: hold deliveries; false: resume at start; unset: as it was"
+    )
+    ordering: Literal["none", "source", "key"] = Field(
+        "none", description="deliver in order: per source, or per ordering_key"
+    )
+    ordering_key: Rule = Field(None, description="with ordering = key: e.g. json:/customer")
+    forward_headers: bool = Field(True, description="pass the sender's headers through")
+    headers: HeaderTransform = HeaderTransform()
+    signing_secret: SecretRef | None = Field(
+        None, description="whsec_… : sign each delivery the Standard Webhooks way"
+    )
+    tls: TlsConfig = TlsConfig()
+    proxy: str | None = Field(None, description="HTTP proxy URL for this destination")
 
-    @field_validator("url")
+    @field_validator("url", "proxy")
     @classmethod
-    def _check_url(cls, value: str) -> str:
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http(s) URL; write e.g. http://127.0.0.1:9000/")
         return value
 
+    @field_validator("signing_secret")
+    @classmethod
+    def _check_signing_secret(cls, value: Secret | None) -> Secret | None:
+        if value is not None:
+            try:
+                base64.b64decode(value.value.removeprefix("whsec_"), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(
+                    "must be whsec_ followed by base64 (a Standard Webhooks secret)"
+                ) from None
+        return value
 
-class RouteConfig(StrictModel):
-    source: str = Field(description="name of a [[sources]] entry")
-    destinations: list[str] = Field(min_length=1, description="names of [[destinations]]")
+    @model_validator(mode="after")
+    def _check_ordering(self) -> DestinationConfig:
+        if self.ordering == "key" and self.ordering_key in (None, "none"):
+            raise ValueError('ordering = "key" needs ordering_key, e.g. "json:/customer_id"')
+        return self
 
 
 class Settings(BaseSettings):
@@ -130,13 +216,9 @@ class Settings(BaseSettings):
     destinations: list[DestinationConfig] = []
     routes: list[RouteConfig] = []
 
-    def routes_for(self, source: str) -> tuple[str, ...]:
-        """Destination names for a source's events, each once, in config order."""
-        names: dict[str, None] = {}
-        for route in self.routes:
-            if route.source == source:
-                names.update(dict.fromkeys(route.destinations))
-        return tuple(names)
+    def routes_for(self, source: str) -> tuple[Route, ...]:
+        """The compiled routes of one source, in config order."""
+        return tuple(Route.build(r) for r in self.routes if r.source == source)
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data with every secret masked."""
@@ -208,6 +290,13 @@ def check_references(settings: Settings) -> None:
                     f"routes[{index}].destinations[{j}]: {dest!r} is not a defined destination; "
                     f"add a [[destinations]] entry named {dest!r} or fix the name"
                 )
+    for index, destination in enumerate(settings.destinations):
+        alert = destination.circuit.alert if destination.circuit else None
+        if alert is not None and (alert not in destinations or alert == destination.name):
+            problems.append(
+                f"destinations[{index}].circuit.alert: {alert!r} must name another "
+                "[[destinations]] entry (where the pause notification goes)"
+            )
     if problems:
         raise ConfigError("\n".join(problems))
 

@@ -1,14 +1,20 @@
 """One attempt: POST a stored event to a destination and report what happened.
 
-The body and content type go out byte for byte; the original headers pass through except
-hop-by-hop ones, Host and framing (aiohttp sets those for the new connection), and relay adds
-its own ``X-Relay-*`` headers so the receiver can tell a repeat (same event id, higher attempt).
+The body and content type go out byte for byte; the original headers pass through (unless
+``forward_headers = false``) except hop-by-hop ones, Host and framing (aiohttp sets those
+for the new connection). Then the destination's header transforms apply (remove, set, add),
+relay adds its own ``X-Relay-*`` headers so the receiver can tell a repeat (same event id,
+higher attempt), and, with a ``signing_secret``, Standard Webhooks headers
+(``webhook-id`` = the event id, stable across attempts) replace any the sender sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import json
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -49,7 +55,42 @@ class AttemptResult:
     retry_after: str | None
 
 
-def outgoing_headers(event: EventPayload, claim: Claim) -> list[tuple[str, str]]:
+SIGNATURE_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What a destination does to every request it sends, prepared once."""
+
+    forward: bool
+    remove: frozenset[str]
+    set: tuple[tuple[str, str], ...]
+    add: tuple[tuple[str, str], ...]
+    signing_key: bytes | None
+
+    @classmethod
+    def of(cls, destination: DestinationConfig) -> Outgoing:
+        transform = destination.headers
+        secret = destination.signing_secret
+        key = base64.b64decode(secret.value.removeprefix("whsec_")) if secret else None
+        return cls(
+            destination.forward_headers,
+            frozenset(name.lower() for name in transform.remove),
+            tuple((k, v.value) for k, v in transform.set.items()),
+            tuple((k, v.value) for k, v in transform.add.items()),
+            key,
+        )
+
+
+def sign(key: bytes, event_id: str, timestamp: int, body: bytes) -> str:
+    """A Standard Webhooks ``webhook-signature`` value (``v1,<base64>``)."""
+    signed = f"{event_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
+
+
+def outgoing_headers(
+    event: EventPayload, claim: Claim, outgoing: Outgoing | None = None, now: float | None = None
+) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = json.loads(event.headers)
     connection_named = {
         token.strip().lower()
@@ -64,13 +105,34 @@ def outgoing_headers(event: EventPayload, claim: Claim) -> list[tuple[str, str]]
         and low not in connection_named
         and not low.startswith("x-relay-")  # a sender must not forge relay's own headers
     ]
+    if outgoing is not None:
+        headers = _transform(headers, outgoing)
     headers += [
         ("X-Relay-Event-Id", event.id),
         ("X-Relay-Delivery-Id", str(claim.id)),
         ("X-Relay-Attempt", str(claim.attempt)),
         ("X-Relay-Source", event.source),
     ]
+    if outgoing is not None and outgoing.signing_key is not None:
+        stamp = int(now if now is not None else time.time())
+        headers += [
+            ("webhook-id", event.id),
+            ("webhook-timestamp", str(stamp)),
+            ("webhook-signature", sign(outgoing.signing_key, event.id, stamp, event.body)),
+        ]
     return headers
+
+
+def _transform(headers: list[tuple[str, str]], outgoing: Outgoing) -> list[tuple[str, str]]:
+    drop = set(outgoing.remove) | {name.lower() for name, _ in outgoing.set}
+    if outgoing.signing_key is not None:
+        drop |= SIGNATURE_HEADERS  # the sender's own, which relay's signature replaces
+    kept = [
+        (name, value)
+        for name, value in headers
+        if (low := name.lower()) not in drop and (outgoing.forward or low == "content-type")
+    ]
+    return kept + list(outgoing.set) + list(outgoing.add)
 
 
 def _clean(value: str) -> str:
@@ -84,8 +146,24 @@ def _clean(value: str) -> str:
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def tls_context(destination: DestinationConfig) -> ssl.SSLContext | bool:
+    """The TLS settings of a destination: its CA bundle, client certificate (mTLS), or no
+    verification at all (``tls.verify = false``, which relay logs as a warning at start)."""
+    tls = destination.tls
+    if not tls.verify:
+        return False
+    if tls.ca_file is None and tls.cert_file is None:
+        return True  # the system's CAs
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.cert_file is not None and tls.key_file is not None:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    return context
+
+
 def new_session(destination: DestinationConfig) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=destination.max_concurrency, ttl_dns_cache=60)
+    connector = aiohttp.TCPConnector(
+        limit=destination.max_concurrency, ttl_dns_cache=60, ssl=tls_context(destination)
+    )
     return aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
@@ -99,6 +177,7 @@ async def attempt(
     destination: DestinationConfig,
     event: EventPayload,
     claim: Claim,
+    outgoing: Outgoing | None = None,
 ) -> AttemptResult:
     started_at = time.time()
     clock = time.monotonic()
@@ -110,7 +189,8 @@ async def attempt(
         async with session.post(
             destination.url,
             data=event.body,
-            headers=outgoing_headers(event, claim),
+            headers=outgoing_headers(event, claim, outgoing, started_at),
+            proxy=destination.proxy,
             skip_auto_headers=("Content-Type",),  # the original's, or none, never a default
             allow_redirects=False,  # a redirect could point anywhere: treat it as permanent
             timeout=aiohttp.ClientTimeout(total=destination.timeout),

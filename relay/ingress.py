@@ -22,6 +22,7 @@ from relay.extract import Parsed, extract
 from relay.ids import new_event_id
 from relay.network import client_address, parse_address, within
 from relay.ratelimit import Buckets, TokenBucket
+from relay.route import Route, destinations_for
 from relay.store import NewEvent, Rejection, Stored, Writer
 from relay.verify import Inbound, Rejected, SourceConfig, Verifier
 from relay.verify.base import Handshake, acknowledgement_of, challenge_of, handshake_of
@@ -52,19 +53,19 @@ class Source:
 
     config: SourceConfig
     verifier: Verifier
-    destinations: tuple[str, ...]
+    routes: tuple[Route, ...]
     limit: TokenBucket | None
     client_limits: Buckets | None
     secret_headers: frozenset[str]
 
     @classmethod
-    def build(cls, config: SourceConfig, destinations: tuple[str, ...], now: float) -> Source:
+    def build(cls, config: SourceConfig, routes: tuple[Route, ...], now: float) -> Source:
         limit = config.rate_limit
         per_client = config.client_rate_limit
         return cls(
             config,
             config.build_verifier(),
-            destinations,
+            routes,
             TokenBucket(limit.rate, limit.burst, now) if limit else None,
             Buckets(per_client.rate, per_client.burst) if per_client else None,
             frozenset({str(getattr(config, "header", "")).lower()}),
@@ -120,6 +121,12 @@ class Ingress:
         self._sources = {
             s.name: Source.build(s, settings.routes_for(s.name), now) for s in settings.sources
         }
+        self._ordering = {
+            d.name: (d.ordering, d.ordering_key)
+            for d in settings.destinations
+            if d.ordering != "none"
+        }
+        self.unrouted = 0  # events stored that no route matched
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body)
@@ -208,17 +215,22 @@ class Ingress:
             return _answer(shake)
         parsed = Parsed(body)
         config = source.config
+        event_type = extract(config.event_type, headers, parsed)
+        destinations = destinations_for(source.routes, event_type, headers, parsed)
+        if not destinations:
+            self.unrouted += 1
         event = NewEvent(
             id=new_event_id(now),
             source=source.config.name,
             received_at=now,
             idempotency_key=extract(config.idempotency_key, headers, parsed),
-            event_type=extract(config.event_type, headers, parsed),
+            event_type=event_type,
             content_type=headers.get("Content-Type"),
             remote_addr=client,
             headers=json.dumps(list(headers.items())),
             body=body,
-            destinations=source.destinations,
+            destinations=destinations,
+            ordering_keys=self._ordering_keys(config.name, destinations, headers, parsed),
             occurred_at=(
                 parse_instant(extract(config.occurred_at, headers, parsed))
                 if config.occurred_at is not None
@@ -233,6 +245,24 @@ class Ingress:
         if ack is not None:
             return _answer(ack, {"X-Relay-Event-Id": stored.event_id})
         return _accepted(stored)
+
+    def _ordering_keys(
+        self, source: str, destinations: tuple[str, ...], headers: Mapping[str, str], parsed: Parsed
+    ) -> tuple[str | None, ...]:
+        """Per destination: None (unordered), the source (FIFO per source), or the source and
+        the event's key (FIFO per key; events without the key are in order among themselves)."""
+        if not self._ordering or not any(d in self._ordering for d in destinations):
+            return ()
+        keys: list[str | None] = []
+        for name in destinations:
+            mode, rule = self._ordering.get(name, ("none", None))
+            if mode == "source":
+                keys.append(source)
+            elif mode == "key":
+                keys.append(f"{source}:{extract(rule, headers, parsed) or ''}")
+            else:
+                keys.append(None)
+        return tuple(keys)
 
     def _refuse(
         self, source: Source, request: web.Request, client: str | None, status: int, reason: str

@@ -29,6 +29,26 @@ class TokenBucket:
             return 0.0
         return (1.0 - self._tokens) / self._rate
 
+    def take_up_to(self, wanted: int, now: float) -> tuple[int, float]:
+        """Take as many whole tokens as are there, up to ``wanted``: (taken, seconds until
+        the next token when none was)."""
+        elapsed = max(0.0, now - self._stamp)
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        self._stamp = now
+        taken = min(wanted, int(self._tokens))
+        self._tokens -= taken
+        wait = 0.0 if taken else (1.0 - self._tokens) / self._rate
+        return taken, wait
+
+    def next_token_in(self, now: float) -> float:
+        elapsed = max(0.0, now - self._stamp)
+        tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        return max(0.0, (1.0 - tokens) / self._rate)
+
+    def give_back(self, count: int) -> None:
+        """Return tokens taken for work that did not happen (fewer deliveries were due)."""
+        self._tokens = min(self._burst, self._tokens + count)
+
 
 class Buckets:
     """One bucket per key, at most ``max_keys`` of them (least recently used go first)."""

@@ -4,7 +4,9 @@
 - Retryable: no response (connection error, timeout), 408, 425, 429 and 5xx.
 - Anything else (other 4xx, 1xx, 3xx: relay never follows redirects): dead at once.
 - Backoff: exponential with full jitter, ``uniform(0, min(cap, base * factor**(n-1)))``,
-  so many deliveries failing together do not retry together.
+  so many deliveries failing together do not retry together; or an explicit ``schedule``
+  (the wait after attempt n is its n-th entry, the last one repeating), 10% jittered.
+  ``jitter`` sets the random share of each wait (1: full, 0: none).
 - ``Retry-After`` (seconds or an HTTP date) replaces the backoff, up to ``retry_after_max``.
 - Dead when ``max_attempts`` is spent or the next try would be past ``max_age``.
 """
@@ -37,10 +39,15 @@ def is_retryable(status: int | None) -> bool:
 
 
 def backoff(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait after the given (1-based) failed attempt, with full jitter."""
-    exponent = min(attempt - 1, 64)  # beyond this the cap applies anyway
-    ceiling = min(policy.cap, policy.base * policy.factor**exponent)
-    return (rng or random).uniform(0.0, ceiling)
+    """Seconds to wait after the given (1-based) failed attempt, jittered."""
+    if policy.schedule:
+        wait = policy.schedule[min(attempt, len(policy.schedule)) - 1]
+        jitter = 0.1 if policy.jitter is None else policy.jitter
+    else:
+        exponent = min(attempt - 1, 64)  # beyond this the cap applies anyway
+        wait = min(policy.cap, policy.base * policy.factor**exponent)
+        jitter = 1.0 if policy.jitter is None else policy.jitter
+    return wait - (rng or random).uniform(0.0, wait * jitter)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

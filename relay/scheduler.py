@@ -1,6 +1,7 @@
 """The delivery scheduler: one lane per destination, in the relay's own process.
 
-A lane claims due deliveries up to its concurrency limit and runs one task per attempt.
+A lane claims due deliveries up to its concurrency limit (and its rate limit, and what its
+circuit breaker allows) and runs one task per attempt. A paused lane claims nothing.
 New work wakes it at once (the store calls ``notify`` after each commit); retries wake it
 on a timer set to the next due time; with nothing due it sleeps on an event and costs no
 CPU. A lane never dies quietly: an error in its loop (SQLITE_BUSY, a full disk, a bug) is
@@ -11,22 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import aiohttp
 
 from relay import delivery, retry
+from relay.circuit import Circuit
 from relay.config import DestinationConfig
 from relay.errors import StorageUnavailable
-from relay.store import AttemptRecord, Claim, EventPayload, Store
+from relay.ids import new_event_id
+from relay.ratelimit import TokenBucket
+from relay.store import AttemptRecord, Claim, EventPayload, NewEvent, Store
 
 log = logging.getLogger("relay.scheduler")
 
 LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt timeout
 REFILL_WAIT = 0.005  # longest a lane waits for more free slots before claiming a few
 MAX_BACKOFF = 5.0  # longest pause of a failing lane (a claim every 5 s costs nothing)
+ALERT_SOURCE = "_relay"  # relay's own events (alerts); no [[sources]] name can start with _
 
 
 class Lane:
@@ -36,6 +43,13 @@ class Lane:
         self.destination = destination
         self.name = destination.name
         self._store = store
+        self._outgoing = delivery.Outgoing.of(destination)
+        limit = destination.rate_limit
+        self._bucket = TokenBucket(limit.rate, limit.burst, time.monotonic()) if limit else None
+        breaker = destination.circuit
+        self.circuit = Circuit(breaker.failures, breaker.cooldown) if breaker else None
+        self.paused: str | None = None  # why, when paused
+        self.alerts: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -73,10 +87,21 @@ class Lane:
 
     async def _step(self) -> None:
         self._wake.clear()  # before looking, so a notify during the look is not lost
+        if self.paused is not None:
+            await self._sleep(None)  # resume() wakes us
+            return
         free = self.destination.max_concurrency - len(self._inflight)
         if free <= 0:
             await self._sleep(None)  # a finishing attempt wakes us
             return
+        if self.circuit is not None:
+            allowed = self.circuit.allowance(time.time())
+            if allowed == 0:
+                # Open (or a probe is out): deliveries wait without spending attempts.
+                await self._sleep(self.circuit.wait(time.time()) or None)
+                return
+            if allowed is not None:
+                free = min(free, allowed)
         if self._inflight and free < self._refill_at:
             # Under load, claim in batches: one claim query per few deliveries, not per one.
             clock = time.monotonic()
@@ -86,13 +111,27 @@ class Lane:
                 await self._sleep(self._hold_until - clock)
                 return
         self._hold_until = None
+        wanted = free
+        if self._bucket is not None:
+            free, wait = self._bucket.take_up_to(free, time.monotonic())
+            if not free:
+                await self._sleep(wait)  # the pace of the destination's rate limit
+                return
         now = time.time()
         lease = self.destination.timeout + LEASE_MARGIN
         claims = await self._store.writer.claim(self.name, now, free, lease)
+        if self._bucket is not None and len(claims) < free:
+            self._bucket.give_back(free - len(claims))
+        if self.circuit is not None:
+            self.circuit.started(len(claims))
         for claim in claims:
             self._start(claim)
         if len(claims) == free:
-            await self._sleep(None)
+            if self._bucket is not None and free < wanted:
+                # Held back by the rate limit: come back when the next token is there.
+                await self._sleep(self._bucket.next_token_in(time.monotonic()))
+            else:
+                await self._sleep(None)  # a finishing attempt wakes us
             return
         due = await self._store.next_due(self.name)
         await self._sleep(None if due is None else max(0.0, due - time.time()))
@@ -140,6 +179,8 @@ class Lane:
                 now=now,
                 retry_after=retry.parse_retry_after(result.retry_after, now),
             )
+        if event is not None:
+            await self._observe(result.status, now)
         error = result.error
         if decision.reason and decision.reason != error:
             error = f"{error}; {decision.reason}" if error else decision.reason
@@ -172,6 +213,60 @@ class Lane:
             },
         )
 
+    async def _observe(self, status: int | None, now: float) -> None:
+        """Feed the circuit breaker; pause the destination after a long enough outage."""
+        circuit = self.circuit
+        if circuit is None:
+            return
+        was = circuit.state
+        circuit.record(status, now)
+        if circuit.state != was:
+            log.warning(
+                "destination.circuit",
+                extra={"fields": {"destination": self.name, "state": circuit.state}},
+            )
+        limit = self.destination.circuit.pause_after if self.destination.circuit else None
+        since = circuit.failing_since
+        if limit is not None and since is not None and now - since >= limit and not self.paused:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+            await self.pause(f"failing since {stamp}", automatic=True, since=since)
+
+    async def pause(self, reason: str, automatic: bool = False, since: float | None = None) -> None:
+        """Stop sending (deliveries keep queueing); kept in the database across restarts."""
+        self.paused = reason
+        await self._store.set_paused(self.name, True, reason)
+        log.warning(
+            "destination.paused",
+            extra={"fields": {"destination": self.name, "reason": reason, "auto": automatic}},
+        )
+        alert = self.destination.circuit.alert if self.destination.circuit else None
+        if automatic and alert is not None and self.alerts is not None:
+            waiting = await self._store.pending_count(self.name)
+            started = since if since is not None else time.time()
+            iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+            await self.alerts(
+                alert,
+                {
+                    "type": "destination.paused",
+                    "text": (
+                        f"relay paused destination {self.name}: failing since {iso}, "
+                        f"{waiting} deliveries waiting. Resume it once it is back."
+                    ),
+                    "destination": self.name,
+                    "since": iso,
+                    "waiting": waiting,
+                    "reason": reason,
+                },
+            )
+
+    async def resume(self) -> None:
+        self.paused = None
+        if self.circuit is not None:
+            self.circuit.reset()
+        await self._store.set_paused(self.name, False, None)
+        log.info("destination.resumed", extra={"fields": {"destination": self.name}})
+        self._wake.set()
+
     async def _record(self, record: AttemptRecord) -> None:
         """Persist an attempt's outcome, retrying while the database is unavailable.
 
@@ -195,7 +290,9 @@ class Lane:
         assert self._session is not None
         started = time.time()
         try:
-            return await delivery.attempt(self._session, self.destination, event, claim)
+            return await delivery.attempt(
+                self._session, self.destination, event, claim, self._outgoing
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -228,9 +325,59 @@ class Scheduler:
     """All lanes, woken by the store after each commit."""
 
     def __init__(self, destinations: Iterable[DestinationConfig], store: Store) -> None:
+        self._store = store
         self._lanes = {d.name: Lane(d, store) for d in destinations}
         self._tasks: list[asyncio.Task[None]] = []
         store.add_listener(self.notify)
+        for lane in self._lanes.values():
+            lane.alerts = self._alert
+
+    async def load(self) -> None:
+        """Apply pauses kept in the database, then each destination's ``paused`` switch."""
+        stored = await self._store.paused_destinations()
+        for name, lane in self._lanes.items():
+            switch = lane.destination.paused
+            if switch is True:
+                lane.paused = "paused in the config"
+            elif switch is None and name in stored:
+                lane.paused = stored[name] or "paused"
+            elif switch is False and name in stored:
+                await self._store.set_paused(name, False, None)
+            if lane.paused:
+                log.warning(
+                    "destination.paused",
+                    extra={"fields": {"destination": name, "reason": lane.paused}},
+                )
+
+    async def pause(self, name: str, reason: str = "paused by an operator") -> None:
+        await self._lanes[name].pause(reason)
+
+    async def resume(self, name: str) -> None:
+        await self._lanes[name].resume()
+
+    def lane(self, name: str) -> Lane:
+        return self._lanes[name]
+
+    async def _alert(self, destination: str, payload: dict[str, Any]) -> None:
+        """An alert is an event of relay's own (source ``_relay``), so it is stored,
+        retried and visible like any other."""
+        now = time.time()
+        event = NewEvent(
+            id=new_event_id(now),
+            source=ALERT_SOURCE,
+            received_at=now,
+            idempotency_key=None,
+            event_type=str(payload.get("type")),
+            content_type="application/json",
+            remote_addr=None,
+            headers=json.dumps([["Content-Type", "application/json"]]),
+            body=json.dumps(payload).encode(),
+            destinations=(destination,),
+        )
+        try:
+            await self._store.writer.ingest(event)
+        except StorageUnavailable:
+            log.error("destination.alert_failed", extra={"fields": {"to": destination}})
 
     def notify(self, destinations: Iterable[str]) -> None:
         for name in destinations:

@@ -17,7 +17,7 @@ import os
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -48,6 +48,7 @@ class NewEvent:
     body: bytes
     destinations: tuple[str, ...]
     occurred_at: float | None = None
+    ordering_keys: tuple[str | None, ...] = ()  # per destination; empty: none ordered
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +225,10 @@ class Writer:
     async def record(self, record: AttemptRecord) -> None:
         await self._submit(_Kind.RECORD, record)
 
-    async def execute(self, statement: str, params: Iterable[Any] = ()) -> int:
+    async def execute(self, statement: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> int:
         """Run one statement in the writer's next transaction; returns the rows changed."""
-        result: int = await self._submit(_Kind.EXEC, (statement, tuple(params)))
+        values = dict(params) if isinstance(params, Mapping) else tuple(params)
+        result: int = await self._submit(_Kind.EXEC, (statement, values))
         return result
 
     def note_rejection(self, rejection: Rejection) -> None:
@@ -352,13 +354,17 @@ class Writer:
                 [e.id for e in keyed],
             ).fetchall()
             inserted -= {e.id for e in keyed} - {row[0] for row in rows}
-        deliveries: list[tuple[str, str, float, float, float]] = []
+        deliveries: list[tuple[str, str, float, float, float, str | None]] = []
         stored: list[NewEvent] = []
         for op, event in zip(ops, events, strict=True):
             if event.id in inserted:
                 op.result = Stored(event.id, duplicate=False)
                 now = event.received_at
-                deliveries.extend((event.id, d, now, now, now) for d in event.destinations)
+                keys = event.ordering_keys or (None,) * len(event.destinations)
+                deliveries.extend(
+                    (event.id, d, now, now, now, k)
+                    for d, k in zip(event.destinations, keys, strict=True)
+                )
                 stored.append(event)
             else:
                 found = db.execute(q["find_original"], (event.source, event.idempotency_key))
@@ -487,9 +493,30 @@ class Store:
     # -- reads -------------------------------------------------------------------------------
 
     async def next_due(self, destination: str) -> float | None:
-        rows = list(await self._rdb.execute_fetchall(self._q["next_due"], (destination,)))
+        params = {"destination": destination}
+        rows = list(await self._rdb.execute_fetchall(self._q["next_due"], params))
         value = rows[0][0] if rows else None
         return float(value) if value is not None else None
+
+    async def pending_count(self, destination: str) -> int:
+        rows = list(await self._rdb.execute_fetchall(self._q["pending_count"], (destination,)))
+        return int(rows[0][0])
+
+    async def paused_destinations(self) -> dict[str, str | None]:
+        """Destinations paused in the database, with why."""
+        rows = await self._rdb.execute_fetchall(self._q["destination_states"])
+        return {row[0]: row[3] for row in rows if row[1]}
+
+    async def set_paused(self, destination: str, paused: bool, reason: str | None) -> None:
+        now = time.time()
+        params = {
+            "destination": destination,
+            "paused": int(paused),
+            "paused_at": now if paused else None,
+            "reason": reason,
+            "now": now,
+        }
+        await self.writer.execute(self._q["set_paused"], params)
 
     async def load_event(self, event_id: str) -> EventPayload | None:
         recent = self._recent.get(event_id)

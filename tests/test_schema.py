@@ -12,7 +12,16 @@ from typing import Any
 from pydantic import BaseModel
 
 from relay import sql
-from relay.config import DestinationConfig, LogConfig, RetryPolicy, ServerConfig, StorageConfig
+from relay.config import (
+    CircuitConfig,
+    DestinationConfig,
+    HeaderTransform,
+    LogConfig,
+    RetryPolicy,
+    ServerConfig,
+    StorageConfig,
+)
+from relay.route import Condition, RouteConfig
 from relay.verify.hmac import HmacSource
 from relay.verify.token import TokenSource
 
@@ -68,5 +77,10 @@ def test_example_config_documents_every_key() -> None:
     assert _keys(HmacSource) == set(by_scheme["hmac"])
     assert _keys(TokenSource) == set(by_scheme["token"])
     destination = example["destinations"][0]
-    assert _keys(DestinationConfig) == set(destination)
+    documented = {key for d in example["destinations"] for key in d}
+    assert _keys(DestinationConfig) == documented
     assert _keys(RetryPolicy) == set(destination["retry"])
+    assert _keys(HeaderTransform) == set(destination["headers"])
+    assert _keys(CircuitConfig) == set(destination["circuit"])
+    assert _keys(RouteConfig) == set(example["routes"][0])
+    assert _keys(Condition) >= set(example["routes"][0]["when"][0])

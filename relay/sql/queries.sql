@@ -10,28 +10,40 @@ ON CONFLICT DO NOTHING;
 SELECT id FROM events WHERE source = ? AND idempotency_key = ?;
 
 -- name: insert_delivery
-INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?);
+INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at, updated_at,
+                        ordering_key)
+VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: claim_due
 -- Take up to :limit due deliveries of one destination and lease them. A lease that has
 -- expired (its holder crashed or hung) is taken again: delivery is at least once.
+-- An ordered delivery (ordering_key set) waits while an earlier one of its key is pending.
 UPDATE deliveries
    SET lease_until = :lease_until, attempts = attempts + 1, updated_at = :now
- WHERE id IN (SELECT id FROM deliveries
-               WHERE destination = :destination AND state = 'pending'
-                 AND next_attempt_at <= :now
-                 AND (lease_until IS NULL OR lease_until < :now)
-               ORDER BY next_attempt_at, id
+ WHERE id IN (SELECT d.id FROM deliveries d
+               WHERE d.destination = :destination AND d.state = 'pending'
+                 AND d.next_attempt_at <= :now
+                 AND (d.lease_until IS NULL OR d.lease_until < :now)
+                 AND (d.ordering_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM deliveries p
+                         WHERE p.destination = d.destination AND p.state = 'pending'
+                           AND p.ordering_key = d.ordering_key AND p.id < d.id))
+               ORDER BY d.next_attempt_at, d.id
                LIMIT :limit)
 RETURNING id, event_id, attempts, created_at;
 
 -- name: next_due
 -- When this destination next has work: a retry timer, or a lease that will expire.
-SELECT MIN(CASE WHEN lease_until IS NULL THEN next_attempt_at
-                ELSE MAX(next_attempt_at, lease_until) END)
-  FROM deliveries
- WHERE destination = ? AND state = 'pending';
+-- Ordered deliveries behind an earlier one of their key are not due: that one's end wakes
+-- the lane.
+SELECT MIN(CASE WHEN d.lease_until IS NULL THEN d.next_attempt_at
+                ELSE MAX(d.next_attempt_at, d.lease_until) END)
+  FROM deliveries d
+ WHERE d.destination = :destination AND d.state = 'pending'
+   AND (d.ordering_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM deliveries p
+           WHERE p.destination = d.destination AND p.state = 'pending'
+             AND p.ordering_key = d.ordering_key AND p.id < d.id));
 
 -- name: insert_attempt
 INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status, error,
@@ -59,3 +71,16 @@ VALUES (?, ?, ?, ?, ?, ?, ?);
 -- name: trim_rejections
 -- Keep the newest :keep rows; ids only grow, so this is a range delete on the primary key.
 DELETE FROM rejections WHERE id <= (SELECT MAX(id) FROM rejections) - :keep;
+
+-- name: pending_count
+SELECT COUNT(*) FROM deliveries WHERE destination = ? AND state = 'pending';
+
+-- name: destination_states
+SELECT destination, paused, paused_at, reason FROM destination_state;
+
+-- name: set_paused
+INSERT INTO destination_state (destination, paused, paused_at, reason, updated_at)
+VALUES (:destination, :paused, :paused_at, :reason, :now)
+ON CONFLICT (destination) DO UPDATE
+   SET paused = excluded.paused, paused_at = excluded.paused_at, reason = excluded.reason,
+       updated_at = excluded.updated_at;

@@ -39,12 +39,16 @@ CREATE TABLE deliveries (
     updated_at      REAL NOT NULL,
     delivered_at    REAL,
     last_status     INTEGER,                 -- HTTP status of the latest attempt, NULL if none
-    last_error      TEXT                     -- why the latest attempt failed
+    last_error      TEXT,                    -- why the latest attempt failed
+    ordering_key    TEXT                     -- ordered destinations: waits for earlier ones of its key
 );
 -- What the scheduler asks: the next due pending deliveries of one destination.
 CREATE INDEX deliveries_due ON deliveries (destination, next_attempt_at) WHERE state = 'pending';
 CREATE INDEX deliveries_event ON deliveries (event_id);
 CREATE INDEX deliveries_state ON deliveries (state, destination, updated_at);
+-- Ordered delivery: is an earlier delivery of the same key still pending?
+CREATE INDEX deliveries_order ON deliveries (destination, ordering_key, id)
+    WHERE state = 'pending' AND ordering_key IS NOT NULL;
 
 -- One HTTP try of a delivery.
 CREATE TABLE attempts (
@@ -75,3 +79,13 @@ CREATE TABLE rejections (
     headers     TEXT NOT NULL                -- JSON array of [name, value], secrets redacted
 );
 CREATE INDEX rejections_source ON rejections (source, at);
+
+-- A destination relay paused after a long outage (circuit.pause_after), or an operator
+-- paused. Its deliveries keep queueing; nothing is sent until it is resumed.
+CREATE TABLE destination_state (
+    destination TEXT PRIMARY KEY,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    paused_at   REAL,
+    reason      TEXT,                        -- e.g. 'failing since 2026-11-23T03:12:09Z'
+    updated_at  REAL NOT NULL
+);
