@@ -33,6 +33,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     host: str
+    answer: Any = None  # the script entry that answered
 
 
 @dataclass
@@ -61,10 +62,12 @@ class Receiver:
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:
             body = await request.read()
-            self.received.append(
-                Received(time.monotonic(), dict(request.headers), body, request.host)
-            )
             entry = self.script.pop(0) if self.script else self.default
+            if callable(entry):  # decides per request, e.g. at random
+                entry = entry()
+            self.received.append(
+                Received(time.monotonic(), dict(request.headers), body, request.host, entry)
+            )
             if entry == "hang":
                 await asyncio.sleep(60)
                 return web.Response(status=200)

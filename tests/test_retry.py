@@ -67,3 +67,16 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(formatdate(now - 90, usegmt=True), now) == 0
     for junk in (None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2020"):
         assert parse_retry_after(junk, now) is None
+
+
+def test_explicit_schedule_with_jitter() -> None:
+    policy = RetryPolicy(schedule=(5, 300, 1800), max_attempts=10)
+    low, high = random.Random(0), random.Random(1)
+    for attempt, wait in ((1, 5), (2, 300), (3, 1800), (4, 1800), (9, 1800)):
+        for rng in (low, high):
+            delay = backoff(policy, attempt, rng)
+            assert wait * 0.9 <= delay <= wait  # 10% jitter by default for a schedule
+    exact = RetryPolicy(schedule=(5, 300), jitter=0.0)
+    assert [backoff(exact, n) for n in (1, 2, 3)] == [5, 300, 300]
+    full = RetryPolicy(base=10, factor=1, jitter=0.0)
+    assert backoff(full, 3) == 10
