@@ -297,3 +297,23 @@ async def test_ordered_delivery_per_key_with_a_flaky_receiver(
         assert delivered == list(range(per_customer))
     # Different keys went in parallel: more than one request was in flight at some point.
     assert rx.max_inflight > 1
+
+
+async def test_http_proxy_per_destination(
+    tmp_path: Path, receivers: list[Receiver], client: aiohttp.ClientSession
+) -> None:
+    """A destination with a proxy connects to the proxy, which is asked for the target URL;
+    the target's name is never resolved by relay (it does not exist here)."""
+    proxy = receivers[0]
+    target = "http://internal-service.invalid:9/hook"
+    settings = settings_for(
+        tmp_path / "relay.db",
+        target,
+        destination={"url": target, "proxy": f"http://127.0.0.1:{proxy.port}"},
+    )
+    async with running(settings) as relay:
+        status, _, _ = await post(client, relay.port, event("x.y"), key="k1")
+        assert status == 200
+        await wait_for(lambda: len(proxy.received) == 1)
+    assert proxy.received[0].headers["Host"] == "internal-service.invalid:9"
+    assert json.loads(proxy.received[0].body) == {"type": "x.y"}
