@@ -14,14 +14,21 @@ import asyncio
 import logging
 import os
 import signal
+import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from relay import sql, systemd
-from relay.config import Settings, split_address
+from relay.admin import start_admin
+from relay.config import Settings, load_config, split_address
+from relay.errors import RelayError
 from relay.ingress import Ingress
+from relay.inspect import DeadFilter, replay_statement
 from relay.listener import BoundedSite
+from relay.metrics import CIRCUIT, Metrics
+from relay.retention import Pruner, database_bytes
 from relay.scheduler import Scheduler
 from relay.store import Store
 
@@ -29,12 +36,18 @@ log = logging.getLogger("relay")
 
 
 class Relay:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, config_path: str | Path | None = None) -> None:
         self.settings = settings
+        self.config_path = config_path
         self.stopping = False
+        self.metrics = Metrics()
         self._store: Store | None = None
         self._scheduler: Scheduler | None = None
         self._runner: web.AppRunner | None = None
+        self._admin: web.AppRunner | None = None
+        self._ingress: Ingress | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._full = False
 
     @property
     def scheduler(self) -> Scheduler:
@@ -76,10 +89,17 @@ class Relay:
         released = await store.writer.execute(sql.queries()["release_leases"])
         if released:
             log.info("store.leases_released", extra={"fields": {"deliveries": released}})
-        self._scheduler = Scheduler(settings.destinations, store)
+        self._scheduler = Scheduler(settings.destinations, store, self.metrics)
         await self._scheduler.load()
         self._scheduler.start()
-        ingress = Ingress(settings, store.writer, self.problems)
+        pruner = Pruner(settings.retention, store.writer)
+        if pruner.enabled:
+            self._background.append(asyncio.create_task(pruner.run(), name="pruner"))
+        if settings.storage.max_size is not None:
+            self._background.append(asyncio.create_task(self._watch_size(), name="size"))
+        self._ingress = ingress = Ingress(
+            settings, store.writer, self.problems, self.metrics, lambda: self._full
+        )
         parser_limit = max(8190, 8 * settings.server.max_header_size)
         self._runner = web.AppRunner(
             ingress.app(),
@@ -103,6 +123,11 @@ class Relay:
             backlog=1024,
         )
         await site.start()
+        token = settings.admin.token
+        if token is not None:
+            self._admin = await start_admin(self, token.value.encode(), settings.admin.listen)
+        else:
+            log.info("admin.off", extra={"fields": {"hint": "set [admin] token to enable it"}})
         log.info("relay.ready", extra={"fields": {"listen": self.address, "db": str(store.path)}})
 
     @property
@@ -130,9 +155,133 @@ class Relay:
             ]
         return found
 
+    @property
+    def admin_address(self) -> str | None:
+        if self._admin is None:
+            return None
+        address = self._admin.addresses[0]
+        if isinstance(address, str):
+            return "unix:" + address
+        return f"{address[0]}:{address[1]}"
+
+    async def refresh_gauges(self) -> None:
+        """The gauges read from the database and the scheduler, just before a scrape."""
+        m, store = self.metrics, self.store
+        now = time.time()
+        rows = await store.read(sql.queries()["gauges"])
+        seen = set()
+        for destination, pending, dead, oldest in rows:
+            seen.add(destination)
+            m.pending.labels(destination).set(pending or 0)
+            m.dead.labels(destination).set(dead or 0)
+            m.oldest_pending.labels(destination).set(max(0.0, now - oldest) if oldest else 0)
+        for name, lane in self.scheduler.lanes.items():
+            if name not in seen:
+                m.pending.labels(name).set(0)
+                m.dead.labels(name).set(0)
+                m.oldest_pending.labels(name).set(0)
+            state = lane.circuit.state if lane.circuit else "closed"
+            m.circuit.labels(name).set(CIRCUIT[state])
+            m.paused.labels(name).set(1 if lane.paused else 0)
+        database, wal = database_bytes(store.path)
+        m.database_bytes.set(database)
+        m.wal_bytes.set(wal)
+        m.storage_full.set(1 if self._full else 0)
+
+    async def replay(
+        self, f: DeadFilter, extra: tuple[str, list[Any]] | None, dry_run: bool = False
+    ) -> int:
+        """Replay the dead deliveries matching ``f`` (and ``extra``): count them, or create
+        one new pending delivery for each and wake their lanes."""
+        statement, params = replay_statement(f, time.time())
+        where, where_params = f.where()
+        if extra is not None:
+            statement += f" AND {extra[0]}"
+            params += extra[1]
+            where += f" AND {extra[0]}"
+            where_params += extra[1]
+        if dry_run:
+            rows = await self.store.read(
+                f"SELECT COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id{where}",  # noqa: S608
+                where_params,
+            )
+            return int(rows[0][0])
+        count = await self.store.writer.execute(statement, params)
+        if count:
+            destinations = {f.destination} if f.destination else set(self.scheduler.lanes)
+            self.scheduler.notify(destinations)
+            for name in destinations:
+                self.metrics.replays.labels(name)  # the series exists from the first replay
+            log.info("delivery.replayed", extra={"fields": {"count": count}})
+        return count
+
+    async def reload(self) -> str | None:
+        """Re-read the config file. A valid one takes effect without dropping a request;
+        an invalid one is refused with the reason (returned) and the old one stays."""
+        if self.config_path is None:
+            return "relay was not started from a config file"
+        try:
+            new = load_config(self.config_path)
+        except RelayError as exc:
+            log.error("config.reload_refused", extra={"fields": {"error": str(exc)}})
+            return str(exc)
+        old = self.settings
+        for section in ("server", "storage", "admin"):
+            if getattr(new, section) != getattr(old, section):
+                log.warning(
+                    "config.restart_needed",
+                    extra={"fields": {"section": section, "hint": "restart to apply it"}},
+                )
+        assert self._ingress is not None
+        await self.scheduler.update(new.destinations, old.server.shutdown_grace)
+        self._ingress.update(new)
+        self.settings = new.model_copy(
+            update={"server": old.server, "storage": old.storage, "admin": old.admin}
+        )
+        log.info("config.reloaded", extra={"fields": {"path": str(self.config_path)}})
+        return None
+
+    async def prune_now(self) -> dict[str, int]:
+        return await Pruner(self.settings.retention, self.store.writer).prune_once()
+
+    async def _watch_size(self) -> None:
+        """Ingress answers 507 while database + WAL exceed storage.max_size; once, on the
+        way over, an error is logged and an alert event sent."""
+        limit = self.settings.storage.max_size
+        assert limit is not None
+        while True:
+            database, wal = database_bytes(self.store.path)
+            full = database + wal > limit
+            if full and not self._full:
+                log.error(
+                    "storage.full",
+                    extra={"fields": {"bytes": database + wal, "max_size": limit}},
+                )
+                alert = self.settings.storage.alert
+                if alert is not None:
+                    await self.scheduler.send_alert(
+                        alert,
+                        {
+                            "type": "storage.full",
+                            "text": f"relay refuses new events: database is {database + wal}"
+                            f" bytes, over storage.max_size ({limit}). Prune or raise the limit.",
+                            "bytes": database + wal,
+                            "max_size": limit,
+                        },
+                    )
+            elif self._full and not full:
+                log.info("storage.ok", extra={"fields": {"bytes": database + wal}})
+            self._full = full
+            await asyncio.sleep(1.0)
+
     async def stop(self) -> None:
         self.stopping = True
         log.info("relay.stopping")
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._admin is not None:
+            await self._admin.cleanup()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._scheduler is not None:
@@ -142,16 +291,29 @@ class Relay:
         log.info("relay.stopped")
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop in order; speaks sd_notify under systemd."""
-    relay = Relay(settings)
+async def serve(settings: Settings, config_path: str | Path | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop in order; speaks sd_notify under systemd.
+    SIGHUP re-reads the config file."""
+    relay = Relay(settings, config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Handlers first, so a signal during start-up is an orderly stop, not a kill. A second
     # SIGTERM (a onefile binary's bootloader forwards one too) only sets the same event again.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload_not_supported)
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def reloaded(task: asyncio.Task[Any]) -> None:
+        reloads.discard(task)
+        systemd.notify("READY=1")
+
+    def reload() -> None:
+        systemd.notify("RELOADING=1")
+        task = asyncio.ensure_future(relay.reload())
+        reloads.add(task)
+        task.add_done_callback(reloaded)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await relay.start()
     except BaseException:
@@ -168,10 +330,6 @@ async def serve(settings: Settings) -> None:
         if pinger is not None:
             pinger.cancel()
             await asyncio.gather(pinger, return_exceptions=True)
-
-
-def _reload_not_supported() -> None:
-    log.warning("relay.reload_ignored", extra={"fields": {"hint": "restart to apply changes"}})
 
 
 def run(coro: Any) -> None:

@@ -71,10 +71,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from relay import app, log
     from relay.config import load_config
 
-    settings = load_config(_config_path(args.config))
+    path = _config_path(args.config)
+    settings = load_config(path)
     log.setup(settings.log.level, settings.log.format)
     try:
-        app.run(app.serve(settings))
+        app.run(app.serve(settings, path))
     except OSError as exc:
         raise RelayError(f"cannot listen on {settings.server.listen}: {exc.strerror}") from None
     return 0

@@ -87,6 +87,39 @@ class StorageConfig(StrictModel):
     keep_rejections: int = Field(
         10_000, ge=0, description="rejected requests kept in the rejections table (0: none)"
     )
+    max_size: ByteSize | None = Field(
+        None, description="database + WAL size beyond which ingress answers 507 (unset: none)"
+    )
+    alert: str | None = Field(None, description="destination told when max_size is reached")
+
+
+class AdminConfig(StrictModel):
+    listen: str = Field(
+        "127.0.0.1:8081", description="host:port, or unix:/path, of the admin API and /metrics"
+    )
+    token: SecretRef | None = Field(None, description="bearer token; unset: no admin listener")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        if not value.startswith("unix:"):
+            split_address(value)
+        return value
+
+
+class RetentionConfig(StrictModel):
+    delivered_after: Duration | None = Field(
+        None, description="delete events delivered everywhere (or routed nowhere) this old"
+    )
+    dead_after: Duration | None = Field(
+        None, description="delete events with dead deliveries (none pending) this old"
+    )
+    rejections_after: Duration | None = Field(None, description="delete rejections this old")
+    redact_after: Duration | None = Field(
+        None, description="empty the body of events delivered everywhere this old"
+    )
+    interval: Duration = Field(60.0, description="how often the pruner runs")
+    batch: int = Field(500, ge=1, le=10_000, description="rows per pruning transaction")
 
 
 class LogConfig(StrictModel):
@@ -212,6 +245,8 @@ class Settings(BaseSettings):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
     log: LogConfig = LogConfig()
+    admin: AdminConfig = AdminConfig()
+    retention: RetentionConfig = RetentionConfig()
     sources: list[SourceConfig] = []
     destinations: list[DestinationConfig] = []
     routes: list[RouteConfig] = []
@@ -290,6 +325,11 @@ def check_references(settings: Settings) -> None:
                     f"routes[{index}].destinations[{j}]: {dest!r} is not a defined destination; "
                     f"add a [[destinations]] entry named {dest!r} or fix the name"
                 )
+    alert = settings.storage.alert
+    if alert is not None and alert not in destinations:
+        problems.append(
+            f"storage.alert: {alert!r} is not a defined destination; add it or fix the name"
+        )
     for index, destination in enumerate(settings.destinations):
         alert = destination.circuit.alert if destination.circuit else None
         if alert is not None and (alert not in destinations or alert == destination.name):

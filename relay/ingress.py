@@ -20,6 +20,7 @@ from relay.config import Settings
 from relay.errors import StorageUnavailable
 from relay.extract import Parsed, extract
 from relay.ids import new_event_id
+from relay.metrics import Metrics
 from relay.network import client_address, parse_address, within
 from relay.ratelimit import Buckets, TokenBucket
 from relay.route import Route, destinations_for
@@ -29,6 +30,18 @@ from relay.verify.base import Handshake, acknowledgement_of, challenge_of, hands
 from relay.verify.timestamps import parse_instant
 
 log = logging.getLogger("relay.ingress")
+
+OUTCOMES = {
+    200: "accepted",
+    401: "rejected",
+    403: "rejected",
+    429: "limited",
+    503: "unavailable",
+    507: "unavailable",
+    413: "too_large",
+    408: "timeout",
+    431: "too_large",
+}
 
 
 # Header names whose values are secrets or signatures: never written to the rejections
@@ -109,9 +122,16 @@ def _accepted(stored: Stored) -> web.Response:
 
 class Ingress:
     def __init__(
-        self, settings: Settings, writer: Writer, problems: Callable[[], list[str]]
+        self,
+        settings: Settings,
+        writer: Writer,
+        problems: Callable[[], list[str]],
+        metrics: Metrics | None = None,
+        storage_full: Callable[[], bool] = lambda: False,
     ) -> None:
         self._writer = writer
+        self._metrics = metrics or Metrics()
+        self._storage_full = storage_full
         self._problems = problems
         self._max_body = settings.server.max_body_size
         self._read_timeout = settings.server.read_timeout
@@ -127,6 +147,20 @@ class Ingress:
             if d.ordering != "none"
         }
         self.unrouted = 0  # events stored that no route matched
+
+    def update(self, settings: Settings) -> None:
+        """A reloaded config: new sources, routes and ordering, swapped in at once (a request
+        in flight finishes with the source it started with)."""
+        now = time.monotonic()
+        self._sources = {
+            s.name: Source.build(s, settings.routes_for(s.name), now) for s in settings.sources
+        }
+        self._ordering = {
+            d.name: (d.ordering, d.ordering_key)
+            for d in settings.destinations
+            if d.ordering != "none"
+        }
+        self._trusted = settings.server.trusted_proxies
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self._max_body)
@@ -170,6 +204,21 @@ class Ingress:
         return _answer(shake)
 
     async def receive(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        response = await self._receive(request)
+        name = request.match_info["source"]
+        if name in self._sources:
+            outcome = OUTCOMES.get(response.status, "other")
+            if response.status == 200 and response.headers.get("X-Relay-Duplicate"):
+                outcome = "duplicate"
+            elif response.status in (200, 204) and "X-Relay-Event-Id" not in response.headers:
+                outcome = "handshake"
+            self._metrics.requests.labels(name, outcome).inc()
+            if outcome in ("accepted", "duplicate"):
+                self._metrics.ack_seconds.labels(name).observe(time.monotonic() - started)
+        return response
+
+    async def _receive(self, request: web.Request) -> web.Response:
         if sum(len(k) + len(v) + 4 for k, v in request.raw_headers) > self._max_headers:
             return _json(431, {"error": "request headers too large"}, Connection="close")
         source = self._sources.get(request.match_info["source"])
@@ -219,6 +268,11 @@ class Ingress:
         destinations = destinations_for(source.routes, event_type, headers, parsed)
         if not destinations:
             self.unrouted += 1
+            self._metrics.unrouted.labels(config.name).inc()
+        if self._storage_full():
+            return _json(
+                507, {"error": "storage limit reached; try later"}, **{"Retry-After": "60"}
+            )
         event = NewEvent(
             id=new_event_id(now),
             source=source.config.name,
@@ -275,6 +329,7 @@ class Ingress:
                 "fields": {"source": name, "status": status, "reason": reason, "remote": client}
             },
         )
+        self._metrics.rejections.labels(name, reason).inc()
         headers = redact(request.headers, source.secret_headers)
         self._writer.note_rejection(
             Rejection(time.time(), name, status, reason, client, request.method, headers)

@@ -25,6 +25,7 @@ from relay.circuit import Circuit
 from relay.config import DestinationConfig
 from relay.errors import StorageUnavailable
 from relay.ids import new_event_id
+from relay.metrics import Metrics
 from relay.ratelimit import TokenBucket
 from relay.store import AttemptRecord, Claim, EventPayload, NewEvent, Store
 
@@ -39,8 +40,11 @@ ALERT_SOURCE = "_relay"  # relay's own events (alerts); no [[sources]] name can 
 class Lane:
     """Deliveries of one destination."""
 
-    def __init__(self, destination: DestinationConfig, store: Store) -> None:
+    def __init__(
+        self, destination: DestinationConfig, store: Store, metrics: Metrics | None = None
+    ) -> None:
         self.destination = destination
+        self._metrics = metrics or Metrics()
         self.name = destination.name
         self._store = store
         self._outgoing = delivery.Outgoing.of(destination)
@@ -181,6 +185,7 @@ class Lane:
             )
         if event is not None:
             await self._observe(result.status, now)
+        self._count(decision.state, result.duration_ms, now - claim.created_at)
         error = result.error
         if decision.reason and decision.reason != error:
             error = f"{error}; {decision.reason}" if error else decision.reason
@@ -212,6 +217,18 @@ class Lane:
                 }
             },
         )
+
+    def _count(self, state: str, duration_ms: float, age: float) -> None:
+        m, name = self._metrics, self.name
+        outcome = "retry" if state == "pending" else state
+        m.attempts.labels(name, outcome).inc()
+        m.attempt_seconds.labels(name).observe(duration_ms / 1000.0)
+        if state == "pending":
+            m.retries.labels(name).inc()
+        else:
+            m.deliveries.labels(name, state).inc()
+        if state == "delivered":
+            m.delivered_seconds.labels(name).observe(max(0.0, age))
 
     async def _observe(self, status: int | None, now: float) -> None:
         """Feed the circuit breaker; pause the destination after a long enough outage."""
@@ -324,10 +341,17 @@ class Lane:
 class Scheduler:
     """All lanes, woken by the store after each commit."""
 
-    def __init__(self, destinations: Iterable[DestinationConfig], store: Store) -> None:
+    def __init__(
+        self,
+        destinations: Iterable[DestinationConfig],
+        store: Store,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._store = store
-        self._lanes = {d.name: Lane(d, store) for d in destinations}
-        self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = metrics or Metrics()
+        self._lanes = {d.name: Lane(d, store, self.metrics) for d in destinations}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
         store.add_listener(self.notify)
         for lane in self._lanes.values():
             lane.alerts = self._alert
@@ -358,6 +382,9 @@ class Scheduler:
     def lane(self, name: str) -> Lane:
         return self._lanes[name]
 
+    async def send_alert(self, destination: str, payload: dict[str, Any]) -> None:
+        await self._alert(destination, payload)
+
     async def _alert(self, destination: str, payload: dict[str, Any]) -> None:
         """An alert is an event of relay's own (source ``_relay``), so it is stored,
         retried and visible like any other."""
@@ -386,14 +413,46 @@ class Scheduler:
                 lane.notify()
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(lane.run(), name=f"lane-{name}")
+        self._tasks = {
+            name: asyncio.create_task(lane.run(), name=f"lane-{name}")
             for name, lane in self._lanes.items()
-        ]
+        }
+
+    @property
+    def lanes(self) -> dict[str, Lane]:
+        return dict(self._lanes)
+
+    async def update(self, destinations: Iterable[DestinationConfig], grace: float) -> None:
+        """A reloaded config: new lanes for new or changed destinations, old ones stopped
+        (their attempts in flight finish within ``grace``; their leases cover the rest)."""
+        wanted = {d.name: d for d in destinations}
+        retired: list[Lane] = []
+        for name, lane in list(self._lanes.items()):
+            if wanted.get(name) != lane.destination:
+                lane.request_stop()
+                retired.append(lane)
+                del self._lanes[name]
+        for name, config in wanted.items():
+            if name in self._lanes:
+                continue
+            lane = Lane(config, self._store, self.metrics)
+            lane.alerts = self._alert
+            old = next((r for r in retired if r.name == name), None)
+            if config.paused is True:
+                lane.paused = "paused in the config"
+            elif config.paused is None and old is not None:
+                lane.paused = old.paused
+            elif config.paused is False and old is not None and old.paused:
+                await self._store.set_paused(name, False, None)
+            self._lanes[name] = lane
+            self._tasks[name] = asyncio.create_task(lane.run(), name=f"lane-{name}")
+        for lane in retired:
+            self._retiring.add(asyncio.create_task(lane.drain(grace)))
+        self._retiring = {t for t in self._retiring if not t.done()}
 
     @property
     def healthy(self) -> bool:
-        running = all(not t.done() for t in self._tasks)
+        running = all(not t.done() for n, t in self._tasks.items() if n in self._lanes)
         return running and all(lane.healthy for lane in self._lanes.values())
 
     def problems(self) -> list[str]:
@@ -403,5 +462,6 @@ class Scheduler:
         """Stop claiming everywhere, then let each lane's attempts finish within ``grace``."""
         for lane in self._lanes.values():
             lane.request_stop()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         await asyncio.gather(*(lane.drain(grace) for lane in self._lanes.values()))
+        await asyncio.gather(*self._retiring, return_exceptions=True)

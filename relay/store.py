@@ -498,6 +498,10 @@ class Store:
         value = rows[0][0] if rows else None
         return float(value) if value is not None else None
 
+    async def read(self, statement: str, params: Iterable[Any] = ()) -> list[Any]:
+        """One read on the reader connection (short queries only: the scheduler shares it)."""
+        return list(await self._rdb.execute_fetchall(statement, tuple(params)))
+
     async def pending_count(self, destination: str) -> int:
         rows = list(await self._rdb.execute_fetchall(self._q["pending_count"], (destination,)))
         return int(rows[0][0])

@@ -13,10 +13,12 @@ from pydantic import BaseModel
 
 from relay import sql
 from relay.config import (
+    AdminConfig,
     CircuitConfig,
     DestinationConfig,
     HeaderTransform,
     LogConfig,
+    RetentionConfig,
     RetryPolicy,
     ServerConfig,
     StorageConfig,
@@ -38,6 +40,10 @@ def _shape(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
         "SELECT name, tbl_name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL"
     )
     shape += [("index", *row) for row in sorted(indexes)]
+    views = conn.execute("SELECT name, sql FROM sqlite_master WHERE type='view'")
+    shape += [("view", *row) for row in sorted(views)]
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='view'"):
+        shape += [("view-col", name, *row) for row in conn.execute(f"PRAGMA table_info({name})")]
     return shape
 
 
@@ -73,6 +79,8 @@ def test_example_config_documents_every_key() -> None:
     assert _keys(ServerConfig) == set(example["server"])
     assert _keys(StorageConfig) == set(example["storage"])
     assert _keys(LogConfig) == set(example["log"])
+    assert _keys(AdminConfig) == set(example["admin"])
+    assert _keys(RetentionConfig) == set(example["retention"])
     by_scheme = {s["verify"]: s for s in example["sources"]}
     assert _keys(HmacSource) == set(by_scheme["hmac"])
     assert _keys(TokenSource) == set(by_scheme["token"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import os
 import signal
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -72,8 +75,33 @@ def test_ready_watchdog_and_stopping(tmp_path: Path) -> None:
         sock.close()
 
 
-def test_sighup_does_not_stop_the_relay(tmp_path: Path) -> None:
+def _wait_for_line(log: Path, needle: str, count: int = 1, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while log.read_text().count(needle) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.read_text().count(needle) >= count, log.read_text()
+
+
+def _post(port: int, source: str) -> int:
+    body = b'{"id": "x"}'
+    signature = "sha256=" + hmac.new(b"test-secret", body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/in/{source}",
+        data=body,
+        headers={"X-Signature": signature, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_sighup_reloads_and_a_broken_file_keeps_the_old_config(tmp_path: Path) -> None:
+    second = '[[sources]]\nname = "second"\nverify = "hmac"\nsecret = "test-secret"\n'
+    second += 'prefix = "sha256="\n'
     config = write_config(tmp_path / "relay.toml", tmp_path / "relay.db", "http://127.0.0.1:9/")
+    original = config.read_text()
     log = tmp_path / "relay.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -85,10 +113,22 @@ def test_sighup_does_not_stop_the_relay(tmp_path: Path) -> None:
         deadline = time.monotonic() + 10
         while _listening_port(log) is None and time.monotonic() < deadline:
             time.sleep(0.05)
+        port = _listening_port(log)
+        assert port is not None, log.read_text()
+        assert _post(port, "second") == 404
+        # A valid change: the new source answers, without a restart.
+        config.write_text(original.replace("[[destinations]]", second + "[[destinations]]"))
         proc.send_signal(signal.SIGHUP)
-        time.sleep(0.3)
-        assert proc.poll() is None, log.read_text()
-        assert "relay.reload_ignored" in log.read_text()
+        _wait_for_line(log, "config.reloaded")
+        assert _post(port, "second") == 200
+        # A broken file: refused with the reason; the relay goes on with what it had.
+        config.write_text(original.replace('verify = "hmac"', 'verify = "hmac"\nsecert = "x"'))
+        proc.send_signal(signal.SIGHUP)
+        _wait_for_line(log, "config.reload_refused")
+        assert "secert" in log.read_text()
+        assert proc.poll() is None
+        assert _post(port, "second") == 200
+        assert _post(port, "demo") == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
     finally:

@@ -84,3 +84,48 @@ VALUES (:destination, :paused, :paused_at, :reason, :now)
 ON CONFLICT (destination) DO UPDATE
    SET paused = excluded.paused, paused_at = excluded.paused_at, reason = excluded.reason,
        updated_at = excluded.updated_at;
+
+-- name: prune_delivered
+-- Events older than :before with no delivery left to make (all delivered, or none routed).
+DELETE FROM events WHERE id IN (
+    SELECT e.id FROM events e
+     WHERE e.received_at < :before
+       AND NOT EXISTS (SELECT 1 FROM deliveries d
+                        WHERE d.event_id = e.id AND d.state != 'delivered')
+     LIMIT :batch);
+
+-- name: prune_dead
+-- Events older than :before that have a dead delivery and nothing pending.
+DELETE FROM events WHERE id IN (
+    SELECT e.id FROM events e
+     WHERE e.received_at < :before
+       AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = 'dead')
+       AND NOT EXISTS (SELECT 1 FROM deliveries d
+                        WHERE d.event_id = e.id AND d.state = 'pending')
+     LIMIT :batch);
+
+-- name: prune_rejections
+DELETE FROM rejections WHERE id IN (
+    SELECT id FROM rejections WHERE at < :before LIMIT :batch);
+
+-- name: redact_delivered
+-- Empty the body of events delivered everywhere; headers and metadata stay.
+UPDATE events SET body = X'', redacted_at = :now
+ WHERE id IN (
+    SELECT e.id FROM events e
+     WHERE e.received_at < :before AND e.redacted_at IS NULL
+       AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+       AND NOT EXISTS (SELECT 1 FROM deliveries d
+                        WHERE d.event_id = e.id AND d.state != 'delivered')
+     LIMIT :batch);
+
+-- name: gauges
+SELECT destination, pending, dead_unreplayed, oldest_pending_at FROM (
+  SELECT destination,
+         SUM(state = 'pending') AS pending,
+         SUM(state = 'dead' AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.replay_of = d.id))
+             AS dead_unreplayed,
+         MIN(CASE WHEN state = 'pending' THEN created_at END) AS oldest_pending_at
+    FROM deliveries d
+   WHERE state != 'delivered'
+   GROUP BY destination);

@@ -14,7 +14,8 @@ CREATE TABLE events (
     remote_addr     TEXT,
     headers         TEXT NOT NULL,           -- JSON array of [name, value] pairs, as received
     body            BLOB NOT NULL,           -- the raw bytes, exactly as received
-    occurred_at     REAL                     -- the provider's own time of the event, if it gives one
+    occurred_at     REAL,                    -- the provider's own time of the event, if it gives one
+    redacted_at     REAL                     -- set when retention emptied the body (metadata kept)
 );
 -- The duplicate check: one event per (source, key). Decided by SQLite, never by memory.
 CREATE UNIQUE INDEX events_idempotency ON events (source, idempotency_key)
@@ -40,7 +41,9 @@ CREATE TABLE deliveries (
     delivered_at    REAL,
     last_status     INTEGER,                 -- HTTP status of the latest attempt, NULL if none
     last_error      TEXT,                    -- why the latest attempt failed
-    ordering_key    TEXT                     -- ordered destinations: waits for earlier ones of its key
+    ordering_key    TEXT,                    -- ordered destinations: waits for earlier ones of its key
+    replay_of       INTEGER REFERENCES deliveries (id) ON DELETE SET NULL
+                                             -- a replay: the dead delivery it repeats (kept as history)
 );
 -- What the scheduler asks: the next due pending deliveries of one destination.
 CREATE INDEX deliveries_due ON deliveries (destination, next_attempt_at) WHERE state = 'pending';
@@ -49,6 +52,7 @@ CREATE INDEX deliveries_state ON deliveries (state, destination, updated_at);
 -- Ordered delivery: is an earlier delivery of the same key still pending?
 CREATE INDEX deliveries_order ON deliveries (destination, ordering_key, id)
     WHERE state = 'pending' AND ordering_key IS NOT NULL;
+CREATE INDEX deliveries_replay ON deliveries (replay_of) WHERE replay_of IS NOT NULL;
 
 -- One HTTP try of a delivery.
 CREATE TABLE attempts (
@@ -63,6 +67,7 @@ CREATE TABLE attempts (
     outcome          TEXT NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead'))
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id);
+CREATE INDEX attempts_started ON attempts (started_at);
 
 -- Requests refused by a source's verifier (401) or IP allowlist (403), newest kept: the
 -- answer to "why did the provider's webhook fail?". Bounded by storage.keep_rejections;
@@ -79,6 +84,7 @@ CREATE TABLE rejections (
     headers     TEXT NOT NULL                -- JSON array of [name, value], secrets redacted
 );
 CREATE INDEX rejections_source ON rejections (source, at);
+CREATE INDEX rejections_at ON rejections (at);
 
 -- A destination relay paused after a long outage (circuit.pause_after), or an operator
 -- paused. Its deliveries keep queueing; nothing is sent until it is resumed.
@@ -89,3 +95,47 @@ CREATE TABLE destination_state (
     reason      TEXT,                        -- e.g. 'failing since 2026-11-23T03:12:09Z'
     updated_at  REAL NOT NULL
 );
+
+-- Views for operators and their scripts. Their columns are stable across versions: new
+-- columns may be added at the end, none is renamed or removed. docs/schema.md lists them.
+CREATE VIEW v_events AS
+SELECT e.id                                        AS id,
+       e.source                                    AS source,
+       datetime(e.received_at, 'unixepoch')        AS received,
+       e.event_type                                AS event_type,
+       e.idempotency_key                           AS idempotency_key,
+       e.remote_addr                               AS remote_addr,
+       length(e.body)                              AS body_bytes,
+       (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id)                         AS deliveries,
+       (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id AND d.state = 'pending')   AS pending,
+       (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id AND d.state = 'delivered') AS delivered,
+       (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id AND d.state = 'dead')      AS dead,
+       e.received_at                               AS received_at
+  FROM events e;
+
+CREATE VIEW v_dead AS
+SELECT d.id                                        AS delivery_id,
+       d.event_id                                  AS event_id,
+       e.source                                    AS source,
+       e.event_type                                AS event_type,
+       d.destination                               AS destination,
+       d.attempts                                  AS attempts,
+       d.last_status                               AS last_status,
+       d.last_error                                AS last_error,
+       datetime(d.updated_at, 'unixepoch')         AS died,
+       EXISTS (SELECT 1 FROM deliveries r WHERE r.replay_of = d.id) AS replayed,
+       d.updated_at                                AS died_at
+  FROM deliveries d JOIN events e ON e.id = d.event_id
+ WHERE d.state = 'dead';
+
+CREATE VIEW v_destination_health AS
+SELECT d.destination                                AS destination,
+       SUM(d.state = 'pending')                     AS pending,
+       SUM(d.state = 'dead')                        AS dead,
+       SUM(d.state = 'delivered' AND d.delivered_at > strftime('%s', 'now') - 3600)
+                                                    AS delivered_last_hour,
+       CAST(strftime('%s', 'now') - MIN(CASE WHEN d.state = 'pending' THEN d.created_at END)
+            AS INTEGER)                             AS oldest_pending_seconds,
+       COALESCE(s.paused, 0)                        AS paused
+  FROM deliveries d LEFT JOIN destination_state s ON s.destination = d.destination
+ GROUP BY d.destination;

@@ -1,0 +1,122 @@
+"""Prometheus metrics, served by the admin listener at ``/metrics``.
+
+Counters and histograms are updated where things happen (ingress, scheduler); gauges that
+describe the database (pending, oldest pending, sizes) are read from SQLite at scrape time,
+so they are right even after a restart. Labels are config names and fixed outcome words:
+never an event id, a header or a secret, so cardinality stays small.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+END_TO_END_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600, 21600, 86400)
+CIRCUIT = {"closed": 0, "half-open": 1, "open": 2}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "relay_requests",
+            "Requests to /in/<source> by outcome: accepted, duplicate, rejected, limited, "
+            "unavailable, handshake",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            "relay_rejections",
+            "Requests refused by a source, by reason",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.unrouted = Counter(
+            "relay_unrouted_events",
+            "Events stored that no route matched",
+            ["source"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "relay_deliveries",
+            "Deliveries that ended, by outcome (delivered, dead)",
+            ["destination", "outcome"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "relay_attempts",
+            "Attempts by outcome (delivered, retry, dead)",
+            ["destination", "outcome"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "relay_retries",
+            "Attempts that failed and will be tried again",
+            ["destination"],
+            registry=r,
+        )
+        self.replays = Counter(
+            "relay_replays", "Dead deliveries replayed", ["destination"], registry=r
+        )
+        self.ack_seconds = Histogram(
+            "relay_ack_seconds",
+            "Time from request start to the 2xx (commit included)",
+            ["source"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.delivered_seconds = Histogram(
+            "relay_received_to_delivered_seconds",
+            "Time from receipt to a 2xx from the destination",
+            ["destination"],
+            buckets=END_TO_END_BUCKETS,
+            registry=r,
+        )
+        self.attempt_seconds = Histogram(
+            "relay_attempt_seconds",
+            "Duration of one HTTP attempt",
+            ["destination"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.pending = Gauge(
+            "relay_pending_deliveries",
+            "Deliveries waiting or in flight",
+            ["destination"],
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "relay_oldest_pending_seconds",
+            "Age of the oldest pending delivery",
+            ["destination"],
+            registry=r,
+        )
+        self.dead = Gauge(
+            "relay_dead_deliveries",
+            "Dead deliveries not yet replayed",
+            ["destination"],
+            registry=r,
+        )
+        self.circuit = Gauge(
+            "relay_circuit_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["destination"],
+            registry=r,
+        )
+        self.paused = Gauge(
+            "relay_destination_paused",
+            "1 while the destination is paused",
+            ["destination"],
+            registry=r,
+        )
+        self.database_bytes = Gauge("relay_database_bytes", "Size of the SQLite file", registry=r)
+        self.wal_bytes = Gauge("relay_wal_bytes", "Size of the SQLite WAL file", registry=r)
+        self.storage_full = Gauge(
+            "relay_storage_full",
+            "1 while ingress refuses events: storage.max_size reached",
+            registry=r,
+        )
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
