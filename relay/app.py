@@ -25,7 +25,7 @@ from relay.admin import start_admin
 from relay.config import Settings, load_config, split_address
 from relay.errors import RelayError
 from relay.ingress import Ingress
-from relay.inspect import DeadFilter, replay_statement
+from relay.inspect import DeadFilter, count_by_destination, replay_statement
 from relay.listener import BoundedSite
 from relay.metrics import CIRCUIT, Metrics
 from relay.retention import Pruner, database_bytes
@@ -200,19 +200,15 @@ class Relay:
             params += extra[1]
             where += f" AND {extra[0]}"
             where_params += extra[1]
-        if dry_run:
-            rows = await self.store.read(
-                f"SELECT COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id{where}",  # noqa: S608
-                where_params,
-            )
-            return int(rows[0][0])
+        rows = await self.store.read(count_by_destination(where), where_params)
+        matched = {name: int(n) for name, n in rows}
+        if dry_run or not matched:
+            return sum(matched.values())
         count = await self.store.writer.execute(statement, params)
-        if count:
-            destinations = {f.destination} if f.destination else set(self.scheduler.lanes)
-            self.scheduler.notify(destinations)
-            for name in destinations:
-                self.metrics.replays.labels(name)  # the series exists from the first replay
-            log.info("delivery.replayed", extra={"fields": {"count": count}})
+        self.scheduler.notify(matched)
+        for name, n in matched.items():
+            self.metrics.replays.labels(name).inc(n)
+        log.info("delivery.replayed", extra={"fields": {"count": count}})
         return count
 
     async def reload(self) -> str | None:

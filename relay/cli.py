@@ -1,7 +1,8 @@
 """The ``relay`` command. The only place where errors become exit codes.
 
 Exit codes: 0 success, 1 an error the user can act on (bad config, database cannot be
-opened, address in use), 2 wrong usage.
+opened, address in use), 2 wrong usage, 3 relay not running (for a command that needs it),
+4 nothing found.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from relay import __version__
+from relay import __version__, operator
 from relay.errors import RelayError
 
 DEFAULT_CONFIG = "relay.toml"
@@ -115,7 +116,25 @@ def parser() -> argparse.ArgumentParser:
     sink.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT")
     sink.add_argument("--status", type=int, default=200, help="status to answer (default 200)")
     sink.set_defaults(func=cmd_sink)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help=f"config file (default: $RELAY_CONFIG or ./{DEFAULT_CONFIG})",
+    )
+    common.add_argument("--db", metavar="PATH", help="database file (default: from the config)")
+    common.add_argument("--json", action="store_true", help="JSON output, for scripts")
+    before = set(sub.choices)
+    operator.add_commands(sub, common)
+    for name in set(sub.choices) - before:
+        sub.choices[name].set_defaults(func=cmd_operator)
     return top
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    return operator.run(args, _config_path(None))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -270,6 +270,14 @@ def count_dead(conn: sqlite3.Connection, f: DeadFilter) -> int:
     return int(row[0])
 
 
+def count_by_destination(where: str) -> str:
+    """Dead deliveries matching a DeadFilter's WHERE clause, counted per destination."""
+    return (
+        "SELECT d.destination, COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id"
+        f"{where} GROUP BY d.destination"
+    )
+
+
 def replay_statement(f: DeadFilter, now: float) -> tuple[str, list[Any]]:
     """The INSERT that replays every dead delivery matching ``f``: one new pending delivery
     each, pointing back at the dead one, which stays as history."""

@@ -1,0 +1,286 @@
+"""The admin API and /metrics, against a real relay: auth, separation from ingress, replay
+of dead deliveries while ingest goes on, and every metric moving as it should."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import BODY_JSON, Receiver, post, query, running, settings_for, wait_for
+
+TOKEN = "admin-test-token"
+ADMIN = {"admin": {"listen": "127.0.0.1:0", "token": TOKEN}}
+
+
+def admin_url(relay: Any, path: str) -> str:
+    return f"http://{relay.admin_address}{path}"
+
+
+async def call(
+    client: aiohttp.ClientSession,
+    relay: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = TOKEN,
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with client.request(method, admin_url(relay, path), json=body, headers=headers) as r:
+        text = await r.text()
+        try:
+            return r.status, json.loads(text)
+        except ValueError:
+            return r.status, text
+
+
+async def test_admin_needs_the_token_and_ingress_never_serves_it(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    settings = settings_for(tmp_path / "relay.db", receiver.url, **ADMIN)
+    async with running(settings) as relay:
+        for path in ("/api/events", "/metrics", "/api/stats", "/api/openapi.json"):
+            assert (await call(client, relay, "GET", path, token=None))[0] == 401
+            assert (await call(client, relay, "GET", path, token="wrong"))[0] == 401
+            assert (await call(client, relay, "GET", path))[0] == 200
+        status, _ = await call(client, relay, "POST", "/api/destinations/app/pause", token=None)
+        assert status == 401
+        # The public listener knows none of these paths.
+        for path in ("/api/events", "/metrics", "/api/openapi.json", "/api/stats"):
+            async with client.get(f"http://127.0.0.1:{relay.port}{path}") as r:
+                assert r.status == 404
+            async with client.post(f"http://127.0.0.1:{relay.port}{path}") as r:
+                assert r.status == 404
+        status, doc = await call(client, relay, "GET", "/api/openapi.json")
+        assert doc["openapi"].startswith("3.")
+        assert "/api/replay" in doc["paths"]
+
+
+async def test_replay_of_a_thousand_dead_deliveries_while_ingest_goes_on(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    receiver.default = 422  # permanent: each delivery is dead after one attempt
+    db = tmp_path / "relay.db"
+    settings = settings_for(db, receiver.url, destination={"max_concurrency": 50}, **ADMIN)
+    dead_count = 1000
+    async with running(settings) as relay:
+        for i in range(dead_count):
+            status, _, _ = await post(client, relay.port, BODY_JSON, key=f"dead-{i}")
+            assert status == 200
+
+        def all_dead() -> bool:
+            rows = query(db, "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'")
+            return rows == [(dead_count,)]
+
+        await wait_for(all_dead, timeout=60)
+        receiver.default = 200
+        dry = await call(
+            client,
+            relay,
+            "POST",
+            "/api/replay",
+            {"filter": {"destination": "app", "since": "1h"}, "dry_run": True},
+        )
+        assert dry == (200, {"replayed": 0, "matched": dead_count, "dry_run": True})
+
+        async def ingest() -> None:
+            for i in range(200):
+                status, _, _ = await post(client, relay.port, BODY_JSON, key=f"live-{i}")
+                assert status == 200
+
+        feeding = asyncio.create_task(ingest())
+        await asyncio.sleep(0.05)
+        status, answer = await call(
+            client, relay, "POST", "/api/replay", {"filter": {"destination": "app", "since": "1h"}}
+        )
+        assert status == 200
+        assert answer["replayed"] == dead_count
+        await feeding
+        # Replaying again by the same filter finds nothing: each dead delivery once.
+        again = await call(client, relay, "POST", "/api/replay", {"filter": {"destination": "app"}})
+        assert again[1]["replayed"] == 0
+        expected = 2 * dead_count + 200
+
+        await wait_for(lambda: len(receiver.received) >= expected, timeout=60)
+        await asyncio.sleep(0.3)  # nothing more may come
+    per_key = Counter(r.headers["X-Request-ID"] for r in receiver.received)
+    assert all(per_key[f"dead-{i}"] == 2 for i in range(dead_count))  # 422, then the replay
+    assert all(per_key[f"live-{i}"] == 1 for i in range(200))
+    assert len(receiver.received) == expected
+    history = query(
+        db,
+        "SELECT COUNT(*), COUNT(replay_of) FROM deliveries WHERE state = 'dead' OR replay_of "
+        "IS NOT NULL",
+    )
+    assert history == [(2 * dead_count, dead_count)]  # the dead ones stay, as history
+
+
+def families(text: str) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    """name → {(sample name, labels): value}, from the Prometheus text format."""
+    out: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for family in text_string_to_metric_families(text):
+        samples = out.setdefault(family.name, {})
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(found: dict[str, Any], family: str, sample: str, **labels: str) -> float:
+    return float(found[family].get((sample, tuple(sorted(labels.items()))), 0.0))
+
+
+async def test_every_metric_moves(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    receiver.script = [503, 422]  # the first event retries once; the second dies
+    settings = settings_for(
+        tmp_path / "relay.db",
+        receiver.url,
+        destination={"circuit": {"failures": 100, "cooldown": 1.0}},
+        **ADMIN,
+    )
+    async with running(settings) as relay:
+
+        async def scrape() -> dict[str, Any]:
+            status, text = await call(client, relay, "GET", "/metrics")
+            assert status == 200
+            return families(text)
+
+        before = await scrape()
+        assert (
+            value(
+                before, "relay_requests", "relay_requests_total", source="demo", outcome="accepted"
+            )
+            == 0
+        )
+        await relay.scheduler.pause("app")
+        await post(client, relay.port, BODY_JSON, key="m1")
+        await post(client, relay.port, BODY_JSON, key="m1")  # duplicate
+        await post(client, relay.port, BODY_JSON, key="m2")
+        await post(client, relay.port, BODY_JSON, key="m3", signature="sha256=00")  # rejected
+        await asyncio.sleep(0.2)
+        paused = await scrape()
+        assert (
+            value(paused, "relay_destination_paused", "relay_destination_paused", destination="app")
+            == 1
+        )
+        assert (
+            value(paused, "relay_pending_deliveries", "relay_pending_deliveries", destination="app")
+            == 2
+        )
+        assert (
+            value(
+                paused,
+                "relay_oldest_pending_seconds",
+                "relay_oldest_pending_seconds",
+                destination="app",
+            )
+            > 0
+        )
+        await relay.scheduler.resume("app")
+        await wait_for(lambda: len(receiver.received) == 3)
+        await asyncio.sleep(0.2)
+        status, answer = await call(
+            client, relay, "POST", "/api/replay", {"filter": {"destination": "app"}}
+        )
+        assert (status, answer["replayed"]) == (200, 1)
+        await wait_for(lambda: len(receiver.received) == 4)
+        await asyncio.sleep(0.2)
+        after = await scrape()
+    checks = {
+        ("relay_requests", "relay_requests_total", ("source", "demo"), ("outcome", "accepted")): 2,
+        ("relay_requests", "relay_requests_total", ("source", "demo"), ("outcome", "duplicate")): 1,
+        ("relay_requests", "relay_requests_total", ("source", "demo"), ("outcome", "rejected")): 1,
+        (
+            "relay_rejections",
+            "relay_rejections_total",
+            ("source", "demo"),
+            ("reason", "signature does not match"),
+        ): 1,
+        ("relay_ack_seconds", "relay_ack_seconds_count", ("source", "demo")): 3,
+        ("relay_attempts", "relay_attempts_total", ("destination", "app"), ("outcome", "retry")): 1,
+        ("relay_attempts", "relay_attempts_total", ("destination", "app"), ("outcome", "dead")): 1,
+        (
+            "relay_attempts",
+            "relay_attempts_total",
+            ("destination", "app"),
+            ("outcome", "delivered"),
+        ): 2,
+        ("relay_retries", "relay_retries_total", ("destination", "app")): 1,
+        (
+            "relay_deliveries",
+            "relay_deliveries_total",
+            ("destination", "app"),
+            ("outcome", "delivered"),
+        ): 2,
+        (
+            "relay_deliveries",
+            "relay_deliveries_total",
+            ("destination", "app"),
+            ("outcome", "dead"),
+        ): 1,
+        ("relay_replays", "relay_replays_total", ("destination", "app")): 1,
+        ("relay_attempt_seconds", "relay_attempt_seconds_count", ("destination", "app")): 4,
+        (
+            "relay_received_to_delivered_seconds",
+            "relay_received_to_delivered_seconds_count",
+            ("destination", "app"),
+        ): 2,
+        ("relay_pending_deliveries", "relay_pending_deliveries", ("destination", "app")): 0,
+        ("relay_dead_deliveries", "relay_dead_deliveries", ("destination", "app")): 0,
+        ("relay_destination_paused", "relay_destination_paused", ("destination", "app")): 0,
+        ("relay_circuit_state", "relay_circuit_state", ("destination", "app")): 0,
+    }
+    for (family, sample, *labels), expected in checks.items():
+        got = value(after, family, sample, **dict(labels))
+        assert got == expected, (family, labels, got)
+    assert value(after, "relay_database_bytes", "relay_database_bytes") > 0
+    assert value(after, "relay_wal_bytes", "relay_wal_bytes") > 0
+    assert value(after, "relay_storage_full", "relay_storage_full") == 0
+
+
+async def test_circuit_gauge_and_storage_limit(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """The circuit-state gauge shows an open circuit; over storage.max_size, ingress answers
+    507 (never 2xx for an event it did not take), the gauge says so, one alert is queued."""
+    receiver.default = 503
+    alerts = await Receiver().start()
+    try:
+        settings = settings_for(
+            tmp_path / "relay.db",
+            receiver.url,
+            destinations=[
+                {
+                    "name": "app",
+                    "url": receiver.url,
+                    "circuit": {"failures": 2, "cooldown": 60},
+                    "retry": {"base": 0.01, "cap": 0.02},
+                },
+                {"name": "alerts", "url": alerts.url},
+            ],
+            storage={"max_size": 1, "alert": "alerts"},  # any database is over 1 byte
+            **ADMIN,
+        )
+        async with running(settings) as relay:
+            deadline = time.monotonic() + 5
+            status = 200
+            while status != 507 and time.monotonic() < deadline:
+                status, _, _ = await post(client, relay.port, BODY_JSON)
+                await asyncio.sleep(0.1)
+            assert status == 507
+            await wait_for(lambda: len(alerts.received) == 1)
+            assert json.loads(alerts.received[0].body)["type"] == "storage.full"
+            await wait_for(lambda: relay.scheduler.lanes["app"].circuit.state == "open")  # type: ignore[union-attr]
+            _, text = await call(client, relay, "GET", "/metrics")
+            found = families(text)
+        assert value(found, "relay_circuit_state", "relay_circuit_state", destination="app") == 2
+        assert value(found, "relay_storage_full", "relay_storage_full") == 1
+    finally:
+        await alerts.stop()
