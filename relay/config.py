@@ -124,7 +124,8 @@ class RetentionConfig(StrictModel):
 
 class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="debug also logs every event received"
+        "info",
+        description="info: a line per event received and per attempt; warning: problems only",
     )
     format: Literal["auto", "logfmt", "json"] = Field(
         "auto", description="auto: logfmt (no timestamps under journald)"

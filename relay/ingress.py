@@ -295,6 +295,20 @@ class Ingress:
             stored = await self._writer.ingest(event)
         except StorageUnavailable:
             return _json(503, {"error": "cannot store events right now"}, **{"Retry-After": "5"})
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "event.received",
+                extra={
+                    "fields": {
+                        "event": stored.event_id,
+                        "source": config.name,
+                        "type": event.event_type,
+                        "key": event.idempotency_key,
+                        "duplicate": stored.duplicate,
+                        "to": ",".join(destinations) if not stored.duplicate else "",
+                    }
+                },
+            )
         ack = acknowledgement_of(source.verifier, inbound)
         if ack is not None:
             return _answer(ack, {"X-Relay-Event-Id": stored.event_id})
