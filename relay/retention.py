@@ -4,7 +4,11 @@ optional emptying of bodies once delivered; and the database size limit.
 
 Each batch is one writer operation (a DELETE of at most ``batch`` events, their deliveries
 and attempts going with them by ON DELETE CASCADE), queued behind whatever ingest is
-waiting; the pruner pauses between batches.
+waiting, and it shares that transaction: a long batch would delay those requests' answers.
+So the batch size adapts to keep each one near ``TARGET`` seconds (halved when slower,
+doubled when much faster, never above ``batch``), and the pruner pauses between batches
+for nine times as long as the last one took, so pruning uses at most a tenth of the
+writer's time.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from relay.store import Writer
 
 log = logging.getLogger("relay.retention")
 
-PAUSE = 0.05  # seconds between batches: ingest commits in between
+TARGET = 0.002  # seconds one batch may hold the writer
+DUTY = 0.1  # share of the writer's time pruning may take: the pause is 9x the batch
 
 
 def database_bytes(path: Path) -> tuple[int, int]:
@@ -74,14 +79,21 @@ class Pruner:
             if age is None:
                 continue
             total = 0
+            size = min(c.batch, 50)
             while True:
+                started = time.perf_counter()
                 changed = await self._writer.execute(
-                    statement, {"before": now - age, "batch": c.batch, "now": now}
+                    statement, {"before": now - age, "batch": size, "now": now}
                 )
+                took = time.perf_counter() - started
                 total += changed
-                if changed < c.batch:
+                if changed < size:
                     break
-                await asyncio.sleep(PAUSE)
+                if took > 2 * TARGET:
+                    size = max(1, size // 2)
+                elif took < TARGET / 2:
+                    size = min(c.batch, size * 2)
+                await asyncio.sleep(max(0.005, took * (1 - DUTY) / DUTY))
             done[kind] = total
         if any(done.values()):
             log.info("retention.pruned", extra={"fields": done})
