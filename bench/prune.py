@@ -160,13 +160,17 @@ def remaining(db: Path) -> int:
         )
 
 
+def fresh_copy(template: Path, db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    shutil.copy(template, db)
+
+
 async def run_once(
     template: Path, directory: Path, pruning: bool, rate: float, seconds: float, port: int
 ) -> dict[str, float]:
     db = directory / f"run-{'prune' if pruning else 'plain'}.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(db) + suffix).unlink(missing_ok=True)
-    shutil.copy(template, db)
+    fresh_copy(template, db)
     cfg = config(directory, db, port, pruning)
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--config", str(cfg)],
@@ -212,7 +216,8 @@ async def main() -> int:
         t0 = time.monotonic()
         build(template, args.events)
         print(
-            f"built {args.events} old events in {time.monotonic() - t0:.1f}s ({template.stat().st_size / 1e6:.0f} MB)"
+            f"built {args.events} old events in {time.monotonic() - t0:.1f}s "
+            f"({template.stat().st_size / 1e6:.0f} MB)"
         )
         runner, port = await receiver()
         results: dict[bool, list[dict[str, float]]] = {True: [], False: []}
@@ -223,15 +228,17 @@ async def main() -> int:
                     results[pruning].append(r)
                     mode = "pruning" if pruning else "no pruning"
                     print(
-                        f"round {round_ + 1} {mode:10}: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
-                        f"acked {r['acked']}, old events left {r['old_left']}"
+                        f"round {round_ + 1} {mode:10}: p50 {r['p50_ms']:.2f} ms, "
+                        f"p99 {r['p99_ms']:.2f} ms, acked {r['acked']}, "
+                        f"old events left {r['old_left']}"
                     )
         finally:
             await runner.cleanup()
     plain = statistics.median(r["p99_ms"] for r in results[False])
     pruned = statistics.median(r["p99_ms"] for r in results[True])
     print(
-        f"\nmedian p99: no pruning {plain:.2f} ms, pruning {pruned:.2f} ms, ratio {pruned / plain:.2f}"
+        f"\nmedian p99: no pruning {plain:.2f} ms, pruning {pruned:.2f} ms, "
+        f"ratio {pruned / plain:.2f}"
     )
     print(
         f"median p50: no pruning {statistics.median(r['p50_ms'] for r in results[False]):.2f} ms, "
