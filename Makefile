@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test lint format bench soak binary clean
+.PHONY: setup run test browser lint format bench soak binary clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -31,8 +31,15 @@ run: setup
 	  trap 'kill $$sink 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/relay serve --config config.example.toml
 
-test: setup
+test: setup browser
 	$(BIN)/pytest
+
+# The console's browser tests drive Debian's chromium with Playwright; install it when root.
+# (Without it, those tests are skipped and say why.)
+browser:
+	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; } \
+	  || echo "browser tests will be skipped: install chromium (apt-get install chromium)"
 
 lint: setup
 	$(BIN)/ruff check .

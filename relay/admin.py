@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from relay import inspect
+from relay.ui import Console
 from relay.verify.base import any_equal, header_bytes
 
 if TYPE_CHECKING:
@@ -44,10 +45,13 @@ def _error(status: int, message: str) -> web.Response:
 class Admin:
     def __init__(self, relay: Relay, token: bytes) -> None:
         self._relay = relay
+        self._token = token
         self._expected = [b"Bearer " + token]
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth], client_max_size=1024 * 1024)
+        console = Console(self._relay, self._token)
+        app = web.Application(middlewares=[self._auth, console.guard], client_max_size=1024 * 1024)
+        console.routes(app)
         r = app.router
         r.add_get("/metrics", self.metrics)
         r.add_get("/api/openapi.json", self.openapi)
@@ -66,6 +70,8 @@ class Admin:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/ui" or request.path.startswith("/ui/"):
+            return await handler(request)  # the console has its own sign-in (a cookie)
         given = header_bytes(request.headers.get("Authorization", ""))
         if not any_equal(self._expected, [given]):
             response = _error(401, "missing or wrong bearer token")

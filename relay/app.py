@@ -168,18 +168,15 @@ class Relay:
         """The gauges read from the database and the scheduler, just before a scrape."""
         m, store = self.metrics, self.store
         now = time.time()
-        rows = await store.read(sql.queries()["gauges"])
-        seen = set()
-        for destination, pending, dead, oldest in rows:
-            seen.add(destination)
-            m.pending.labels(destination).set(pending or 0)
-            m.dead.labels(destination).set(dead or 0)
-            m.oldest_pending.labels(destination).set(max(0.0, now - oldest) if oldest else 0)
+        q = sql.queries()
+        pending = {r[0]: (r[1], r[2]) for r in await store.read(q["gauges_pending"])}
+        dead = {r[0]: r[1] for r in await store.read(q["gauges_dead"])}
+        for name in set(self.scheduler.lanes) | set(pending) | set(dead):
+            count, oldest = pending.get(name, (0, None))
+            m.pending.labels(name).set(count)
+            m.oldest_pending.labels(name).set(max(0.0, now - oldest) if oldest else 0)
+            m.dead.labels(name).set(dead.get(name, 0))
         for name, lane in self.scheduler.lanes.items():
-            if name not in seen:
-                m.pending.labels(name).set(0)
-                m.dead.labels(name).set(0)
-                m.oldest_pending.labels(name).set(0)
             state = lane.circuit.state if lane.circuit else "closed"
             m.circuit.labels(name).set(CIRCUIT[state])
             m.paused.labels(name).set(1 if lane.paused else 0)

@@ -119,13 +119,11 @@ UPDATE events SET body = X'', redacted_at = :now
                         WHERE d.event_id = e.id AND d.state != 'delivered')
      LIMIT :batch);
 
--- name: gauges
-SELECT destination, pending, dead_unreplayed, oldest_pending_at FROM (
-  SELECT destination,
-         SUM(state = 'pending') AS pending,
-         SUM(state = 'dead' AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.replay_of = d.id))
-             AS dead_unreplayed,
-         MIN(CASE WHEN state = 'pending' THEN created_at END) AS oldest_pending_at
-    FROM deliveries d
-   WHERE state != 'delivered'
-   GROUP BY destination);
+-- name: gauges_pending
+SELECT destination, COUNT(*), MIN(created_at) FROM deliveries
+ WHERE state = 'pending' GROUP BY destination;
+
+-- name: gauges_dead
+SELECT destination, COUNT(*) FROM deliveries d
+ WHERE state = 'dead' AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.replay_of = d.id)
+ GROUP BY destination;

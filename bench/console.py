@@ -1,0 +1,185 @@
+"""The console on a big database: how long the events pages take with 1,000,000 events.
+
+Builds a database of N events (three sources, a few types, 1% dead), starts relay on it
+with the admin listener, signs in like a browser, and times each page (median of
+``--repeat`` loads, server time as seen by the client on 127.0.0.1). Only 127.0.0.1.
+
+Usage: python bench/console.py [--events 1000000] [--repeat 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from relay.store import migrate  # noqa: E402 - after the path tweak
+
+TOKEN = "bench-token"
+PORT, ADMIN = 18421, 18422
+TYPES = ("invoice.paid", "invoice.created", "customer.updated", "charge.refunded")
+
+
+def build(path: Path, count: int) -> None:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        migrate(db, path)
+        start = time.time() - count * 0.05
+        headers = json.dumps([["Content-Type", "application/json"]])
+        db.execute("BEGIN")
+        for base in range(0, count, 20_000):
+            rows = []
+            for i in range(base, min(count, base + 20_000)):
+                kind = TYPES[i % len(TYPES)]
+                body = json.dumps({"id": f"evt_{i}", "type": kind, "amount": i % 977}).encode()
+                rows.append(
+                    (
+                        f"evt_{i:026d}",
+                        ("stripe", "github", "shop")[i % 3],
+                        start + i * 0.05,
+                        f"key-{i}",
+                        kind,
+                        "application/json",
+                        "127.0.0.1",
+                        headers,
+                        body,
+                    )
+                )
+            db.executemany(
+                "INSERT INTO events (id, source, received_at, idempotency_key, event_type,"
+                " content_type, remote_addr, headers, body) VALUES (?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        db.execute(
+            "INSERT INTO deliveries (event_id, destination, state, attempts, next_attempt_at,"
+            " created_at, updated_at, delivered_at, last_status, last_error)"
+            " SELECT id, 'app', CASE WHEN rowid % 100 = 0 THEN 'dead' ELSE 'delivered' END, 1,"
+            " received_at, received_at, received_at + 0.01,"
+            " CASE WHEN rowid % 100 = 0 THEN NULL ELSE received_at + 0.01 END,"
+            " CASE WHEN rowid % 100 = 0 THEN 422 ELSE 200 END,"
+            " CASE WHEN rowid % 100 = 0 THEN 'HTTP 422' END FROM events"
+        )
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("ANALYZE")
+
+
+def config(directory: Path, db: Path) -> Path:
+    path = directory / "relay.toml"
+    path.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:{PORT}"
+[storage]
+path = "{db}"
+[log]
+level = "warning"
+[admin]
+listen = "127.0.0.1:{ADMIN}"
+token = "{TOKEN}"
+[[sources]]
+name = "stripe"
+verify = "none"
+[[destinations]]
+name = "app"
+url = "http://127.0.0.1:9/"
+"""
+    )
+    return path
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def sign_in() -> str:
+    opener = urllib.request.build_opener(NoRedirect)
+    data = urllib.parse.urlencode({"token": TOKEN}).encode()
+    try:
+        opener.open(f"http://127.0.0.1:{ADMIN}/ui/login", data=data, timeout=10)
+    except urllib.error.HTTPError as exc:  # the 303 with the cookie
+        cookie = re.search(r"relay_session=([^;]+)", exc.headers.get("Set-Cookie", ""))
+        assert cookie is not None
+        return cookie.group(1)
+    raise RuntimeError("no session cookie")
+
+
+def timed(path: str, cookie: str, repeat: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeat):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{ADMIN}{path}", headers={"Cookie": f"relay_session={cookie}"}
+        )
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback
+            response.read()
+            assert response.status == 200
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), max(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        db = directory / "relay.db"
+        t0 = time.monotonic()
+        build(db, args.events)
+        print(
+            f"built {args.events:,} events in {time.monotonic() - t0:.0f}s "
+            f"({db.stat().st_size / 1e6:.0f} MB)"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "relay", "serve", "--config", str(config(directory, db))],
+            cwd=ROOT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    cookie = sign_in()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            middle = f"evt_{args.events // 2:026d}"
+            pages = [
+                ("events, first page", "/ui/events"),
+                ("events, by source", "/ui/events?source=github"),
+                ("events, by type glob", "/ui/events?type=invoice.*"),
+                ("events, source + type", "/ui/events?source=shop&type=charge.*"),
+                ("events, dead only", "/ui/events?status=dead"),
+                ("events, last hour", "/ui/events?since=1h"),
+                ("events, a page in the middle", f"/ui/events?before={middle}"),
+                ("one event", f"/ui/events/{middle}"),
+                ("dead letters", "/ui/dead"),
+                ("overview", "/ui/"),
+            ]
+            print("\n| page | median ms | max ms |\n|---|---:|---:|")
+            for name, path in pages:
+                median, worst = timed(path, cookie, args.repeat)
+                print(f"| {name} | {median:.0f} | {worst:.0f} |")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+// relay console: a confirmation before bulk actions, and live refresh of the overview.
+"use strict";
+
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  const question = form.getAttribute("data-confirm");
+  if (!question) return;
+  let text = question;
+  if (form.id === "selection") {
+    const picked = document.querySelectorAll('input[form="selection"][name="delivery"]:checked');
+    if (picked.length === 0) { event.preventDefault(); alert("Select at least one delivery."); return; }
+    text = `Replay ${picked.length} selected deliver${picked.length === 1 ? "y" : "ies"}?`;
+  }
+  if (!window.confirm(text)) event.preventDefault();
+});
+
+for (const region of document.querySelectorAll("[data-refresh]")) {
+  const url = region.getAttribute("data-refresh");
+  setInterval(async () => {
+    if (document.hidden) return;
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (response.ok) region.innerHTML = await response.text();
+    } catch (error) { /* offline for a moment: try again next time */ }
+  }, 5000);
+}
