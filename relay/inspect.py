@@ -134,7 +134,7 @@ def _body(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         return {"encoding": "base64", "body": base64.b64encode(raw).decode()}
     try:
-        return {"encoding": "json", "body": json.loads(text)}
+        return {"encoding": "json", "body": json.loads(text), "raw": text}
     except ValueError:
         return {"encoding": "text", "body": text}
 

@@ -323,12 +323,15 @@ class Console:
                 f'<span class="state">{e(d["state"])}</span>{origin}</h3>'
                 f"<ol class=attempts>{attempts or '<li>no attempt yet</li>'}</ol>{replay}</li>"
             )
+        raw = ""
+        if "raw" in ev:
+            raw = f'<details><summary>Raw, as received</summary><pre tabindex="0">{e(ev["raw"])}</pre></details>'
         body_html = f"""<dl class="meta"><dt>Source</dt><dd>{e(ev["source"])}</dd><dt>Type</dt><dd>{e(ev["event_type"])}</dd>
 <dt>Idempotency key</dt><dd>{e(ev["idempotency_key"])}</dd><dt>Received (UTC)</dt><dd>{when(ev["received_at"])}</dd>
 <dt>From</dt><dd>{e(ev["remote_addr"])}</dd></dl>
 <section aria-labelledby="tl"><h2 id="tl">Deliveries</h2><ol class="timeline">{"".join(timeline) or "<li>Routed nowhere.</li>"}</ol></section>
 <section aria-labelledby="hd"><h2 id="hd">Headers</h2><div class="scroll"><table><tbody>{headers}</tbody></table></div></section>
-<section aria-labelledby="bd"><h2 id="bd">Body ({e(ev["encoding"])})</h2><pre tabindex="0">{e(body)}</pre></section>"""
+<section aria-labelledby="bd"><h2 id="bd">Body ({e(ev["encoding"])})</h2><pre tabindex="0">{e(body)}</pre>{raw}</section>"""
         return self.page(request, ev["id"], body_html, "/ui/events")
 
     async def dead(self, request: web.Request) -> web.Response:
