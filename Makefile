@@ -50,11 +50,15 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Ingest benchmark (about 5 minutes on 2 cores); needs wrk, installed here when root.
+# The benchmark suite (about 10 minutes on 2 cores): every scenario and baseline, written
+# to docs/benchmarks-suite.md and docs/bench-ingest.png. Needs wrk and Debian's webhook
+# (adnanh/webhook), installed here when root; matplotlib comes with the bench group.
 bench: setup
-	@command -v wrk > /dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-	  apt-get install -y -qq wrk; } || { echo "bench: install wrk (apt-get install wrk)"; exit 1; }
-	$(BIN)/python bench/ingest.py
+	@{ command -v wrk > /dev/null && command -v webhook > /dev/null; } || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk webhook; } \
+	  || { echo "bench: install wrk and webhook (apt-get install wrk webhook)"; exit 1; }
+	$(UV) sync --locked --group bench --python $(PYTHON)
+	$(BIN)/python bench/suite.py
 
 # Soak: 10 minutes at a steady 200 req/s with a receiver failing 10% (docs/benchmarks.md).
 soak: setup

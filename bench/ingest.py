@@ -10,6 +10,8 @@ a shared machine falls on all of them alike:
   relay-ingest  relay-full with no route: the same ingest, no delivery sharing the core
   relay-1       relay with max_batch = 1: one commit per request, durability "full"
   naive         aiohttp + aiosqlite committing each request (an afternoon's relay)
+  webhook-true  adnanh/webhook (Debian's ``webhook``, Go) running /bin/true per request
+  webhook-none  adnanh/webhook answering with no command to run
 
 Load: wrk, 1 thread, 50 connections, a signed ~1.5 KB JSON body shaped like a Stripe event;
 every relay target verifies the HMAC and routes to a live receiver, so deliveries run during
@@ -45,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 SECRET = "bench-secret"
 PORT, RECEIVER_PORT = 18080, 19000
 TARGETS = ["hello", "relay-full", "relay-normal", "relay-ingest", "relay-1", "naive"]
+WEBHOOK_TARGETS = ["webhook-true", "webhook-none"]
 
 
 def stripe_like_body() -> bytes:
@@ -184,6 +187,13 @@ def server_argv(target: str, directory: Path) -> list[str]:
         return [python, str(HERE / "hello.py"), str(PORT)]
     if target == "naive":
         return [python, str(HERE / "naive.py"), str(PORT), str(directory / "naive.db")]
+    if target.startswith("webhook-"):
+        hooks = directory / "hooks.json"
+        command = "/bin/true" if target == "webhook-true" else ""
+        hooks.write_text(
+            json.dumps([{"id": "bench", "execute-command": command, "response-message": "ok"}])
+        )
+        return ["webhook", "-hooks", str(hooks), "-ip", "127.0.0.1", "-port", str(PORT)]
     durability, batch = {
         "relay-full": ("full", 512),
         "relay-normal": ("normal", 512),
@@ -204,7 +214,8 @@ def measure(target: str, script: Path, seconds: float, warmup: float) -> Result:
             process(pinned(1, receiver), RECEIVER_PORT, directory / "receiver.log"),
             process(pinned(0, argv), PORT, directory / "server.log"),
         ):
-            url = f"http://127.0.0.1:{PORT}/in/bench"
+            path = "/hooks/bench" if target.startswith("webhook-") else "/in/bench"
+            url = f"http://127.0.0.1:{PORT}{path}"
             run_wrk(script, url, warmup)
             rps, p50, p99, errors = run_wrk(script, url, seconds)
         if target.startswith("relay"):
