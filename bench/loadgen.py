@@ -2,9 +2,9 @@
 
 Request i is sent at start + i/rate whatever happened to the earlier ones, so a slow server
 shows as latency, not as less load (no coordinated omission). Each request carries a unique
-X-Request-Id and its send time; with ``--receive PORT`` this process is also the
-destination, and records when each event arrives there, which gives received → delivered
-latency on one clock. Latencies go into a log-linear histogram (HDR-style: 1% precision
+X-Request-Id and its wall-clock send time (X-Sent-At), which bench/receiver.py, the
+destination in its own process, turns into received → delivered latency. (``--receive
+PORT`` makes this process the destination too, which is simpler but shares its core.) Latencies go into a log-linear histogram (HDR-style: 1% precision
 from 10 µs to 100 s) and come out as p50, p99, p99.9.
 
 Prints one JSON line: {"sent", "acked", "errors", "rps", "ack": {...}, "e2e": {...}}.
@@ -105,6 +105,7 @@ async def main() -> int:
                 "Content-Type": "application/json",
                 "X-Signature": signature,
                 "X-Request-Id": key,
+                "X-Sent-At": repr(time.time()),  # for bench/receiver.py, in its own process
             }
             started = time.perf_counter()
             sent_at[key] = started

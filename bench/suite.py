@@ -184,22 +184,39 @@ def sqlite_ceiling(rows: int = 20_000) -> dict[str, float]:
 def fixed_rate(
     runs: int, rates: tuple[int, ...], seconds: float, destinations: int, log: Callable[[str], None]
 ) -> dict[int, list[dict[str, Any]]]:
+    """Open-loop load at each rate; deliveries go to bench/receiver.py, a process of its
+    own, which times received → delivered from the send time each request carries."""
     out: dict[int, list[dict[str, Any]]] = {rate: [] for rate in rates}
     for run in range(runs):
         for rate in rates:
             with tempfile.TemporaryDirectory() as tmp:
                 directory = Path(tmp)
                 path = config(directory, destinations, LOADGEN_RECEIVER)
-                with process(relay_argv(path), PORT, directory / "relay.log"):
+                summary = directory / "e2e.json"
+                receiver = pinned(
+                    1,
+                    [
+                        sys.executable,
+                        str(HERE / "receiver.py"),
+                        str(LOADGEN_RECEIVER),
+                        str(summary),
+                    ],
+                )
+                with (
+                    process(receiver, LOADGEN_RECEIVER, directory / "receiver.log"),
+                    process(relay_argv(path), PORT, directory / "relay.log"),
+                ):
                     pid = relay_pid()
-                    result = loadgen(rate, seconds, receive=True)
+                    result = loadgen(rate, seconds, receive=False)
                     result["rss_mb"] = rss_mb(pid)
+                    time.sleep(2.0)  # let deliveries finish
                     db = directory / "relay.db"
                     with contextlib.closing(sqlite3.connect(db)) as conn:
                         events = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
                     result["bytes_per_event"] = (
                         db.stat().st_size + Path(f"{db}-wal").stat().st_size
                     ) / max(1, events)
+                result["e2e"] = json.loads(summary.read_text())
             out[rate].append(result)
             log(
                 f"  run {run + 1} {rate}/s x{destinations}: ack p99 {result['ack']['p99_ms']:.1f} ms,"
