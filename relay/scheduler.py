@@ -45,6 +45,7 @@ class Lane:
     ) -> None:
         self.destination = destination
         self._metrics = metrics or Metrics()
+        self._children: dict[str, Any] | None = None
         self.name = destination.name
         self._store = store
         self._outgoing = delivery.Outgoing.of(destination)
@@ -128,8 +129,9 @@ class Lane:
             self._bucket.give_back(free - len(claims))
         if self.circuit is not None:
             self.circuit.started(len(claims))
+        payloads = await self._store.load_events([c.event_id for c in claims]) if claims else {}
         for claim in claims:
-            self._start(claim)
+            self._start(claim, payloads.get(claim.event_id))
         if len(claims) == free:
             if self._bucket is not None and free < wanted:
                 # Held back by the rate limit: come back when the next token is there.
@@ -147,8 +149,8 @@ class Lane:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
-    def _start(self, claim: Claim) -> None:
-        task = asyncio.create_task(self._deliver(claim), name=f"deliver-{claim.id}")
+    def _start(self, claim: Claim, payload: EventPayload | None) -> None:
+        task = asyncio.create_task(self._deliver(claim, payload), name=f"deliver-{claim.id}")
         self._inflight.add(task)
         task.add_done_callback(self._finished)
 
@@ -156,9 +158,9 @@ class Lane:
         self._inflight.discard(task)
         self._wake.set()
 
-    async def _deliver(self, claim: Claim) -> None:
+    async def _deliver(self, claim: Claim, payload: EventPayload | None) -> None:
         try:
-            await self._attempt(claim)
+            await self._attempt(claim, payload)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -166,8 +168,9 @@ class Lane:
             # the delivery is claimed again. At least once, never lost.
             log.exception("scheduler.record_failed", extra={"fields": {"delivery": claim.id}})
 
-    async def _attempt(self, claim: Claim) -> None:
-        event = await self._store.load_event(claim.event_id)
+    async def _attempt(self, claim: Claim, payload: EventPayload | None) -> None:
+        # Loaded with its claim batch; None means it was deleted under us (pruned by hand).
+        event = payload
         now = time.time()
         if event is None:  # deleted under us (pruned by hand): nothing left to send
             result = delivery.AttemptResult(now, 0.0, None, "event no longer stored", None, None)
@@ -219,16 +222,26 @@ class Lane:
         )
 
     def _count(self, state: str, duration_ms: float, age: float) -> None:
-        m, name = self._metrics, self.name
+        # Label children are looked up once per lane: .labels() on every attempt adds up.
+        children = self._children
+        if children is None:
+            m, name = self._metrics, self.name
+            children = self._children = {
+                "attempt": {o: m.attempts.labels(name, o) for o in ("retry", "delivered", "dead")},
+                "done": {o: m.deliveries.labels(name, o) for o in ("delivered", "dead")},
+                "retries": m.retries.labels(name),
+                "seconds": m.attempt_seconds.labels(name),
+                "delivered": m.delivered_seconds.labels(name),
+            }
         outcome = "retry" if state == "pending" else state
-        m.attempts.labels(name, outcome).inc()
-        m.attempt_seconds.labels(name).observe(duration_ms / 1000.0)
+        children["attempt"][outcome].inc()
+        children["seconds"].observe(duration_ms / 1000.0)
         if state == "pending":
-            m.retries.labels(name).inc()
+            children["retries"].inc()
         else:
-            m.deliveries.labels(name, state).inc()
+            children["done"][state].inc()
         if state == "delivered":
-            m.delivered_seconds.labels(name).observe(max(0.0, age))
+            children["delivered"].observe(max(0.0, age))
 
     async def _observe(self, status: int | None, now: float) -> None:
         """Feed the circuit breaker; pause the destination after a long enough outage."""
