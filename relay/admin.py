@@ -9,7 +9,6 @@ through the writer and the scheduler, which act at once. ``relay/openapi.json`` 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -83,13 +82,7 @@ class Admin:
             return _error(400, str(exc))
 
     async def _read(self, work: Callable[[Any], Any]) -> Any:
-        path = self._relay.settings.storage.path
-
-        def run() -> Any:
-            with inspect.read_only(path) as conn:
-                return work(conn)
-
-        return await asyncio.to_thread(run)
+        return await inspect.read_in_thread(self._relay.settings.storage.path, work)
 
     # -- reads ------------------------------------------------------------------------------
 

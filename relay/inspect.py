@@ -8,20 +8,22 @@ millionth event as on the first.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from relay.configtypes import parse_duration
 from relay.verify.timestamps import parse_instant
 
 STATUSES = ("pending", "delivered", "dead", "unrouted")
+T = TypeVar("T")
 MAX_LIMIT = 1000
 
 
@@ -35,6 +37,17 @@ def read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+async def read_in_thread(path: Path | str, work: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``work`` on a fresh read-only connection in a thread: a slow search never holds
+    up the event loop, the scheduler's reads or the writer."""
+
+    def run() -> T:
+        with read_only(path) as conn:
+            return work(conn)
+
+    return await asyncio.to_thread(run)
 
 
 def since_to_time(value: str | float | None, now: float | None = None) -> float | None:

@@ -9,7 +9,6 @@ action is a POST form carrying a CSRF token derived from the session.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -119,13 +118,7 @@ class Console:
         return _redirect("/ui/")
 
     async def _read(self, work: Callable[[Any], Any]) -> Any:
-        path = self._relay.settings.storage.path
-
-        def run() -> Any:
-            with inspect.read_only(path) as conn:
-                return work(conn)
-
-        return await asyncio.to_thread(run)
+        return await inspect.read_in_thread(self._relay.settings.storage.path, work)
 
     # -- pages -----------------------------------------------------------------------------
 
