@@ -383,6 +383,7 @@ def cmd_tail(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as conn:
         row = conn.execute("SELECT MAX(id) FROM events").fetchone()
         last = row[0] or ""
+        print("relay: following new events (Ctrl-C stops)", file=sys.stderr, flush=True)
         while deadline is None or time.monotonic() < deadline:
             rows = conn.execute(
                 "SELECT id, received_at, source, event_type, idempotency_key FROM events"

@@ -130,9 +130,11 @@ def test_operator_commands(tmp_path: Path) -> None:
                 "0.1",
             ],
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(0.5)
+        assert follower.stderr is not None
+        assert "following new events" in follower.stderr.readline()  # it is ready
         assert _post(relay.port, "tailed") == 200
         out, _ = follower.communicate(timeout=15)
         assert follower.returncode == 0
