@@ -7,7 +7,9 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import sqlite3
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from relay.app import Relay
@@ -179,3 +182,17 @@ def query(db: Path, statement: str, params: Iterable[Any] = ()) -> list[tuple[An
 
 
 BODY_JSON = b'{"id": "evt_1", "type": "invoice.paid"}'
+
+
+def mount(*args: str) -> None:
+    """``mount ARGS``, for tests that need a real file system to fail (full, read-only).
+
+    Only root may mount: as another user the test is skipped and says so. As root (how
+    ``.ci/run`` runs), a mount that fails fails the test with mount's own message, so a
+    broken setup can never pass as a skip.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; run the suite as root, as .ci/run does")
+    result = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"mount {' '.join(args)} failed: {result.stderr.strip()}")

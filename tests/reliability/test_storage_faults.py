@@ -14,20 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.helpers import Receiver, post, query, running, settings_for, wait_for
+from tests.helpers import Receiver, mount, post, query, running, settings_for, wait_for
 from tests.process import run_cli, write_config
-
-
-def _mount(path: Path, options: str) -> bool:
-    try:
-        result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-            capture_output=True,
-            check=False,
-        )
-    except FileNotFoundError:
-        return False
-    return result.returncode == 0
 
 
 @pytest.fixture
@@ -36,12 +24,7 @@ def read_only_view(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     writable, view = tmp_path / "rw", tmp_path / "ro"
     writable.mkdir()
     view.mkdir()
-    try:
-        bound = subprocess.run(["mount", "--bind", str(writable), str(view)], check=False)
-    except FileNotFoundError:
-        pytest.skip("no mount command here")
-    if bound.returncode != 0:
-        pytest.skip("cannot bind-mount here (needs root and mount permission)")
+    mount("--bind", str(writable), str(view))
     try:
         yield writable, view
     finally:
@@ -55,9 +38,7 @@ async def test_read_only_database_at_start_is_refused_clearly(
     async with running(settings_for(writable / "relay.db", receiver.url)) as relay:
         assert (await post(client, relay.port, b'{"n": 1}'))[0] == 200
         await wait_for(lambda: len(receiver.received) == 1)
-    remount = ["mount", "-o", "remount,ro,bind", str(view)]
-    if subprocess.run(remount, check=False).returncode != 0:
-        pytest.skip("cannot remount read-only here")
+    mount("-o", "remount,ro,bind", str(view))
     config = write_config(view.parent / "relay.toml", view / "relay.db", receiver.url)
     result = run_cli("serve", "--config", str(config))
     assert result.returncode == 1
