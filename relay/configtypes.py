@@ -189,3 +189,18 @@ class SourceBase(StrictModel):
     allow_ips: tuple[Network, ...] = ()  # when set, other client addresses get 403
     rate_limit: RateLimit | None = None  # for the whole source; 429 with Retry-After above
     client_rate_limit: RateLimit | None = None  # for each client address of the source
+
+
+class SharedSecretSource(SourceBase):
+    """A source verified with a shared secret: ``secret``, plus ``secrets`` accepted beside
+    it during a rotation (any one may match)."""
+
+    secret: SecretRef | None = None
+    secrets: tuple[SecretRef, ...] = ()
+
+    def keys(self, missing: str) -> tuple[bytes, ...]:
+        """The secrets as bytes; ValueError(``missing``, which says what to set) if none."""
+        found = tuple(s.value.encode() for s in (self.secret, *self.secrets) if s is not None)
+        if not found:
+            raise ValueError(missing)
+        return found

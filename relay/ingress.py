@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -26,7 +27,13 @@ from relay.ratelimit import Buckets, TokenBucket
 from relay.route import Route, destinations_for
 from relay.store import NewEvent, Rejection, Stored, Writer
 from relay.verify import Inbound, Rejected, SourceConfig, Verifier
-from relay.verify.base import Handshake, acknowledgement_of, challenge_of, handshake_of
+from relay.verify.base import (
+    Handshake,
+    acknowledgement_of,
+    challenge_of,
+    handshake_of,
+    redacted,
+)
 from relay.verify.timestamps import parse_instant
 
 log = logging.getLogger("relay.ingress")
@@ -42,22 +49,6 @@ OUTCOMES = {
     408: "timeout",
     431: "too_large",
 }
-
-
-# Header names whose values are secrets or signatures: never written to the rejections
-# table. Matched as substrings of the lower-cased name.
-SECRET_HEADER_PARTS = ("signature", "token", "authorization", "secret", "hmac", "cookie", "key")
-REDACTED = "[redacted]"
-
-
-def redact(headers: Mapping[str, str], also: frozenset[str] = frozenset()) -> str:
-    """Headers as a JSON array of [name, value] with secret values replaced."""
-    pairs = []
-    for name, value in headers.items():
-        lower = name.lower()
-        secret = lower in also or any(part in lower for part in SECRET_HEADER_PARTS)
-        pairs.append([name, REDACTED if secret else value])
-    return json.dumps(pairs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +122,7 @@ class Ingress:
     ) -> None:
         self._writer = writer
         self._metrics = metrics or Metrics()
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._storage_full = storage_full
         self._problems = problems
         self._max_body = settings.server.max_body_size
@@ -213,10 +205,24 @@ class Ingress:
                 outcome = "duplicate"
             elif response.status in (200, 204) and "X-Relay-Event-Id" not in response.headers:
                 outcome = "handshake"
-            self._metrics.requests.labels(name, outcome).inc()
+            counter, latency = self._series(name, outcome)
+            counter.inc()
             if outcome in ("accepted", "duplicate"):
-                self._metrics.ack_seconds.labels(name).observe(time.monotonic() - started)
+                latency.observe(time.monotonic() - started)
         return response
+
+    def _series(self, source: str, outcome: str) -> tuple[Any, Any]:
+        """The metric children of a source and outcome, looked up once: .labels() on every
+        request is measurable on the hot path."""
+        key = (source, outcome)
+        found = self._children.get(key)
+        if found is None:
+            m = self._metrics
+            found = self._children[key] = (
+                m.requests.labels(source, outcome),
+                m.ack_seconds.labels(source),
+            )
+        return found
 
     async def _receive(self, request: web.Request) -> web.Response:
         if sum(len(k) + len(v) + 4 for k, v in request.raw_headers) > self._max_headers:
@@ -344,7 +350,7 @@ class Ingress:
             },
         )
         self._metrics.rejections.labels(name, reason).inc()
-        headers = redact(request.headers, source.secret_headers)
+        headers = json.dumps(redacted(request.headers.items(), source.secret_headers))
         self._writer.note_rejection(
             Rejection(time.time(), name, status, reason, client, request.method, headers)
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relay.configtypes import parse_duration
+from relay.verify.base import redacted
 from relay.verify.timestamps import parse_instant
 
 STATUSES = ("pending", "delivered", "dead", "unrouted")
@@ -169,7 +170,7 @@ def show_event(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None
         "idempotency_key": row[5],
         "content_type": row[6],
         "remote_addr": row[7],
-        "headers": redact_headers(json.loads(row[8])),
+        "headers": redacted((name, value) for name, value in json.loads(row[8])),
         "redacted_at": row[10],
         **_body(row[9]),
     }
@@ -212,17 +213,6 @@ def show_event(conn: sqlite3.Connection, event_id: str) -> dict[str, Any] | None
         )
     event["deliveries"] = deliveries
     return event
-
-
-SECRET_PARTS = ("signature", "token", "authorization", "secret", "hmac", "cookie", "key")
-
-
-def redact_headers(pairs: list[list[str]]) -> list[list[str]]:
-    """Headers for display: signature, token and credential values replaced."""
-    return [
-        [name, "[redacted]" if any(p in name.lower() for p in SECRET_PARTS) else value]
-        for name, value in pairs
-    ]
 
 
 @dataclass(frozen=True)

@@ -544,13 +544,6 @@ class Store:
                 found[row[0]] = EventPayload(*row)
         return found
 
-    async def load_event(self, event_id: str) -> EventPayload | None:
-        recent = self._recent.get(event_id)
-        if recent is not None:
-            return recent
-        rows = list(await self._rdb.execute_fetchall(self._q["events_for_delivery"], (event_id,)))
-        return EventPayload(*rows[0]) if rows else None
-
 
 def _open_failure(path: Path, exc: sqlite3.DatabaseError) -> str:
     """Why the database could not be opened, and what to do about it."""

@@ -61,9 +61,6 @@ UPDATE deliveries
 -- At start: no attempt of an earlier process is still running, so every lease is stale.
 UPDATE deliveries SET lease_until = NULL WHERE state = 'pending' AND lease_until IS NOT NULL;
 
--- name: events_for_delivery
-SELECT id, source, content_type, headers, body FROM events WHERE id = ?;
-
 -- name: insert_rejection
 INSERT INTO rejections (at, source, status, reason, remote_addr, method, headers)
 VALUES (?, ?, ?, ?, ?, ?, ?);

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -135,6 +135,25 @@ def json_object(body: bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+# Header names whose values are secrets or signatures, matched as parts of the lower-cased
+# name: never shown or stored outside the event itself (rejections, console, CLI).
+SECRET_HEADER_PARTS = ("signature", "token", "authorization", "secret", "hmac", "cookie", "key")
+REDACTED = "[redacted]"
+
+
+def redacted(
+    pairs: Iterable[tuple[str, str]], also: frozenset[str] = frozenset()
+) -> list[list[str]]:
+    """[name, value] pairs with the value of every secret-bearing header replaced; ``also``
+    adds lower-cased names a source configured (its token header, say)."""
+    out = []
+    for name, value in pairs:
+        lower = name.lower()
+        secret = lower in also or any(part in lower for part in SECRET_HEADER_PARTS)
+        out.append([name, REDACTED if secret else value])
+    return out
 
 
 def header_bytes(value: str) -> bytes:

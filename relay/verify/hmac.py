@@ -14,17 +14,15 @@ import hashlib
 import hmac as _hmac
 from typing import ClassVar, Literal
 
-from relay.configtypes import Duration, SecretRef, SourceBase
-from relay.verify.base import Inbound, Rejected, equal, header_bytes, secrets_of
+from relay.configtypes import Duration, SharedSecretSource
+from relay.verify.base import Inbound, Rejected, equal, header_bytes
 from relay.verify.timestamps import DEFAULT_TOLERANCE, check_timestamp
 
 ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
 
-class HmacSource(SourceBase):
+class HmacSource(SharedSecretSource):
     verify: Literal["hmac"]
-    secret: SecretRef | None = None
-    secrets: tuple[SecretRef, ...] = ()  # extra secrets accepted during a rotation
     header: str = "X-Signature"
     algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
     encoding: Literal["hex", "base64"] = "hex"
@@ -35,9 +33,7 @@ class HmacSource(SourceBase):
     verifier_class: ClassVar[type[HmacVerifier]]
 
     def build_verifier(self) -> HmacVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError(f'{self.verify} needs a secret: set secret = "env:NAME" or similar')
+        keys = self.keys(f'{self.verify} needs a secret: set secret = "env:NAME" or similar')
         verifier = self.verifier_class(
             self.header, self.algorithm, self.encoding, self.prefix, keys
         )

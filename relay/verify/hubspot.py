@@ -14,8 +14,8 @@ from __future__ import annotations
 import base64
 from typing import Literal
 
-from relay.configtypes import Duration, Rule, SecretRef, SourceBase
-from relay.verify.base import Inbound, Rejected, any_equal, header_bytes, mac, secrets_of
+from relay.configtypes import Duration, Rule, SharedSecretSource
+from relay.verify.base import Inbound, Rejected, any_equal, header_bytes, mac
 from relay.verify.timestamps import DEFAULT_TOLERANCE, check_window
 
 # The escapes HubSpot decodes before signing (developers.hubspot.com, "Validate requests").
@@ -35,10 +35,8 @@ DECODED = {
 }
 
 
-class HubspotSource(SourceBase):
+class HubspotSource(SharedSecretSource):
     verify: Literal["hubspot"]
-    secret: SecretRef | None = None  # the app's client secret
-    secrets: tuple[SecretRef, ...] = ()
     public_url: str | None = None  # the target URL set in HubSpot, without a query string
     tolerance: Duration = DEFAULT_TOLERANCE
     idempotency_key: Rule = "json:/0/eventId"
@@ -46,9 +44,7 @@ class HubspotSource(SourceBase):
     occurred_at: Rule = "json:/0/occurredAt"
 
     def build_verifier(self) -> HubspotVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('hubspot needs the client secret: secret = "env:HUBSPOT_SECRET"')
+        keys = self.keys('hubspot needs the client secret: secret = "env:HUBSPOT_SECRET"')
         return HubspotVerifier(keys, self.public_url, self.tolerance)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from relay.configtypes import Duration, Rule, SecretRef, SourceBase
+from relay.configtypes import Duration, Rule, SharedSecretSource
 from relay.verify.base import (
     Inbound,
     Rejected,
@@ -17,24 +17,19 @@ from relay.verify.base import (
     header_bytes,
     json_object,
     mac,
-    secrets_of,
 )
 from relay.verify.timestamps import check_window
 
 
-class LinearSource(SourceBase):
+class LinearSource(SharedSecretSource):
     verify: Literal["linear"]
-    secret: SecretRef | None = None  # the webhook's signing secret
-    secrets: tuple[SecretRef, ...] = ()
     tolerance: Duration = 60.0
     idempotency_key: Rule = "header:Linear-Delivery"
     event_type: Rule = "header:Linear-Event"
     occurred_at: Rule = "json:/createdAt"
 
     def build_verifier(self) -> LinearVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('linear needs the signing secret: secret = "env:LINEAR_SECRET"')
+        keys = self.keys('linear needs the signing secret: secret = "env:LINEAR_SECRET"')
         return LinearVerifier(keys, self.tolerance)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import parse_qs
 
-from relay.configtypes import Duration, Rule, SecretRef, SourceBase
+from relay.configtypes import Duration, Rule, SharedSecretSource
 from relay.verify.base import (
     Inbound,
     Rejected,
@@ -20,24 +20,19 @@ from relay.verify.base import (
     header_bytes,
     json_object,
     mac,
-    secrets_of,
 )
 from relay.verify.timestamps import check_timestamp
 
 
-class MailgunSource(SourceBase):
+class MailgunSource(SharedSecretSource):
     verify: Literal["mailgun"]
-    secret: SecretRef | None = None  # the HTTP webhook signing key
-    secrets: tuple[SecretRef, ...] = ()
     tolerance: Duration = 900.0
     idempotency_key: Rule = "json:/event-data/id"
     event_type: Rule = "json:/event-data/event"
     occurred_at: Rule = "json:/event-data/timestamp"
 
     def build_verifier(self) -> MailgunVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('mailgun needs the signing key: secret = "env:MAILGUN_SIGNING_KEY"')
+        keys = self.keys('mailgun needs the signing key: secret = "env:MAILGUN_SIGNING_KEY"')
         return MailgunVerifier(keys, self.tolerance)
 
 

@@ -11,24 +11,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from relay.configtypes import Duration, Rule, SecretRef, SourceBase
-from relay.verify.base import Inbound, Rejected, any_equal, header_bytes, mac, secrets_of
+from relay.configtypes import Duration, Rule, SharedSecretSource
+from relay.verify.base import Inbound, Rejected, any_equal, header_bytes, mac
 from relay.verify.timestamps import DEFAULT_TOLERANCE, check_timestamp
 
 
-class PaddleSource(SourceBase):
+class PaddleSource(SharedSecretSource):
     verify: Literal["paddle"]
-    secret: SecretRef | None = None  # the notification destination's secret key
-    secrets: tuple[SecretRef, ...] = ()
     tolerance: Duration = DEFAULT_TOLERANCE
     idempotency_key: Rule = "json:/event_id"
     event_type: Rule = "json:/event_type"
     occurred_at: Rule = "json:/occurred_at"
 
     def build_verifier(self) -> PaddleVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('paddle needs the secret key: secret = "env:PADDLE_WEBHOOK_SECRET"')
+        keys = self.keys('paddle needs the secret key: secret = "env:PADDLE_WEBHOOK_SECRET"')
         return PaddleVerifier(keys, self.tolerance)
 
 

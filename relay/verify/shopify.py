@@ -12,22 +12,18 @@ import binascii
 import hmac
 from typing import Literal
 
-from relay.configtypes import Rule, SecretRef, SourceBase
-from relay.verify.base import Inbound, Rejected, equal, header_bytes, secrets_of
+from relay.configtypes import Rule, SharedSecretSource
+from relay.verify.base import Inbound, Rejected, equal, header_bytes
 
 
-class ShopifySource(SourceBase):
+class ShopifySource(SharedSecretSource):
     verify: Literal["shopify"]
-    secret: SecretRef | None = None  # the app's client secret
-    secrets: tuple[SecretRef, ...] = ()
     idempotency_key: Rule = "header:X-Shopify-Webhook-Id"
     event_type: Rule = "header:X-Shopify-Topic"
     occurred_at: Rule = "header:X-Shopify-Triggered-At"
 
     def build_verifier(self) -> ShopifyVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('shopify needs the client secret: secret = "env:SHOPIFY_SECRET"')
+        keys = self.keys('shopify needs the client secret: secret = "env:SHOPIFY_SECRET"')
         return ShopifyVerifier(keys)
 
 

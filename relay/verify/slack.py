@@ -12,24 +12,20 @@ import hmac
 import json
 from typing import Literal
 
-from relay.configtypes import Duration, Rule, SecretRef, SourceBase
-from relay.verify.base import Handshake, Inbound, Rejected, equal, header_bytes, secrets_of
+from relay.configtypes import Duration, Rule, SharedSecretSource
+from relay.verify.base import Handshake, Inbound, Rejected, equal, header_bytes
 from relay.verify.timestamps import DEFAULT_TOLERANCE, check_timestamp
 
 
-class SlackSource(SourceBase):
+class SlackSource(SharedSecretSource):
     verify: Literal["slack"]
-    secret: SecretRef | None = None  # the app's Signing Secret
-    secrets: tuple[SecretRef, ...] = ()
     tolerance: Duration = DEFAULT_TOLERANCE
     idempotency_key: Rule = "json:/event_id"
     event_type: Rule = "json:/event/type"
     occurred_at: Rule = "json:/event_time"
 
     def build_verifier(self) -> SlackVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('slack needs the signing secret: secret = "env:SLACK_SIGNING_SECRET"')
+        keys = self.keys('slack needs the signing secret: secret = "env:SLACK_SIGNING_SECRET"')
         return SlackVerifier(keys, self.tolerance)
 
 

@@ -11,23 +11,19 @@ from __future__ import annotations
 import base64
 from typing import Literal
 
-from relay.configtypes import Rule, SecretRef, SourceBase
-from relay.verify.base import Inbound, Rejected, any_equal, header_bytes, mac, secrets_of
+from relay.configtypes import Rule, SharedSecretSource
+from relay.verify.base import Inbound, Rejected, any_equal, header_bytes, mac
 
 
-class SquareSource(SourceBase):
+class SquareSource(SharedSecretSource):
     verify: Literal["square"]
-    secret: SecretRef | None = None  # the subscription's signature key
-    secrets: tuple[SecretRef, ...] = ()
     public_url: str | None = None  # the notification URL registered with Square
     idempotency_key: Rule = "json:/event_id"
     event_type: Rule = "json:/type"
     occurred_at: Rule = "json:/created_at"
 
     def build_verifier(self) -> SquareVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('square needs the signature key: secret = "env:SQUARE_KEY"')
+        keys = self.keys('square needs the signature key: secret = "env:SQUARE_KEY"')
         return SquareVerifier(keys, self.public_url)
 
 

@@ -11,26 +11,22 @@ from __future__ import annotations
 import hmac
 from typing import Literal
 
-from relay.configtypes import Duration, Rule, SecretRef, SourceBase
-from relay.verify.base import Inbound, Rejected, equal, secrets_of
+from relay.configtypes import Duration, Rule, SharedSecretSource
+from relay.verify.base import Inbound, Rejected, equal
 from relay.verify.timestamps import DEFAULT_TOLERANCE, check_timestamp
 
 HEADER = "Stripe-Signature"
 
 
-class StripeSource(SourceBase):
+class StripeSource(SharedSecretSource):
     verify: Literal["stripe"]
-    secret: SecretRef | None = None  # the endpoint's signing secret, whsec_…
-    secrets: tuple[SecretRef, ...] = ()
     tolerance: Duration = DEFAULT_TOLERANCE
     idempotency_key: Rule = "json:/id"
     event_type: Rule = "json:/type"
     occurred_at: Rule = "json:/created"
 
     def build_verifier(self) -> StripeVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('stripe needs the endpoint secret: secret = "env:STRIPE_WHSEC"')
+        keys = self.keys('stripe needs the endpoint secret: secret = "env:STRIPE_WHSEC"')
         return StripeVerifier(keys, self.tolerance)
 
 

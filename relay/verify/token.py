@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from relay.configtypes import SecretRef, SourceBase
-from relay.verify.base import Inbound, Rejected, equal, header_bytes, secrets_of
+from relay.configtypes import SharedSecretSource
+from relay.verify.base import Inbound, Rejected, equal, header_bytes
 
 
-class TokenSource(SourceBase):
+class TokenSource(SharedSecretSource):
     verify: Literal["token"]
-    secret: SecretRef | None = None
-    secrets: tuple[SecretRef, ...] = ()
     header: str = "Authorization"
     prefix: str = "Bearer "  # what precedes the token in the header value
 
     def build_verifier(self) -> TokenVerifier:
-        tokens = secrets_of(self.secret, self.secrets)
-        if not tokens:
-            raise ValueError('token needs a secret: set secret = "env:NAME" or similar')
+        tokens = self.keys('token needs a secret: set secret = "env:NAME" or similar')
         return TokenVerifier(self.header, self.prefix.encode(), tokens)
 
 

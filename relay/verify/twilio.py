@@ -21,23 +21,19 @@ import hashlib
 from typing import Literal
 from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
-from relay.configtypes import Rule, SecretRef, SourceBase
-from relay.verify.base import Inbound, Rejected, any_equal, equal, header_bytes, mac, secrets_of
+from relay.configtypes import Rule, SharedSecretSource
+from relay.verify.base import Inbound, Rejected, any_equal, equal, header_bytes, mac
 
 MAX_FIELDS = 1000
 
 
-class TwilioSource(SourceBase):
+class TwilioSource(SharedSecretSource):
     verify: Literal["twilio"]
-    secret: SecretRef | None = None  # the Auth Token (or a webhook SharedKey secret)
-    secrets: tuple[SecretRef, ...] = ()  # the secondary token while rotating
     public_url: str | None = None  # e.g. "https://hooks.example.com/in/twilio"
     idempotency_key: Rule = "header:I-Twilio-Idempotency-Token"
 
     def build_verifier(self) -> TwilioVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('twilio needs the Auth Token: secret = "env:TWILIO_AUTH_TOKEN"')
+        keys = self.keys('twilio needs the Auth Token: secret = "env:TWILIO_AUTH_TOKEN"')
         return TwilioVerifier(keys, self.public_url)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from relay.configtypes import Duration, Rule, SecretRef, SourceBase
+from relay.configtypes import Duration, Rule, SharedSecretSource
 from relay.verify.base import (
     Handshake,
     Inbound,
@@ -23,26 +23,21 @@ from relay.verify.base import (
     header_bytes,
     json_object,
     mac,
-    secrets_of,
 )
 from relay.verify.timestamps import check_window, parse_instant
 
 PREFIX = "Twitch-Eventsub-Message-"
 
 
-class TwitchSource(SourceBase):
+class TwitchSource(SharedSecretSource):
     verify: Literal["twitch"]
-    secret: SecretRef | None = None  # the secret given when creating the subscription
-    secrets: tuple[SecretRef, ...] = ()
     tolerance: Duration = 600.0
     idempotency_key: Rule = "header:Twitch-Eventsub-Message-Id"
     event_type: Rule = "header:Twitch-Eventsub-Subscription-Type"
     occurred_at: Rule = "header:Twitch-Eventsub-Message-Timestamp"
 
     def build_verifier(self) -> TwitchVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('twitch needs the subscription secret: secret = "env:TWITCH_SECRET"')
+        keys = self.keys('twitch needs the subscription secret: secret = "env:TWITCH_SECRET"')
         return TwitchVerifier(keys, self.tolerance)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from relay.configtypes import Duration, Rule, SecretRef, SourceBase
+from relay.configtypes import Duration, Rule, SharedSecretSource
 from relay.verify.base import (
     Handshake,
     Inbound,
@@ -21,23 +21,18 @@ from relay.verify.base import (
     header_bytes,
     json_object,
     mac,
-    secrets_of,
 )
 from relay.verify.timestamps import DEFAULT_TOLERANCE, check_timestamp
 
 
-class ZoomSource(SourceBase):
+class ZoomSource(SharedSecretSource):
     verify: Literal["zoom"]
-    secret: SecretRef | None = None  # the app's Secret Token
-    secrets: tuple[SecretRef, ...] = ()
     tolerance: Duration = DEFAULT_TOLERANCE
     event_type: Rule = "json:/event"
     occurred_at: Rule = "json:/event_ts"
 
     def build_verifier(self) -> ZoomVerifier:
-        keys = secrets_of(self.secret, self.secrets)
-        if not keys:
-            raise ValueError('zoom needs the Secret Token: secret = "env:ZOOM_SECRET_TOKEN"')
+        keys = self.keys('zoom needs the Secret Token: secret = "env:ZOOM_SECRET_TOKEN"')
         return ZoomVerifier(keys, self.tolerance)
 
 
