@@ -56,7 +56,8 @@ class Lane:
         self.paused: str | None = None  # why, when paused
         self.alerts: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
         self._wake = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: set[asyncio.Task[None]] = set()  # attempts, until their outcome is stored
+        self._sending = 0  # attempts waiting for the receiver: what max_concurrency bounds
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._refill_at = max(1, destination.max_concurrency // 2)
@@ -95,7 +96,7 @@ class Lane:
         if self.paused is not None:
             await self._sleep(None)  # resume() wakes us
             return
-        free = self.destination.max_concurrency - len(self._inflight)
+        free = self.destination.max_concurrency - self._sending
         if free <= 0:
             await self._sleep(None)  # a finishing attempt wakes us
             return
@@ -107,7 +108,7 @@ class Lane:
                 return
             if allowed is not None:
                 free = min(free, allowed)
-        if self._inflight and free < self._refill_at:
+        if self._sending and free < self._refill_at:
             # Under load, claim in batches: one claim query per few deliveries, not per one.
             clock = time.monotonic()
             if self._hold_until is None:
@@ -150,6 +151,7 @@ class Lane:
                 await self._wake.wait()
 
     def _start(self, claim: Claim, payload: EventPayload | None) -> None:
+        self._sending += 1
         task = asyncio.create_task(self._deliver(claim, payload), name=f"deliver-{claim.id}")
         self._inflight.add(task)
         task.add_done_callback(self._finished)
@@ -160,7 +162,14 @@ class Lane:
 
     async def _deliver(self, claim: Claim, payload: EventPayload | None) -> None:
         try:
-            await self._attempt(claim, payload)
+            try:
+                result, decision = await self._attempt(claim, payload)
+            finally:
+                # The receiver is done with it: its slot is free while the outcome is being
+                # committed (the lease keeps the delivery from being claimed again meanwhile).
+                self._sending -= 1
+                self._wake.set()
+            await self._settle(claim, result, decision)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -168,26 +177,30 @@ class Lane:
             # the delivery is claimed again. At least once, never lost.
             log.exception("scheduler.record_failed", extra={"fields": {"delivery": claim.id}})
 
-    async def _attempt(self, claim: Claim, payload: EventPayload | None) -> None:
-        # Loaded with its claim batch; None means it was deleted under us (pruned by hand).
-        event = payload
+    async def _attempt(
+        self, claim: Claim, payload: EventPayload | None
+    ) -> tuple[delivery.AttemptResult, retry.Decision]:
         now = time.time()
-        if event is None:  # deleted under us (pruned by hand): nothing left to send
+        if payload is None:  # deleted under us (pruned by hand): nothing left to send
             result = delivery.AttemptResult(now, 0.0, None, "event no longer stored", None, None)
-            decision = retry.Decision("dead", now, "event no longer stored")
-        else:
-            result = await self._send(event, claim)
-            now = time.time()
-            decision = retry.decide(
-                self.destination.retry,
-                attempt=claim.attempt,
-                status=result.status,
-                created_at=claim.created_at,
-                now=now,
-                retry_after=retry.parse_retry_after(result.retry_after, now),
-            )
-        if event is not None:
-            await self._observe(result.status, now)
+            return result, retry.Decision("dead", now, "event no longer stored")
+        result = await self._send(payload, claim)
+        now = time.time()
+        decision = retry.decide(
+            self.destination.retry,
+            attempt=claim.attempt,
+            status=result.status,
+            created_at=claim.created_at,
+            now=now,
+            retry_after=retry.parse_retry_after(result.retry_after, now),
+        )
+        await self._observe(result.status, now)
+        return result, decision
+
+    async def _settle(
+        self, claim: Claim, result: delivery.AttemptResult, decision: retry.Decision
+    ) -> None:
+        now = time.time()
         self._count(decision.state, result.duration_ms, now - claim.created_at)
         error = result.error
         if decision.reason and decision.reason != error:

@@ -67,7 +67,6 @@ CREATE TABLE attempts (
     outcome          TEXT NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead'))
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id);
-CREATE INDEX attempts_started ON attempts (started_at);
 
 -- Requests refused by a source's verifier (401) or IP allowlist (403), newest kept: the
 -- answer to "why did the provider's webhook fail?". Bounded by storage.keep_rejections;
