@@ -58,6 +58,14 @@ class Lane:
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()  # attempts, until their outcome is stored
         self._sending = 0  # attempts waiting for the receiver: what max_concurrency bounds
+        # What the lane knows of its queue, so that a finishing attempt costs no claim and
+        # no query when nothing is due (at moderate rates those were most of its SQL):
+        self._news = True  # deliveries were added (or may have been) since the last claim
+        self._backlog = True  # the last claim took all it asked for: more may be due
+        self._timer: float | None = None  # when the next retry (or stale lease) is due
+        self._timer_known = False  # False: ask the database
+        self._noted: float | None = None  # retries recorded while that question was out
+        self._epoch = 0  # bumped by _forget(), so an answer asked before it is not trusted
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._refill_at = max(1, destination.max_concurrency // 2)
@@ -66,7 +74,13 @@ class Lane:
         self.last_error: str | None = None
 
     def notify(self) -> None:
+        self._news = True
         self._wake.set()
+
+    def _forget(self) -> None:
+        """After anything unexpected, trust the database, not the lane's bookkeeping."""
+        self._news, self._timer_known = True, False
+        self._epoch += 1
 
     async def run(self) -> None:
         self._session = delivery.new_session(self.destination)
@@ -76,6 +90,7 @@ class Lane:
                 await self._step()
             except Exception as exc:
                 failures += 1
+                self._forget()
                 self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
                 pause = min(MAX_BACKOFF, 0.25 * 2**failures)
                 log.exception(
@@ -108,6 +123,12 @@ class Lane:
                 return
             if allowed is not None:
                 free = min(free, allowed)
+        now = time.time()
+        due = self._timer is not None and self._timer <= now
+        if not (self._news or self._backlog or due or not self._timer_known):
+            # Woken by a finishing attempt, and nothing is due: a claim would find nothing.
+            await self._sleep(None if self._timer is None else self._timer - now)
+            return
         if self._sending and free < self._refill_at:
             # Under load, claim in batches: one claim query per few deliveries, not per one.
             clock = time.monotonic()
@@ -125,7 +146,11 @@ class Lane:
                 return
         now = time.time()
         lease = self.destination.timeout + LEASE_MARGIN
+        self._news = False  # before the claim: a notify while it runs must count
+        if due:
+            self._timer_known = False  # this claim takes what was due; what next is unknown
         claims = await self._store.writer.claim(self.name, now, free, lease)
+        self._backlog = len(claims) == free
         if self._bucket is not None and len(claims) < free:
             self._bucket.give_back(free - len(claims))
         if self.circuit is not None:
@@ -140,8 +165,15 @@ class Lane:
             else:
                 await self._sleep(None)  # a finishing attempt wakes us
             return
-        due = await self._store.next_due(self.name)
-        await self._sleep(None if due is None else max(0.0, due - time.time()))
+        if not self._timer_known:
+            epoch, self._noted = self._epoch, None
+            timer = await self._store.next_due(self.name)
+            noted = self._noted  # recorded during the query, maybe after its snapshot
+            if noted is not None and (timer is None or noted < timer):
+                timer = noted
+            self._timer, self._timer_known = timer, epoch == self._epoch
+        timer = self._timer
+        await self._sleep(None if timer is None else max(0.0, timer - time.time()))
 
     async def _sleep(self, seconds: float | None) -> None:
         if self._stopping:
@@ -175,6 +207,7 @@ class Lane:
         except Exception:
             # Recording failed (the database is down): the lease stays, and when it expires
             # the delivery is claimed again. At least once, never lost.
+            self._forget()  # the next_due query will see that lease
             log.exception("scheduler.record_failed", extra={"fields": {"delivery": claim.id}})
 
     async def _attempt(
@@ -219,6 +252,10 @@ class Lane:
                 finished_at=now,
             )
         )
+        if decision.state == "pending":
+            self._due_at(decision.next_attempt_at)
+        elif self.destination.ordering != "none":
+            self._news = True  # the next one of its key may be due now
         log.info(
             "delivery.attempt",
             extra={
@@ -233,6 +270,13 @@ class Lane:
                 }
             },
         )
+
+    def _due_at(self, when: float) -> None:
+        """A retry this lane recorded: its timer must not sleep past it."""
+        if self._noted is None or when < self._noted:
+            self._noted = when
+        if self._timer_known and (self._timer is None or when < self._timer):
+            self._timer = when
 
     def _count(self, state: str, duration_ms: float, age: float) -> None:
         # Label children are looked up once per lane: .labels() on every attempt adds up.
@@ -304,6 +348,7 @@ class Lane:
 
     async def resume(self) -> None:
         self.paused = None
+        self._forget()
         if self.circuit is not None:
             self.circuit.reset()
         await self._store.set_paused(self.name, False, None)

@@ -265,16 +265,20 @@ async def test_circuit_gauge_and_storage_limit(
                 },
                 {"name": "alerts", "url": alerts.url},
             ],
-            storage={"max_size": 1, "alert": "alerts"},  # any database is over 1 byte
+            # A fresh database is about 130 KB; a few 200 KB events take it over 1 MB.
+            storage={"max_size": 1_000_000, "alert": "alerts"},
             **ADMIN,
         )
         async with running(settings) as relay:
-            deadline = time.monotonic() + 5
-            status = 200
+            deadline = time.monotonic() + 10
+            status, accepted = 200, 0
             while status != 507 and time.monotonic() < deadline:
-                status, _, _ = await post(client, relay.port, BODY_JSON)
+                body = json.dumps({"id": f"evt_{accepted}", "pad": "x" * 200_000}).encode()
+                status, _, _ = await post(client, relay.port, body)
+                accepted += status == 200
                 await asyncio.sleep(0.1)
             assert status == 507
+            assert accepted >= 4  # under the limit they were taken (and go to app, failing)
             await wait_for(lambda: len(alerts.received) == 1)
             assert json.loads(alerts.received[0].body)["type"] == "storage.full"
             await wait_for(lambda: relay.scheduler.lanes["app"].circuit.state == "open")  # type: ignore[union-attr]
