@@ -11,7 +11,8 @@ Scenarios (each 3 runs unless --runs; medians with min and max):
   4. backlog drain: 100,000 pending deliveries to a fast receiver (deliveries/s, RSS);
   5. fan-out: one source to 5 destinations at 500 requests/s;
   6. memory and CPU: RSS idle, under load, after the drain; CPU while idle;
-  7. database growth: bytes per event.
+  7. database growth: bytes per event, and ack latency on a 5 GB database beside a fresh
+     one (bench/bigdb.py builds it).
 
 Server and load run on different cores (taskset). Only 127.0.0.1. Writes
 docs/benchmarks-suite.md and docs/bench-*.png, and the raw numbers to bench/results/.
@@ -40,6 +41,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
+import bigdb  # noqa: E402
 import ingest  # noqa: E402
 from ingest import PORT, RECEIVER_PORT, pinned, process  # noqa: E402
 
@@ -325,9 +327,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="short runs, to try the suite")
     args = parser.parse_args()
-    seconds, rate_seconds, backlog_count = (6.0, 8.0, 100_000)
+    seconds, rate_seconds, backlog_count, gigabytes = (6.0, 8.0, 100_000, 5.0)
     if args.quick:
-        args.runs, seconds, rate_seconds, backlog_count = 1, 2.0, 3.0, 10_000
+        args.runs, seconds, rate_seconds, backlog_count, gigabytes = 1, 2.0, 3.0, 10_000, 0.2
     for tool in ("wrk", "webhook", "taskset"):
         if subprocess.run(["which", tool], capture_output=True, check=False).returncode:
             print(
@@ -352,6 +354,8 @@ def main() -> int:
     drain = backlog(args.runs, backlog_count, log)
     log("6. idle")
     rest = idle()
+    log(f"7. ack latency at 500 req/s on a {gigabytes:g} GB database and on a fresh one")
+    big = bigdb.compare(gigabytes, args.runs, 500, rate_seconds, log)
 
     med = {t: statistics.median(v) for t, v in tp["by"].items()}
     hello, per_commit = med["hello"], med["relay-1"]
@@ -423,6 +427,15 @@ after the drain {span([d["rss_after_mb"] for d in drain], "{:.1f}")} MB. CPU whi
 {span([r["bytes_per_event"] for r in rates[500]], "{:,.0f}")} bytes per event (database + WAL
 after the 500 req/s runs, one delivery and one attempt per event, {len(ingest.stripe_like_body())}-byte body).
 
+Ack latency at 500 req/s (open loop, {rate_seconds:g} s, interleaved) with a database of
+{big["bytes"] / 1e9:.2f} GB ({big["events"]:,} events over 30 days, each delivered once, built in
+{big["build_seconds"]:.0f} s by bench/bigdb.py) and with a fresh one:
+
+| database | ack p50 ms | ack p99 ms | ack p99.9 ms |
+|---|---:|---:|---:|
+| fresh | {lat(big["fresh"], "ack", "p50_ms")} | {lat(big["fresh"], "ack", "p99_ms")} | {lat(big["fresh"], "ack", "p999_ms")} |
+| {big["bytes"] / 1e9:.1f} GB | {lat(big["big"], "ack", "p50_ms")} | {lat(big["big"], "ack", "p99_ms")} | {lat(big["big"], "ack", "p999_ms")} |
+
 ![Ingest throughput](bench-ingest.png)
 """
     )
@@ -441,6 +454,7 @@ after the 500 req/s runs, one delivery and one attempt per event, {len(ingest.st
         "fanout": fan,
         "backlog": drain,
         "idle": rest,
+        "big_database": {k: v for k, v in big.items()},
     }
     out = HERE / "results"
     out.mkdir(exist_ok=True)
