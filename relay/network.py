@@ -8,6 +8,7 @@ client, so a client cannot spoof itself in by sending its own header to the prox
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _FORWARDED_FOR = re.compile(r'(?i)(?:^|[;,\s])for=("?)\[?([^;,"\]]+)\]?(?::\d+)?\1')
 
 
+@functools.lru_cache(maxsize=4096)  # every request parses its peer: most peers come back
 def parse_address(text: str | None) -> Address | None:
     if not text:
         return None
