@@ -1,7 +1,11 @@
 """The delivery scheduler: one lane per destination, in the relay's own process.
 
 A lane claims due deliveries up to its concurrency limit (and its rate limit, and what its
-circuit breaker allows) and runs one task per attempt. A paused lane claims nothing.
+circuit breaker allows) and runs one task per attempt. A paused lane claims nothing. An
+idle lane (nothing due, free slots, no rate limit, unordered, circuit closed) need not
+claim at all: the commit that stores an event inserts its delivery already leased to the
+lane and hands it over (``offer``/``take``, called by the store's writer), so at moderate
+rates an event costs one commit and no claim.
 New work wakes it at once (the store calls ``notify`` after each commit); retries wake it
 on a timer set to the next due time; with nothing due it sleeps on an event and costs no
 CPU. A lane never dies quietly: an error in its loop (SQLITE_BUSY, a full disk, a bug) is
@@ -15,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -66,6 +70,7 @@ class Lane:
         self._timer_known = False  # False: ask the database
         self._noted: float | None = None  # retries recorded while that question was out
         self._epoch = 0  # bumped by _forget(), so an answer asked before it is not trusted
+        self._rearm = False  # the timer moved earlier since the lane last looked
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._refill_at = max(1, destination.max_concurrency // 2)
@@ -76,6 +81,40 @@ class Lane:
     def notify(self) -> None:
         self._news = True
         self._wake.set()
+
+    def offer(self, wanted: int) -> int:
+        """Slots reserved for deliveries handed over by the commit that stores them: only
+        when the lane is idle and plain (nothing due, no limits to apply), so they never
+        overtake a waiting delivery or slip past a pause, a circuit or a rate limit."""
+        if (
+            self.paused is not None
+            or self._stopping
+            or self._news
+            or self._backlog
+            or self._bucket is not None
+            or self.destination.ordering != "none"
+            or (self.circuit is not None and self.circuit.state != "closed")
+        ):
+            return 0
+        count = min(wanted, self.destination.max_concurrency - self._sending)
+        if count <= 0:
+            return 0
+        self._sending += count
+        return count
+
+    @property
+    def lease(self) -> float:
+        return self.destination.timeout + LEASE_MARGIN
+
+    def take(
+        self, reserved: int, claims: list[Claim], payloads: Mapping[str, EventPayload]
+    ) -> None:
+        """Start what was handed over; free the slots of what was not."""
+        self._sending -= reserved
+        for claim in claims:
+            self._start(claim, payloads.get(claim.event_id))
+        if reserved > len(claims):
+            self._nudge()
 
     def _forget(self) -> None:
         """After anything unexpected, trust the database, not the lane's bookkeeping."""
@@ -108,6 +147,7 @@ class Lane:
 
     async def _step(self) -> None:
         self._wake.clear()  # before looking, so a notify during the look is not lost
+        self._rearm = False
         if self.paused is not None:
             await self._sleep(None)  # resume() wakes us
             return
@@ -145,7 +185,7 @@ class Lane:
                 await self._sleep(wait)  # the pace of the destination's rate limit
                 return
         now = time.time()
-        lease = self.destination.timeout + LEASE_MARGIN
+        lease = self.lease
         self._news = False  # before the claim: a notify while it runs must count
         if due:
             self._timer_known = False  # this claim takes what was due; what next is unknown
@@ -190,7 +230,22 @@ class Lane:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._wake.set()
+        self._nudge()
+
+    def _nudge(self) -> None:
+        """A slot came free or an attempt ended: wake the lane if that can matter to it
+        (something may be due, or its timer must be set earlier). Otherwise it sleeps on:
+        at moderate rates most attempts end with nothing else to do."""
+        timer = self._timer
+        if (
+            self._news
+            or self._backlog
+            or self._rearm
+            or not self._timer_known
+            or self._stopping
+            or (timer is not None and timer <= time.time())
+        ):
+            self._wake.set()
 
     async def _deliver(self, claim: Claim, payload: EventPayload | None) -> None:
         try:
@@ -200,7 +255,7 @@ class Lane:
                 # The receiver is done with it: its slot is free while the outcome is being
                 # committed (the lease keeps the delivery from being claimed again meanwhile).
                 self._sending -= 1
-                self._wake.set()
+                self._nudge()
             await self._settle(claim, result, decision)
         except asyncio.CancelledError:
             raise
@@ -277,6 +332,7 @@ class Lane:
             self._noted = when
         if self._timer_known and (self._timer is None or when < self._timer):
             self._timer = when
+            self._rearm = True  # the lane may be asleep until a later time
 
     def _count(self, state: str, duration_ms: float, age: float) -> None:
         # Label children are looked up once per lane: .labels() on every attempt adds up.
@@ -423,7 +479,9 @@ class Scheduler:
         self._lanes = {d.name: Lane(d, store, self.metrics) for d in destinations}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
+        self._offered: dict[str, tuple[Lane, int]] = {}  # the writer has one batch at a time
         store.add_listener(self.notify)
+        store.writer.hand_off = self
         for lane in self._lanes.values():
             lane.alerts = self._alert
 
@@ -476,6 +534,29 @@ class Scheduler:
             await self._store.writer.ingest(event)
         except StorageUnavailable:
             log.error("destination.alert_failed", extra={"fields": {"to": destination}})
+
+    def offer(self, wanted: Mapping[str, int]) -> dict[str, tuple[int, float]]:
+        """See store.Writer._commit: idle lanes reserve slots for a batch's deliveries."""
+        self._offered = {}
+        for name, count in wanted.items():
+            lane = self._lanes.get(name)
+            reserved = lane.offer(count) if lane is not None else 0
+            if lane is not None and reserved:
+                self._offered[name] = (lane, reserved)
+        return {name: (n, lane.lease) for name, (lane, n) in self._offered.items()}
+
+    def take(self, leased: Mapping[str, list[Claim]], payloads: Mapping[str, EventPayload]) -> None:
+        offered, self._offered = self._offered, {}
+        for name, (lane, reserved) in offered.items():
+            claims = leased.get(name, [])
+            if lane._stopping and claims:  # replaced by a reload meanwhile
+                # Its lease expires and the new lane claims it: late, never lost.
+                lane.take(reserved, [], payloads)
+                new = self._lanes.get(name)
+                if new is not None:
+                    new.notify()
+                continue
+            lane.take(reserved, claims, payloads)
 
     def notify(self, destinations: Iterable[str]) -> None:
         for name in destinations:

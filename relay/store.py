@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -144,6 +144,20 @@ class RecentEvents:
         return self._items.get(event_id)
 
 
+class HandOff(Protocol):
+    """The scheduler's side of handing deliveries over at commit (see Writer._commit)."""
+
+    def offer(self, wanted: Mapping[str, int]) -> dict[str, tuple[int, float]]:
+        """Slots idle lanes reserve for this many new deliveries each: {name: (count,
+        lease seconds)}."""
+        ...
+
+    def take(self, leased: Mapping[str, list[Claim]], payloads: Mapping[str, EventPayload]) -> None:
+        """The outcome of the last offer: the deliveries stored leased (perhaps none: the
+        transaction failed, or the events were duplicates); unused slots are freed."""
+        ...
+
+
 class _Kind(Enum):
     INGEST = 1
     CLAIM = 2
@@ -188,7 +202,7 @@ class Writer:
         db: sqlite3.Connection,
         thread: ThreadPoolExecutor,
         max_batch: int,
-        on_commit: Callable[[list[NewEvent]], None],
+        on_commit: Callable[[list[NewEvent], set[str]], None],
         keep_rejections: int = 10_000,
     ) -> None:
         self._db = db
@@ -203,6 +217,7 @@ class Writer:
         self.last_error: str | None = None
         self._failed_at: float | None = None
         self._urgent = asyncio.Event()  # an op someone is waiting on was queued
+        self.hand_off: HandOff | None = None
         self._committed_at = 0.0
 
     @property
@@ -311,9 +326,17 @@ class Writer:
     async def _commit(self, batch: list[_Op]) -> None:
         loop = asyncio.get_running_loop()
         self._rejections_queued -= sum(1 for op in batch if op.kind is _Kind.REJECT)
+        # An idle lane (nothing due, free slots) takes the new deliveries of this batch
+        # as they are stored: they are inserted already leased to it, which saves a claim
+        # (a writer operation, a commit share and a wake-up) per event at moderate rates.
+        offers = self._offer(batch)
+        leased: dict[str, list[Claim]] = {}
         try:
-            stored = await loop.run_in_executor(self._thread, self._transaction, batch)
+            stored, leased = await loop.run_in_executor(
+                self._thread, self._transaction, batch, offers
+            )
         except Exception as exc:
+            self._hand_over({}, [])  # frees the slots
             if len(batch) > 1 and not _is_storage_fault(exc):
                 # One bad op must not fail the others: retry each in a transaction of its own.
                 for op in batch:
@@ -324,8 +347,32 @@ class Writer:
         for op in batch:
             if op.future is not None and not op.future.done():
                 op.future.set_result(op.result)
-        if stored:
-            self._on_commit(stored)
+        self._hand_over(leased, stored)
+        woken = {d for e in stored for d in e.destinations}
+        for name, claims in leased.items():
+            if len(claims) == sum(e.destinations.count(name) for e in stored):
+                woken.discard(name)  # all of them handed over: nothing for a claim to find
+        self._on_commit(stored, woken)
+
+    def _offer(self, batch: list[_Op]) -> dict[str, tuple[int, float]]:
+        if self.hand_off is None:
+            return {}
+        wanted: dict[str, int] = {}
+        for op in batch:
+            if op.kind is _Kind.INGEST:
+                for name in op.payload.destinations:
+                    wanted[name] = wanted.get(name, 0) + 1
+        return self.hand_off.offer(wanted) if wanted else {}
+
+    def _hand_over(self, leased: dict[str, list[Claim]], stored: list[NewEvent]) -> None:
+        if self.hand_off is None:
+            return
+        payloads = (
+            {e.id: EventPayload(e.id, e.source, e.content_type, e.headers, e.body) for e in stored}
+            if leased
+            else {}
+        )
+        self.hand_off.take(leased, payloads)
 
     def _fail(self, batch: list[_Op], exc: Exception) -> None:
         if _is_storage_fault(exc):
@@ -342,12 +389,14 @@ class Writer:
 
     # -- on the writer's thread ------------------------------------------------------------
 
-    def _transaction(self, batch: list[_Op]) -> list[NewEvent]:
+    def _transaction(
+        self, batch: list[_Op], offers: dict[str, tuple[int, float]]
+    ) -> tuple[list[NewEvent], dict[str, list[Claim]]]:
         """BEGIN … COMMIT for the whole batch; ROLLBACK and re-raise on any error."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            stored = self._apply(batch)
+            stored = self._apply(batch, offers)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -356,11 +405,14 @@ class Writer:
             raise
         return stored
 
-    def _apply(self, batch: list[_Op]) -> list[NewEvent]:
-        """The batch's statements; returns the events newly stored by it."""
+    def _apply(
+        self, batch: list[_Op], offers: dict[str, tuple[int, float]]
+    ) -> tuple[list[NewEvent], dict[str, list[Claim]]]:
+        """The batch's statements; returns the events newly stored by it, and the
+        deliveries stored leased to the lanes that offered."""
         db, q = self._db, self._q
         ingests = [op for op in batch if op.kind is _Kind.INGEST]
-        stored = self._insert_events(ingests) if ingests else []
+        stored, leased = self._insert_events(ingests, offers) if ingests else ([], {})
         records = [op.payload for op in batch if op.kind is _Kind.RECORD]
         if records:
             db.executemany(q["insert_attempt"], [_attempt_row(r) for r in records])
@@ -375,9 +427,11 @@ class Writer:
         if rejections:
             db.executemany(q["insert_rejection"], [_rejection_row(r) for r in rejections])
             db.execute(q["trim_rejections"], {"keep": self._keep_rejections})
-        return stored
+        return stored, leased
 
-    def _insert_events(self, ops: list[_Op]) -> list[NewEvent]:
+    def _insert_events(
+        self, ops: list[_Op], offers: dict[str, tuple[int, float]]
+    ) -> tuple[list[NewEvent], dict[str, list[Claim]]]:
         db, q = self._db, self._q
         events: list[NewEvent] = [op.payload for op in ops]
         db.executemany(q["insert_event"], [_event_row(e) for e in events])
@@ -406,9 +460,24 @@ class Writer:
             else:
                 found = db.execute(q["find_original"], (event.source, event.idempotency_key))
                 op.result = Stored(found.fetchone()[0], duplicate=True)
+        leased: dict[str, list[Claim]] = {}
+        if offers:
+            left = {name: count for name, (count, _) in offers.items()}
+            plain = []
+            for row in deliveries:
+                name = row[1]
+                if left.get(name, 0) > 0:
+                    left[name] -= 1
+                    lease_until = row[2] + offers[name][1]
+                    found = db.execute(q["insert_delivery_leased"], (*row, lease_until))
+                    claim = Claim(found.fetchone()[0], row[0], 1, row[2])
+                    leased.setdefault(name, []).append(claim)
+                else:
+                    plain.append(row)
+            deliveries = plain
         if deliveries:
             db.executemany(q["insert_delivery"], deliveries)
-        return stored
+        return stored, leased
 
 
 def _event_row(e: NewEvent) -> tuple[Any, ...]:
@@ -503,15 +572,15 @@ class Store:
         """Called after each commit with the destinations that got new deliveries."""
         self._listeners.append(listener)
 
-    def _committed(self, events: list[NewEvent]) -> None:
-        destinations: set[str] = set()
+    def _committed(self, events: list[NewEvent], woken: set[str]) -> None:
+        """After a commit: keep the new payloads at hand, and wake the lanes that have
+        new deliveries to claim (those handed over already have theirs)."""
         for event in events:
             if event.destinations:
                 self._recent.add(event)
-                destinations.update(event.destinations)
-        if destinations:
+        if woken:
             for listener in self._listeners:
-                listener(destinations)
+                listener(woken)
 
     async def close(self) -> None:
         """Commit what is queued, checkpoint the WAL and close both connections."""

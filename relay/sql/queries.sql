@@ -14,6 +14,14 @@ INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at, upda
                         ordering_key)
 VALUES (?, ?, ?, ?, ?, ?);
 
+-- name: insert_delivery_leased
+-- A delivery handed straight to its idle lane by the commit that stores its event: born
+-- leased, as if claimed (see Writer in store.py).
+INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at, updated_at,
+                        ordering_key, attempts, lease_until)
+VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+RETURNING id;
+
 -- name: claim_due
 -- Take up to :limit due deliveries of one destination and lease them. A lease that has
 -- expired (its holder crashed or hung) is taken again: delivery is at least once.
