@@ -8,14 +8,15 @@ a shared machine falls on all of them alike:
   relay-full    relay, group commit, durability "full" (the default)
   relay-normal  relay, group commit, durability "normal"
   relay-ingest  relay-full with no route: the same ingest, no delivery sharing the core
-  relay-1       relay with max_batch = 1: one commit per request, durability "full"
+  relay-1       relay with max_batch = 1: one commit per request, durability "full", no
+                route (so no delivery competes with ingest for its one-op commits)
   naive         aiohttp + aiosqlite committing each request (an afternoon's relay)
   webhook-true  adnanh/webhook (Debian's ``webhook``, Go) running /bin/true per request
   webhook-none  adnanh/webhook answering with no command to run
 
 Load: wrk, 1 thread, 50 connections, a signed ~1.5 KB JSON body shaped like a Stripe event;
-every relay target verifies the HMAC and routes to a live receiver, so deliveries run during
-the measurement as they would in use. Server and load are pinned to different cores with
+every relay target verifies the HMAC, and relay-full and relay-normal route to a live
+receiver, so deliveries run during the measurement as they would in use. Server and load are pinned to different cores with
 taskset where it exists. Only 127.0.0.1.
 
 Usage: python bench/ingest.py [--runs 3] [--seconds 10] [--quick] [--targets a,b]
@@ -200,7 +201,9 @@ def server_argv(target: str, directory: Path) -> list[str]:
         "relay-ingest": ("full", 512),
         "relay-1": ("full", 1),
     }[target]
-    config = relay_config(directory, durability, batch, routed=target != "relay-ingest")
+    config = relay_config(
+        directory, durability, batch, routed=target in ("relay-full", "relay-normal")
+    )
     return [python, "-m", "relay", "serve", "--config", str(config)]
 
 

@@ -387,7 +387,9 @@ Bodies: {len(ingest.stripe_like_body())} bytes of JSON shaped like a Stripe even
 
 relay-full: durability full, group commit, HMAC verified, every event delivered to a
 receiver on the same machine during the run. relay-ingest: the same with no route.
-relay-1: one commit per request. naive: aiohttp + aiosqlite, one commit per request.
+relay-1: one commit per request, no route (a delivering relay-1 spends its one-op commits on
+attempt records too, which makes it a moving target). naive: aiohttp + aiosqlite, one
+commit per request.
 webhook-*: adnanh/webhook {subprocess.run(["webhook", "-version"], capture_output=True, text=True, check=False).stdout.strip()} (Go).
 
 The disk's ceiling (raw SQLite, WAL, synchronous FULL, the same two rows per event):

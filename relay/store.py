@@ -295,7 +295,7 @@ class Writer:
         """
         stop = self._take(batch)
         if stop or len(batch) >= self._max_batch:
-            return stop
+            return stop  # full (with max_batch = 1, always: nothing to wait for)
         if not any(op.kind in _URGENT for op in batch):
             self._urgent.clear()
             with contextlib.suppress(TimeoutError):
