@@ -187,12 +187,16 @@ BODY_JSON = b'{"id": "evt_1", "type": "invoice.paid"}'
 def mount(*args: str) -> None:
     """``mount ARGS``, for tests that need a real file system to fail (full, read-only).
 
-    Only root may mount: as another user the test is skipped and says so. As root (how
-    ``.ci/run`` runs), a mount that fails fails the test with mount's own message, so a
-    broken setup can never pass as a skip.
+    Only root may mount. ``make test`` gives any other user a private user and mount
+    namespace in which they are root (see the Makefile), so these tests run for everyone;
+    a plain ``pytest`` as another user fails here and says how to run them. A mount that
+    fails fails the test with mount's own message: a broken setup never passes as a skip.
     """
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; run the suite as root, as .ci/run does")
+        pytest.fail(
+            "this test mounts a file system: run the suite with `make test`, which runs it "
+            "in a private mount namespace for users other than root (or run it as root)"
+        )
     result = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         pytest.fail(f"mount {' '.join(args)} failed: {result.stderr.strip()}")

@@ -1,5 +1,6 @@
 """Disk full: the database on a tiny tmpfs. No 2xx for what was not stored; recovery
-without a restart once space returns. Needs root to mount (skipped, saying so, otherwise)."""
+without a restart once space returns. Needs root to mount: `make test` runs the suite as
+root of a private namespace for other users (see the Makefile)."""
 
 from __future__ import annotations
 
