@@ -88,7 +88,7 @@ class Lane:
         overtake a waiting delivery or slip past a pause, a circuit or a rate limit."""
         if (
             self.paused is not None
-            or self._stopping
+            or self.stopping
             or self._news
             or self._backlog
             or self._bucket is not None
@@ -101,6 +101,10 @@ class Lane:
             return 0
         self._sending += count
         return count
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     @property
     def lease(self) -> float:
@@ -165,7 +169,7 @@ class Lane:
                 free = min(free, allowed)
         now = time.time()
         due = self._timer is not None and self._timer <= now
-        if not (self._news or self._backlog or due or not self._timer_known):
+        if not self._has_work(now):
             # Woken by a finishing attempt, and nothing is due: a claim would find nothing.
             await self._sleep(None if self._timer is None else self._timer - now)
             return
@@ -232,19 +236,21 @@ class Lane:
         self._inflight.discard(task)
         self._nudge()
 
+    def _has_work(self, now: float) -> bool:
+        """Whether a claim now could find something, as far as the lane knows."""
+        timer = self._timer
+        return (
+            self._news
+            or self._backlog
+            or not self._timer_known
+            or (timer is not None and timer <= now)
+        )
+
     def _nudge(self) -> None:
         """A slot came free or an attempt ended: wake the lane if that can matter to it
         (something may be due, or its timer must be set earlier). Otherwise it sleeps on:
         at moderate rates most attempts end with nothing else to do."""
-        timer = self._timer
-        if (
-            self._news
-            or self._backlog
-            or self._rearm
-            or not self._timer_known
-            or self._stopping
-            or (timer is not None and timer <= time.time())
-        ):
+        if self._rearm or self._stopping or self._has_work(time.time()):
             self._wake.set()
 
     async def _deliver(self, claim: Claim, payload: EventPayload | None) -> None:
@@ -549,7 +555,7 @@ class Scheduler:
         offered, self._offered = self._offered, {}
         for name, (lane, reserved) in offered.items():
             claims = leased.get(name, [])
-            if lane._stopping and claims:  # replaced by a reload meanwhile
+            if lane.stopping and claims:  # replaced by a reload meanwhile
                 # Its lease expires and the new lane claims it: late, never lost.
                 lane.take(reserved, [], payloads)
                 new = self._lanes.get(name)

@@ -112,6 +112,10 @@ class EventPayload:
     headers: str
     body: bytes
 
+    @classmethod
+    def of(cls, event: NewEvent) -> EventPayload:
+        return cls(event.id, event.source, event.content_type, event.headers, event.body)
+
 
 class RecentEvents:
     """Payloads of events just committed, so their first delivery need not read them back.
@@ -131,10 +135,7 @@ class RecentEvents:
         size = len(event.body) + len(event.headers)
         if size > self.MAX_ONE:
             return
-        payload = EventPayload(
-            event.id, event.source, event.content_type, event.headers, event.body
-        )
-        self._items[event.id] = payload
+        self._items[event.id] = EventPayload.of(event)
         self._bytes += size
         while self._bytes > self.MAX_BYTES:
             _, old = self._items.popitem(last=False)
@@ -142,6 +143,15 @@ class RecentEvents:
 
     def get(self, event_id: str) -> EventPayload | None:
         return self._items.get(event_id)
+
+
+@dataclass(slots=True)
+class _Inserted:
+    """What a transaction's ingests stored."""
+
+    events: list[NewEvent] = field(default_factory=list)  # new (not duplicates)
+    leased: dict[str, list[Claim]] = field(default_factory=dict)  # handed over, by lane
+    woken: set[str] = field(default_factory=set)  # lanes with deliveries left to claim
 
 
 class HandOff(Protocol):
@@ -330,11 +340,8 @@ class Writer:
         # as they are stored: they are inserted already leased to it, which saves a claim
         # (a writer operation, a commit share and a wake-up) per event at moderate rates.
         offers = self._offer(batch)
-        leased: dict[str, list[Claim]] = {}
         try:
-            stored, leased = await loop.run_in_executor(
-                self._thread, self._transaction, batch, offers
-            )
+            inserted = await loop.run_in_executor(self._thread, self._transaction, batch, offers)
         except Exception as exc:
             self._hand_over({}, [])  # frees the slots
             if len(batch) > 1 and not _is_storage_fault(exc):
@@ -347,12 +354,8 @@ class Writer:
         for op in batch:
             if op.future is not None and not op.future.done():
                 op.future.set_result(op.result)
-        self._hand_over(leased, stored)
-        woken = {d for e in stored for d in e.destinations}
-        for name, claims in leased.items():
-            if len(claims) == sum(e.destinations.count(name) for e in stored):
-                woken.discard(name)  # all of them handed over: nothing for a claim to find
-        self._on_commit(stored, woken)
+        self._hand_over(inserted.leased, inserted.events)
+        self._on_commit(inserted.events, inserted.woken)
 
     def _offer(self, batch: list[_Op]) -> dict[str, tuple[int, float]]:
         if self.hand_off is None:
@@ -367,11 +370,8 @@ class Writer:
     def _hand_over(self, leased: dict[str, list[Claim]], stored: list[NewEvent]) -> None:
         if self.hand_off is None:
             return
-        payloads = (
-            {e.id: EventPayload(e.id, e.source, e.content_type, e.headers, e.body) for e in stored}
-            if leased
-            else {}
-        )
+        handed = {claim.event_id for claims in leased.values() for claim in claims}
+        payloads = {e.id: EventPayload.of(e) for e in stored if e.id in handed}
         self.hand_off.take(leased, payloads)
 
     def _fail(self, batch: list[_Op], exc: Exception) -> None:
@@ -389,30 +389,25 @@ class Writer:
 
     # -- on the writer's thread ------------------------------------------------------------
 
-    def _transaction(
-        self, batch: list[_Op], offers: dict[str, tuple[int, float]]
-    ) -> tuple[list[NewEvent], dict[str, list[Claim]]]:
+    def _transaction(self, batch: list[_Op], offers: dict[str, tuple[int, float]]) -> _Inserted:
         """BEGIN … COMMIT for the whole batch; ROLLBACK and re-raise on any error."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            stored = self._apply(batch, offers)
+            inserted = self._apply(batch, offers)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             raise
-        return stored
+        return inserted
 
-    def _apply(
-        self, batch: list[_Op], offers: dict[str, tuple[int, float]]
-    ) -> tuple[list[NewEvent], dict[str, list[Claim]]]:
-        """The batch's statements; returns the events newly stored by it, and the
-        deliveries stored leased to the lanes that offered."""
+    def _apply(self, batch: list[_Op], offers: dict[str, tuple[int, float]]) -> _Inserted:
+        """The batch's statements; returns what its ingests stored."""
         db, q = self._db, self._q
         ingests = [op for op in batch if op.kind is _Kind.INGEST]
-        stored, leased = self._insert_events(ingests, offers) if ingests else ([], {})
+        inserted = self._insert_events(ingests, offers) if ingests else _Inserted()
         records = [op.payload for op in batch if op.kind is _Kind.RECORD]
         if records:
             db.executemany(q["insert_attempt"], [_attempt_row(r) for r in records])
@@ -427,11 +422,9 @@ class Writer:
         if rejections:
             db.executemany(q["insert_rejection"], [_rejection_row(r) for r in rejections])
             db.execute(q["trim_rejections"], {"keep": self._keep_rejections})
-        return stored, leased
+        return inserted
 
-    def _insert_events(
-        self, ops: list[_Op], offers: dict[str, tuple[int, float]]
-    ) -> tuple[list[NewEvent], dict[str, list[Claim]]]:
+    def _insert_events(self, ops: list[_Op], offers: dict[str, tuple[int, float]]) -> _Inserted:
         db, q = self._db, self._q
         events: list[NewEvent] = [op.payload for op in ops]
         db.executemany(q["insert_event"], [_event_row(e) for e in events])
@@ -477,7 +470,7 @@ class Writer:
             deliveries = plain
         if deliveries:
             db.executemany(q["insert_delivery"], deliveries)
-        return stored, leased
+        return _Inserted(stored, leased, {row[1] for row in deliveries})
 
 
 def _event_row(e: NewEvent) -> tuple[Any, ...]:
