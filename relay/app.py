@@ -108,6 +108,7 @@ class Relay:
             keepalive_timeout=settings.server.keepalive_timeout,
             shutdown_timeout=settings.server.read_timeout + 5,
             lingering_time=2.0,  # after a 413, read a little so the client sees the answer
+            auto_decompress=False,  # relay.encoding decodes, bounded, with clear answers
             # The parser's own limits sit above ours so that large headers reach the handler
             # and get a clear 431 rather than the parser's bare 400.
             max_line_size=parser_limit,

@@ -3,6 +3,11 @@
 A rule is ``header:Name`` (that header's value), ``json:/pointer`` (RFC 6901 pointer into a
 JSON body), ``form:field`` (a field of a form-encoded body, as Twilio sends) or ``none``.
 Pure functions: they take values and return values.
+
+What they return is always text the database can store: a request can carry bytes that are
+not UTF-8 in a header (aiohttp hands them over as lone surrogates) or a lone surrogate
+escaped in JSON (``"\\ud800"``). ``as_text`` writes those as escapes instead, so such an
+event is stored (raw body and headers byte for byte) rather than failing its transaction.
 """
 
 from __future__ import annotations
@@ -45,6 +50,28 @@ class Parsed:
         return self._value
 
 
+def as_text(value: str) -> str:
+    """``value`` if it is valid Unicode; otherwise each byte that was not UTF-8 as ``\\xe9``
+    and each other lone surrogate as ``\\ud800``: the same input always gives the same text,
+    so an escaped idempotency key still finds its duplicates."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join(_escape(c) for c in value)
+    return value
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte aiohttp (surrogateescape) could not decode
+        return f"\\x{code - 0xDC00:02x}"
+    if 0xD800 <= code <= 0xDFFF:
+        return f"\\u{code:04x}"
+    return char
+
+
 def resolve_pointer(document: Any, pointer: str) -> Any:
     """The value at an RFC 6901 JSON pointer, or None where the path does not exist."""
     if pointer in ("", "/"):
@@ -81,5 +108,5 @@ def extract(rule: str | None, headers: Mapping[str, str], parsed: Parsed) -> str
         value = resolve_pointer(parsed.json(), arg)
     if isinstance(value, bool) or value is None or isinstance(value, dict | list):
         return None
-    text = str(value).strip()
+    text = as_text(str(value).strip())
     return text[:MAX_VALUE_LENGTH] or None

@@ -17,9 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
+from relay import encoding
 from relay.config import Settings
 from relay.errors import StorageUnavailable
-from relay.extract import Parsed, extract
+from relay.extract import Parsed, as_text, extract
 from relay.ids import new_event_id
 from relay.metrics import Metrics
 from relay.network import client_address, parse_address, within
@@ -48,6 +49,8 @@ OUTCOMES = {
     413: "too_large",
     408: "timeout",
     431: "too_large",
+    400: "malformed",
+    415: "malformed",
 }
 
 
@@ -100,6 +103,19 @@ def _answer(shake: Handshake, headers: dict[str, str] | None = None) -> web.Resp
     return web.Response(
         status=shake.status, body=shake.body, content_type=shake.content_type, headers=headers
     )
+
+
+def _unsupported_coding(coding: str) -> web.Response:
+    known = ", ".join(encoding.KNOWN)
+    return _json(
+        415,
+        {"error": f"Content-Encoding {as_text(coding)!r} is not supported; send one of {known}"},
+        **{"Accept-Encoding": known},
+    )
+
+
+def _text_or_none(value: str | None) -> str | None:
+    return as_text(value) if value is not None else None
 
 
 def _accepted(stored: Stored) -> web.Response:
@@ -242,15 +258,28 @@ class Ingress:
         if length is not None and length > self._max_body:
             return self._too_large()
         try:
+            coding = encoding.coding_of(request.headers.get("Content-Encoding"))
+        except encoding.Unsupported as exc:
+            return _unsupported_coding(str(exc))
+        try:
             if request.content.is_eof():  # all of it already arrived: no timer needed
-                body = await request.read()
+                raw = await request.read()
             else:
                 async with asyncio.timeout(self._read_timeout):
-                    body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+                    raw = await request.read()
+            body = encoding.decode(raw, coding, self._max_body)
+        except (web.HTTPRequestEntityTooLarge, encoding.TooLarge):
             return self._too_large()
         except TimeoutError:
             return _json(408, {"error": "body not received in time"}, Connection="close")
+        except encoding.Undecodable as exc:
+            # Signatures cover the decoded body, so there is nothing to verify yet: 400 first.
+            return _json(400, {"error": f"body could not be decoded: {exc}"})
+        except web.RequestPayloadError:
+            # Broken chunked framing. The stream keeps the error; marking it ended stops
+            # aiohttp from reading it again (and logging it) after the answer.
+            request.content.feed_eof()
+            return _json(400, {"error": "body framing is broken"}, Connection="close")
         now = time.time()
         headers = request.headers
         inbound = Inbound(
@@ -285,7 +314,7 @@ class Ingress:
             received_at=now,
             idempotency_key=extract(config.idempotency_key, headers, parsed),
             event_type=event_type,
-            content_type=headers.get("Content-Type"),
+            content_type=_text_or_none(headers.get("Content-Type")),
             remote_addr=client,
             headers=json.dumps(list(headers.items())),
             body=body,

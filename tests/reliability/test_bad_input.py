@@ -196,3 +196,119 @@ async def test_no_request_can_choose_where_a_delivery_goes(
     assert decoy.received == []
     assert receiver.received[0].body == body
     assert receiver.received[0].host == f"127.0.0.1:{receiver.port}"
+
+
+def _signed_request(body: bytes, *headers: bytes) -> bytes:
+    return (
+        b"POST /in/demo HTTP/1.1\r\nHost: relay\r\nX-Signature: "
+        + sign(body).encode()
+        + b"\r\n"
+        + b"".join(h + b"\r\n" for h in headers)
+        + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        + body
+    )
+
+
+async def test_body_that_is_not_gzip_gets_400_without_credentials(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Issue 14: this request, with no credentials at all, was answered 500."""
+    db = tmp_path / "relay.db"
+    request = (
+        b"POST /in/demo HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: 9\r\n\r\nnot-gzip!"
+    )
+    async with running(settings_for(db, receiver.url)) as relay:
+        answer = await _raw(relay.port, request)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert b"could not be decoded" in answer
+        truncated = gzip.compress(b'{"type": "x"}')[:-4]
+        answer = await _raw(relay.port, _signed_request(truncated, b"Content-Encoding: gzip"))
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert query(db, "SELECT count(*) FROM events") == [(0,)]
+
+
+async def test_gzip_body_is_verified_stored_and_delivered_decoded(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    db = tmp_path / "relay.db"
+    body = b'{"type": "zipped"}'
+    request = (
+        b"POST /in/demo HTTP/1.1\r\nHost: relay\r\nX-Signature: " + sign(body).encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+        % len(gzip.compress(body))
+        + gzip.compress(body)
+    )
+    async with running(settings_for(db, receiver.url)) as relay:
+        answer = await _raw(relay.port, request)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        await wait_for(lambda: len(receiver.received) == 1)
+    assert receiver.received[0].body == body
+    assert "Content-Encoding" not in receiver.received[0].headers
+    assert query(db, "SELECT body, event_type FROM events") == [(body, "zipped")]
+
+
+async def test_unknown_content_encoding_gets_415_and_is_not_stored(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Before: stored still encoded and delivered labelled as JSON without its coding."""
+    db = tmp_path / "relay.db"
+    body = b'{"type": "x"}'
+    async with running(settings_for(db, receiver.url)) as relay:
+        for coding in (b"xyz", b"gzip, gzip", b"br", b"\xe9\xff"):
+            answer = await _raw(relay.port, _signed_request(body, b"Content-Encoding: " + coding))
+            assert answer.startswith(b"HTTP/1.1 415"), (coding, answer[:200])
+            assert b"Accept-Encoding: gzip, x-gzip, deflate, identity" in answer
+    assert query(db, "SELECT count(*) FROM events") == [(0,)]
+
+
+async def test_non_utf8_key_and_content_type_are_stored_escaped_and_deduplicated(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Issue 14: an idempotency key or Content-Type with bytes that are not UTF-8 was a 500
+    (its transaction failed). Now the event is stored, the odd bytes escaped in the indexed
+    columns and kept as sent in the headers, and a repeat is still a duplicate."""
+    db = tmp_path / "relay.db"
+    body = b'{"type": "odd"}'
+    odd_key = _signed_request(body, b"X-Request-Id: k\xe9\xff")
+    odd_type = _signed_request(body, b"Content-Type: application/json\xe9\xff")
+    async with running(settings_for(db, receiver.url)) as relay:
+        answers = [await _raw(relay.port, r) for r in (odd_key, odd_key, odd_type)]
+        await wait_for(lambda: len(receiver.received) == 2)
+    assert [a[:15] for a in answers] == [b"HTTP/1.1 200 OK"] * 3
+    assert b"X-Relay-Duplicate: true" in answers[1]
+    rows = query(db, "SELECT idempotency_key, content_type FROM events ORDER BY received_at")
+    assert rows == [("k\\xe9\\xff", None), (None, "application/json\\xe9\\xff")]
+
+
+async def test_lone_surrogate_in_json_type_is_stored_escaped(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Issue 14: a signed JSON body whose "type" is the lone surrogate "\\ud800" was a 500."""
+    db = tmp_path / "relay.db"
+    body = b'{"type": "\\ud800"}'
+    async with running(settings_for(db, receiver.url)) as relay:
+        answer = await _raw(relay.port, _signed_request(body))
+        await wait_for(lambda: len(receiver.received) == 1)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert query(db, "SELECT event_type, body FROM events") == [("\\ud800", body)]
+    assert receiver.received[0].body == body
+
+
+async def test_odd_requests_do_not_disturb_the_batch_they_share(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Odd requests sent at the same moment as plain ones (so they share group commits):
+    every one of them is acknowledged and stored."""
+    db = tmp_path / "relay.db"
+    odd = [
+        _signed_request(b'{"type": "\\ud800", "n": %d}' % i, b"X-Request-Id: \xe9%d" % i)
+        for i in range(20)
+    ]
+    async with running(settings_for(db, receiver.url)) as relay:
+        plain = [post(client, relay.port, b'{"n": %d}' % i, key=f"p{i}") for i in range(40)]
+        answers = await asyncio.gather(*plain, *(_raw(relay.port, r) for r in odd))
+    assert [a[0] for a in answers[:40]] == [200] * 40
+    assert all(a.startswith(b"HTTP/1.1 200") for a in answers[40:])
+    assert query(db, "SELECT count(*) FROM events") == [(60,)]
