@@ -257,5 +257,7 @@ async def start_admin(relay: Relay, token: bytes, listen: str) -> web.AppRunner:
         host, port = split_address(listen)
         site = web.TCPSite(runner, host, port)
         await site.start()
-    log.info("admin.ready", extra={"fields": {"listen": listen}})
+    bound = runner.addresses[0]
+    address = f"unix:{bound}" if isinstance(bound, str) else f"{bound[0]}:{bound[1]}"
+    log.info("admin.ready", extra={"fields": {"listen": address}})
     return runner

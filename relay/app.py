@@ -26,13 +26,15 @@ from relay.config import Settings, load_config, split_address
 from relay.errors import RelayError
 from relay.ingress import Ingress
 from relay.inspect import DeadFilter, count_by_destination, replay_statement
-from relay.listener import BoundedSite
+from relay.listener import Guard, GuardedSite
 from relay.metrics import CIRCUIT, Metrics
 from relay.retention import Pruner, database_bytes
 from relay.scheduler import Scheduler
 from relay.store import Store
 
 log = logging.getLogger("relay")
+
+READY_WAIT = 1.0  # seconds /readyz waits for its probe's commit before saying not ready
 
 
 class Relay:
@@ -86,9 +88,8 @@ class Relay:
                 )
         self._store = store = await Store.open(settings.storage)
         store.start()
-        released = await store.writer.execute(sql.queries()["release_leases"])
-        if released:
-            log.info("store.leases_released", extra={"fields": {"deliveries": released}})
+        if store.released:
+            log.info("store.leases_released", extra={"fields": {"deliveries": store.released}})
         self._scheduler = Scheduler(settings.destinations, store, self.metrics)
         await self._scheduler.load()
         self._scheduler.start()
@@ -116,13 +117,14 @@ class Relay:
         )
         await self._runner.setup()
         host, port = split_address(settings.server.listen)
-        site = BoundedSite(
-            self._runner,
-            host,
-            port,
-            max_connections=settings.server.max_connections,
-            backlog=1024,
+        server = settings.server
+        self.guard = Guard(
+            server.max_connections,
+            server.max_connections_per_address,
+            server.header_timeout,
+            server.trusted_proxies,
         )
+        site = GuardedSite(self._runner, host, port, guard=self.guard, backlog=1024)
         await site.start()
         token = settings.admin.token
         if token is not None:
@@ -143,13 +145,15 @@ class Relay:
         port: int = self._runner.addresses[0][1]
         return port
 
-    def problems(self) -> list[str]:
-        """Why the relay is not ready; empty when it is."""
+    async def problems(self) -> list[str]:
+        """Why the relay is not ready; empty when it is. Asks the database for a commit
+        (an empty one, waiting at most READY_WAIT): only a commit shows that commits work."""
         found = []
         if self.stopping:
             found.append("shutting down")
-        if self._store is not None and not self._store.healthy:
-            found.append(f"database: {self._store.writer.last_error or 'writer stopped'}")
+        problem = await self._store.check(READY_WAIT) if self._store is not None else None
+        if problem is not None:
+            found.append(f"database: {problem}")
         if self._scheduler is not None and not self._scheduler.healthy:
             found += ["scheduler: " + p for p in self._scheduler.problems()] or [
                 "scheduler stopped"

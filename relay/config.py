@@ -49,8 +49,20 @@ class ServerConfig(StrictModel):
     )
     read_timeout: Duration = Field(10.0, description="time allowed to read one request body")
     keepalive_timeout: Duration = Field(15.0, description="idle time before closing a connection")
+    header_timeout: Duration = Field(
+        5.0, description="a new connection must send a whole request head within this"
+    )
     max_connections: int = Field(
-        1000, ge=1, description="open connections at once; more are answered 503 and closed"
+        1000,
+        ge=1,
+        description="open connections at once; at the cap the oldest idle or unfinished one "
+        "is closed to make room, and only when all are busy is a new one answered 503",
+    )
+    max_connections_per_address: int = Field(
+        64,
+        ge=1,
+        description="open connections from one client address (an IPv6 /64); more are "
+        "answered 503; trusted_proxies are exempt",
     )
     shutdown_grace: Duration = Field(
         10.0, description="on SIGTERM, how long in-flight deliveries may finish"

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +132,7 @@ class Ingress:
         self,
         settings: Settings,
         writer: Writer,
-        problems: Callable[[], list[str]],
+        problems: Callable[[], Awaitable[list[str]]],
         metrics: Metrics | None = None,
         storage_full: Callable[[], bool] = lambda: False,
     ) -> None:
@@ -406,7 +406,7 @@ class Ingress:
         return _json(200, {"status": "alive"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        problems = self._problems()
+        problems = await self._problems()
         if problems:
             return _json(503, {"status": "not ready", "problems": problems})
         return _json(200, {"status": "ready"})

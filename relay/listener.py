@@ -1,15 +1,33 @@
-"""The listening socket: aiohttp's TCP site, with a bound on open connections.
+"""The listening socket: aiohttp's TCP site, with connections that cannot starve each other.
 
-Past ``max_connections`` a new connection gets a one-line 503 and is closed at once, so
-clients holding many connections open cannot exhaust file descriptors or memory. Idle and
-half-sent connections are closed by ``keepalive_timeout`` (see relay.app), which frees room.
+A slow client (slowloris) holds connections open by sending its request head one byte at a
+time. aiohttp closes such a connection only at ``keepalive_timeout``, and a bare cap on open
+connections then lets a few thousand of them lock real webhooks out. So every connection
+passes through a guard:
+
+- **A deadline for the first request head** (``header_timeout``): a connection that has not
+  sent one complete request head by then is closed.
+- **A limit per client address** (``max_connections_per_address``; an IPv6 /64 counts as one
+  address; ``trusted_proxies`` are exempt, since every client behind a proxy shares its
+  address): past it a new connection gets a one-line 503 and is closed at once.
+- **Eviction at the cap** (``max_connections``): a new connection makes room by closing the
+  oldest connection that is idle or has not finished its request head; only when every open
+  connection is busy with a complete request is the new one refused with 503.
+
+A connection is busy while aiohttp holds a parsed request for it (queued or in a handler):
+only then has the client proven it can send a request, and only then is there work to lose.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+from typing import Any, cast
 
 from aiohttp import web
+
+from relay.configtypes import IPNetwork
+from relay.network import parse_address, within
 
 _BODY = b'{"error": "too many connections"}'
 _REFUSAL = (
@@ -18,30 +36,176 @@ _REFUSAL = (
 )
 
 
-class _Refuse(asyncio.Protocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(_REFUSAL)
-        transport.close()
+def address_key(peer: Any) -> str | None:
+    """What the per-address limit counts: the IPv4 address, or the IPv6 /64 (one host or
+    one customer can hold a whole /64)."""
+    host = peer[0] if isinstance(peer, tuple) and peer else None
+    address = parse_address(host) if isinstance(host, str) else None
+    if address is None:
+        return None
+    if address.version == 6:
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
 
 
-class BoundedSite(web.TCPSite):
-    __slots__ = ("_max_connections",)
+class Guard:
+    """The open connections of one listener, oldest first, and how many each address has."""
 
     def __init__(
-        self, runner: web.AppRunner, host: str, port: int, *, max_connections: int, backlog: int
+        self,
+        max_connections: int,
+        per_address: int,
+        header_timeout: float,
+        trusted: tuple[IPNetwork, ...] = (),
+    ) -> None:
+        self.max_connections = max_connections
+        self.per_address = per_address
+        self.header_timeout = header_timeout
+        self.trusted = trusted
+        self._open: dict[Connection, None] = {}  # insertion order: oldest first
+        self._by_address: dict[str, int] = {}
+        self.evicted = 0
+        self.refused = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def admit(self, connection: Connection) -> bool:
+        """Make room for a new connection if it may have it; False: refuse it."""
+        key = connection.address
+        if key is not None and self._by_address.get(key, 0) >= self.per_address:
+            peer = parse_address(connection.host)
+            if not (self.trusted and within(peer, self.trusted)):
+                self.refused += 1
+                return False
+        if len(self._open) >= self.max_connections and not self._evict_one():
+            self.refused += 1
+            return False
+        self._open[connection] = None
+        if key is not None:
+            self._by_address[key] = self._by_address.get(key, 0) + 1
+        return True
+
+    def _evict_one(self) -> bool:
+        for victim in self._open:  # oldest first
+            if not victim.busy:
+                self.forget(victim)
+                victim.abort()
+                self.evicted += 1
+                return True
+        return False
+
+    def forget(self, connection: Connection) -> None:
+        """It is gone (or about to be): its place is free."""
+        if connection not in self._open:
+            return
+        del self._open[connection]
+        key = connection.address
+        if key is not None:
+            left = self._by_address[key] - 1
+            if left:
+                self._by_address[key] = left
+            else:
+                del self._by_address[key]
+
+
+class Connection(asyncio.Protocol):
+    """One accepted connection: admitted by the guard, then aiohttp's request handler does
+    the HTTP; this only forwards the transport's calls to it and watches the head deadline.
+    """
+
+    __slots__ = ("_deadline", "_guard", "_handler", "_server", "_transport", "address", "host")
+
+    def __init__(self, guard: Guard, server: web.Server) -> None:
+        self._guard = guard
+        self._server = server
+        self._handler: Any = None
+        self._transport: asyncio.Transport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self.address: str | None = None
+        self.host: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        """aiohttp has a complete request of this connection queued or in a handler. Its
+        RequestHandler keeps that in private attributes; tests/reliability/test_abuse.py
+        fails if they change meaning."""
+        handler = self._handler
+        return handler is not None and bool(
+            getattr(handler, "_request_in_progress", True) or getattr(handler, "_messages", ())
+        )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.host = peer[0] if isinstance(peer, tuple) and peer else None
+        self.address = address_key(peer)
+        if not self._guard.admit(self):
+            transport.write(_REFUSAL)
+            transport.close()
+            return
+        self._handler = self._server()
+        self._handler.connection_made(transport)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._guard.header_timeout, self._head_due)
+
+    def _head_due(self) -> None:
+        self._deadline = None
+        if self._handler is not None and getattr(self._handler, "_request_count", 1) == 0:
+            self._guard.forget(self)
+            self.abort()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self._handler is not None:
+            self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._handler is not None:
+            result: bool | None = self._handler.eof_received()
+            return result
+        return None
+
+    def pause_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.resume_writing()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._guard.forget(self)
+        if self._handler is not None:
+            self._handler.connection_lost(exc)
+            self._handler = None
+
+
+class GuardedSite(web.TCPSite):
+    __slots__ = ("guard",)
+
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, *, guard: Guard, backlog: int
     ) -> None:
         super().__init__(runner, host, port, backlog=backlog)
-        self._max_connections = max_connections
+        self.guard = guard
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # register with the runner, as TCPSite.start does
         server = self._runner.server
         assert server is not None
-        limit = self._max_connections
+        guard = self.guard
 
         def protocol() -> asyncio.BaseProtocol:
-            return _Refuse() if len(server.connections) >= limit else server()
+            return Connection(guard, server)
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(

@@ -92,3 +92,62 @@ def setup(level: str = "info", fmt: Format = "auto") -> None:
     server.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     server.propagate = False
     handler.addFilter(ClientGarbage())
+
+
+class Fault:
+    """A condition that can last (a full disk, a locked database), logged as one story: a
+    line when it starts, a summary at most every ``every`` seconds while it lasts, and a
+    line when it clears. A failing disk retried many times a second must not write a line
+    and a traceback per retry (that fills the same disk and buries the first cause).
+    """
+
+    def __init__(
+        self, logger: logging.Logger, name: str, every: float = 10.0, settle: float = 2.0
+    ) -> None:
+        self._log = logger
+        self._name = name
+        self._every = every
+        self._settle = settle
+        self.since: float | None = None  # time.monotonic() when it started
+        self._count = 0
+        self._said_at = 0.0
+        self._last = 0.0  # the latest failure
+
+    def failed(
+        self, error: str, now: float, exc: BaseException | None = None, **fields: Any
+    ) -> None:
+        """It failed (again). ``exc``: shown with its traceback in the first line only (for
+        a bug; a full disk needs no traceback)."""
+        self._count += 1
+        self._last = now
+        if self.since is None:
+            self.since, self._said_at, self._count = now, now, 1
+            self._log.error(
+                f"{self._name}.failing", exc_info=exc, extra={"fields": {"error": error, **fields}}
+            )
+        elif now - self._said_at >= self._every:
+            self._said_at = now
+            self._log.warning(
+                f"{self._name}.still_failing",
+                extra={
+                    "fields": {
+                        "error": error,
+                        "failures": self._count,
+                        "for_s": round(now - self.since, 1),
+                        **fields,
+                    }
+                },
+            )
+
+    def cleared(self, now: float, **fields: Any) -> None:
+        """It worked. The story ends only after ``settle`` seconds without a failure: a
+        nearly full disk lets some writes through, and must not make a story per write."""
+        if self.since is None or now - self._last < self._settle:
+            return
+        self._log.info(
+            f"{self._name}.recovered",
+            extra={
+                "fields": {"failures": self._count, "after_s": round(now - self.since, 1), **fields}
+            },
+        )
+        self.since, self._count = None, 0

@@ -29,6 +29,7 @@ from relay.circuit import Circuit
 from relay.config import DestinationConfig
 from relay.errors import StorageUnavailable
 from relay.ids import new_event_id
+from relay.log import Fault
 from relay.metrics import Metrics
 from relay.ratelimit import TokenBucket
 from relay.store import AttemptRecord, Claim, EventPayload, NewEvent, Store
@@ -77,6 +78,8 @@ class Lane:
         self._hold_until: float | None = None
         self.healthy = True
         self.last_error: str | None = None
+        self._fault = Fault(log, "scheduler.lane")
+        self._record_fault = Fault(log, "scheduler.record")
 
     def notify(self) -> None:
         self._news = True
@@ -136,16 +139,12 @@ class Lane:
                 self._forget()
                 self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
                 pause = min(MAX_BACKOFF, 0.25 * 2**failures)
-                log.exception(
-                    "scheduler.lane_failed",
-                    extra={"fields": {"destination": self.name, "retry_in": pause}},
-                )
+                bug = None if isinstance(exc, StorageUnavailable) else exc
+                self._fault.failed(self.last_error, time.monotonic(), bug, destination=self.name)
                 await self._sleep(pause)
             else:
-                if failures:
-                    log.info(
-                        "scheduler.lane_recovered", extra={"fields": {"destination": self.name}}
-                    )
+                if self._fault.since is not None:
+                    self._fault.cleared(time.monotonic(), destination=self.name)
                 failures = 0
                 self.healthy, self.last_error = True, None
 
@@ -265,11 +264,13 @@ class Lane:
             await self._settle(claim, result, decision)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # Recording failed (the database is down): the lease stays, and when it expires
             # the delivery is claimed again. At least once, never lost.
             self._forget()  # the next_due query will see that lease
-            log.exception("scheduler.record_failed", extra={"fields": {"delivery": claim.id}})
+            bug = None if isinstance(exc, StorageUnavailable) else exc
+            error = f"{type(exc).__name__}: {exc}"
+            self._record_fault.failed(error, time.monotonic(), bug, destination=self.name)
 
     async def _attempt(
         self, claim: Claim, payload: EventPayload | None
@@ -428,6 +429,8 @@ class Lane:
         while True:
             try:
                 await self._store.writer.record(record)
+                if self._record_fault.since is not None:
+                    self._record_fault.cleared(time.monotonic(), destination=self.name)
                 return
             except StorageUnavailable:
                 failures += 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import sqlite3
@@ -29,6 +31,7 @@ import aiosqlite
 from relay import sql
 from relay.config import StorageConfig
 from relay.errors import StorageError, StorageUnavailable
+from relay.log import Fault
 
 log = logging.getLogger("relay.store")
 
@@ -174,6 +177,7 @@ class _Kind(Enum):
     RECORD = 3
     EXEC = 4
     REJECT = 5  # nobody awaits it: the 401 does not wait for the record
+    PROBE = 6  # writes nothing: proves that a transaction can begin and commit
 
 
 @dataclass(slots=True, eq=False)
@@ -185,11 +189,17 @@ class _Op:
 
 
 _STOP = object()
-_URGENT = frozenset({_Kind.INGEST, _Kind.CLAIM, _Kind.EXEC})  # someone waits on these
+_URGENT = frozenset({_Kind.INGEST, _Kind.CLAIM, _Kind.EXEC, _Kind.PROBE})  # someone waits
 MIN_COMMIT_GAP = 0.001  # seconds between two commits (at most 1,000 commits a second)
 LAZY_WAIT = 0.005  # how long an outcome or rejection may wait for company
 MAX_QUEUED_REJECTIONS = 1000
 HEALTH_HOLD = 2.0  # seconds the writer reports unhealthy after a storage fault
+STALLED = 1.0  # a transaction open this long means commits are not completing
+PROBE_AGAIN = 0.5  # while the database is locked, how often the writer tries an empty commit
+
+
+def _is_lock(exc: BaseException) -> bool:
+    return getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
 
 
 def _is_storage_fault(exc: BaseException) -> bool:
@@ -226,15 +236,61 @@ class Writer:
         self._q = sql.queries()
         self.last_error: str | None = None
         self._failed_at: float | None = None
+        self._locked = False  # the last fault was a lock held by another process
+        self._busy_since: float | None = None  # a transaction is on the writer's thread
+        self._probe: asyncio.Future[Any] | None = None
+        self._fault = Fault(log, "store.write")
         self._urgent = asyncio.Event()  # an op someone is waiting on was queued
         self.hand_off: HandOff | None = None
         self._committed_at = 0.0
 
     @property
     def healthy(self) -> bool:
-        """No storage fault for HEALTH_HOLD seconds: a disk that fails now and then (full,
-        with room for small writes only) must not flap between ready and not ready."""
-        return self._failed_at is None or time.monotonic() - self._failed_at > HEALTH_HOLD
+        """Whether commits complete. Not while a transaction has been open for ``STALLED``
+        seconds (another process holds the write lock and busy_timeout has not run out
+        yet), nor after a lock until a commit went through, nor for ``HEALTH_HOLD`` seconds
+        after any other fault: a disk that fails now and then (full, with room for small
+        writes only) must not flap between ready and not ready."""
+        now = time.monotonic()
+        if self._busy_since is not None and now - self._busy_since > STALLED:
+            return False
+        if self._failed_at is None:
+            return True
+        return not self._locked and now - self._failed_at > HEALTH_HOLD
+
+    @property
+    def problem(self) -> str | None:
+        """Why commits do not complete; None when they do."""
+        if self._busy_since is not None and time.monotonic() - self._busy_since > STALLED:
+            waited = time.monotonic() - self._busy_since
+            return (
+                f"a commit has waited {waited:.1f}s for the database (is another process "
+                "holding a write lock?)"
+            )
+        return None if self.healthy else self.last_error
+
+    async def check(self, wait: float) -> str | None:
+        """Commit an empty transaction (sharing the next batch, if one is coming) and wait
+        up to ``wait`` seconds for it: None if it committed, else why not. What /readyz asks:
+        without traffic nothing else would find out that the database is locked."""
+        if not self.healthy:
+            self._start_probe()
+            return self.problem
+        probe = self._start_probe()
+        await asyncio.wait({probe}, timeout=wait)
+        if not probe.done():
+            return self.problem or f"a commit has not completed within {wait:g}s"
+        return self.problem
+
+    def _start_probe(self) -> asyncio.Future[Any]:
+        """The probe in flight, or a new one. Its outcome is only read through health."""
+        if self._probe is None or self._probe.done():
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._queue.put_nowait(_Op(_Kind.PROBE, None, future))
+            self._urgent.set()
+            self._probe = future
+        return self._probe
 
     # -- the public operations -------------------------------------------------------------
 
@@ -340,9 +396,11 @@ class Writer:
         # as they are stored: they are inserted already leased to it, which saves a claim
         # (a writer operation, a commit share and a wake-up) per event at moderate rates.
         offers = self._offer(batch)
+        self._busy_since = time.monotonic()
         try:
             inserted = await loop.run_in_executor(self._thread, self._transaction, batch, offers)
         except Exception as exc:
+            self._busy_since = None
             self._hand_over({}, [])  # frees the slots
             if len(batch) > 1 and not _is_storage_fault(exc):
                 # One bad op must not fail the others: retry each in a transaction of its own.
@@ -351,6 +409,14 @@ class Writer:
                 return
             self._fail(batch, exc)
             return
+        self._busy_since = None
+        if self._failed_at is not None and (
+            self._locked or any(op.kind is not _Kind.PROBE for op in batch)
+        ):
+            # An empty commit proves a lock is gone, but not that a full disk has room.
+            self._failed_at, self._locked = None, False
+        if self._fault.since is not None:
+            self._fault.cleared(time.monotonic())
         for op in batch:
             if op.future is not None and not op.future.done():
                 op.future.set_result(op.result)
@@ -376,9 +442,13 @@ class Writer:
 
     def _fail(self, batch: list[_Op], exc: Exception) -> None:
         if _is_storage_fault(exc):
-            self._failed_at = time.monotonic()
+            now = time.monotonic()
+            self._failed_at, self._locked = now, _is_lock(exc)
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.error("store.write_failed", extra={"fields": {"error": self.last_error}})
+            self._fault.failed(self.last_error, now)
+            if self._locked:
+                # Nothing else may come to find out when the lock is gone: try again soon.
+                asyncio.get_running_loop().call_later(PROBE_AGAIN, self._start_probe)
             error: Exception = StorageUnavailable(str(exc))
         else:
             log.exception("store.op_failed", exc_info=exc)
@@ -525,7 +595,9 @@ class Store:
         writer_thread: ThreadPoolExecutor,
         reader_db: aiosqlite.Connection,
         config: StorageConfig,
+        lock: int | None = None,
     ) -> None:
+        self._lock = lock
         self._wdb = writer_db
         self._wthread = writer_thread
         self._rdb = reader_db
@@ -537,26 +609,32 @@ class Store:
         self._task: asyncio.Task[None] | None = None
         self._q = sql.queries()
         self.path = config.path
+        self.released = 0  # leases of an earlier process released at open
 
     @classmethod
     async def open(cls, config: StorageConfig) -> Store:
         """Open (creating if needed) and migrate the database; StorageError if impossible."""
         path = config.path
         _create_private(path)
+        lock = lock_database(path)  # before anything is read or changed: see lock_database
         loop = asyncio.get_running_loop()
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-writer")
         try:
-            wdb = await loop.run_in_executor(thread, _open_writer, path, config)
+            wdb, released = await loop.run_in_executor(thread, _open_writer, path, config)
             rdb = await aiosqlite.connect(path, isolation_level=None)
             await rdb.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
             await rdb.execute("PRAGMA query_only = ON")
         except sqlite3.DatabaseError as exc:
             thread.shutdown(wait=False)
+            os.close(lock)
             raise StorageError(_open_failure(path, exc)) from None
         except BaseException:
             thread.shutdown(wait=False)
+            os.close(lock)
             raise
-        return cls(wdb, thread, rdb, config)
+        store = cls(wdb, thread, rdb, config, lock)
+        store.released = released
+        return store
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.writer.run(), name="relay-writer")
@@ -584,10 +662,19 @@ class Store:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._wthread, _close_writer, self._wdb)
         self._wthread.shutdown(wait=True)
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock: another relay may start now
+            self._lock = None
 
     @property
     def healthy(self) -> bool:
         return self.writer.healthy and self._task is not None and not self._task.done()
+
+    async def check(self, wait: float) -> str | None:
+        """None when a commit completes within ``wait`` seconds; otherwise why not."""
+        if self._task is None or self._task.done():
+            return "writer stopped"
+        return await self.writer.check(wait)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -646,6 +733,12 @@ class Store:
 
 def _open_failure(path: Path, exc: sqlite3.DatabaseError) -> str:
     """Why the database could not be opened, and what to do about it."""
+    if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
+        return (
+            f"{path}: the database file is read-only ({exc}); relay must write it: make it "
+            f"writable for the user relay runs as (chown that user {path}; chmod 600 {path}) "
+            "and check that its file system is not mounted read-only"
+        )
     if not os.access(path, os.W_OK) or not os.access(path.parent or Path("."), os.W_OK):
         return (
             f"{path}: cannot write the database or its directory ({exc}); relay needs write "
@@ -657,6 +750,41 @@ def _open_failure(path: Path, exc: sqlite3.DatabaseError) -> str:
     )
 
 
+def lock_database(path: Path) -> int:
+    """Take ``<database>.lock`` (flock, exclusive) for as long as this relay runs; return its
+    file descriptor. StorageError, naming the database and the other process, if another
+    relay holds it.
+
+    A second relay on the same SQLite file would release the first one's leases at start
+    and send the deliveries in flight again. SQLite's own locks cannot tell (they are taken
+    per transaction), so a lock file says it: the kernel drops a flock when its process
+    ends, even by SIGKILL, so a crash never leaves a stale lock behind. The sqlite3 shell
+    and relay's read-only commands do not take it and work beside a running relay.
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageError(
+            f"{lock_path}: cannot create the lock file beside the database ({exc.strerror}); "
+            "relay needs write access to the database's directory"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StorageError(f"{lock_path}: cannot lock ({exc.strerror})") from None
+        raise StorageError(
+            f"{path} is in use by another relay (pid {holder}); stop it first, or give this "
+            "one its own storage.path (several relays on one database need PostgreSQL)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def _create_private(path: Path) -> None:
     """Create the database file readable by its owner only (0600); SQLite's WAL copies it."""
     if path.parent and not path.parent.exists():
@@ -665,8 +793,9 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
-def _open_writer(path: Path, config: StorageConfig) -> sqlite3.Connection:
-    """On the writer thread: connect, set the pragmas, migrate."""
+def _open_writer(path: Path, config: StorageConfig) -> tuple[sqlite3.Connection, int]:
+    """On the writer thread: connect, set the pragmas, migrate, release stale leases (how
+    many: the second value)."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
     try:
         db.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
@@ -676,10 +805,14 @@ def _open_writer(path: Path, config: StorageConfig) -> sqlite3.Connection:
         db.execute(f"PRAGMA synchronous = {config.durability.upper()}")
         db.execute("PRAGMA foreign_keys = ON")
         migrate(db, path)
+        # No attempt of an earlier process is still running (lock_database made sure no
+        # other relay is), so every lease is stale. This is also the first real write: a
+        # file SQLite could only open read-only fails here, at start, with its path.
+        released = db.execute(sql.queries()["release_leases"]).rowcount
     except BaseException:
         db.close()
         raise
-    return db
+    return db, released
 
 
 def _close_writer(db: sqlite3.Connection) -> None:

@@ -54,6 +54,38 @@ async def test_locked_database_gives_503_then_recovers_without_restart(
     assert query(db, "SELECT count(*) FROM events") == [(2,)]
 
 
+async def test_readyz_says_not_ready_for_as_long_as_another_process_holds_the_lock(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 14: with another process holding the write lock (longer than busy_timeout) and
+    no traffic, /readyz answered 200 in 4 of 8 checks. Every check during the hold must say
+    503, and 200 must come back within 2 s of the release."""
+    db = tmp_path / "relay.db"
+    settings = settings_for(db, receiver.url, storage={"busy_timeout": 1.0})
+    async with running(settings) as relay:
+        assert (await _ready(client, relay.port))[0] == 200
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            answers = []
+            for _ in range(10):  # about 3 s: three busy_timeouts
+                answers.append(await _ready(client, relay.port))
+                await asyncio.sleep(0.2)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        released = asyncio.get_running_loop().time()
+
+        async def is_ready() -> bool:
+            return (await _ready(client, relay.port))[0] == 200
+
+        await wait_for(is_ready, timeout=5)
+        back_after = asyncio.get_running_loop().time() - released
+    assert [status for status, _ in answers] == [503] * 10, answers
+    assert all("database" in str(detail["problems"]) for _, detail in answers)
+    assert back_after < 2.0
+
+
 async def test_scheduler_survives_a_locked_database(
     tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
 ) -> None:

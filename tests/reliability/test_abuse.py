@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from relay.ratelimit import Buckets, TokenBucket
-from tests.helpers import Receiver, post, query, running, settings_for
+from tests.helpers import Receiver, post, query, running, settings_for, wait_for
 
 
 def test_token_bucket_grants_burst_then_rate() -> None:
@@ -60,25 +60,37 @@ async def test_client_rate_limit_spares_other_clients(
     assert quiet == [200, 200, 200]
 
 
-async def test_connections_are_bounded_and_idle_ones_do_not_starve_others(
+async def test_at_the_cap_idle_connections_make_room_and_busy_ones_do_not(
     tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
 ) -> None:
+    """Eviction (relay.listener): a new connection at max_connections closes the oldest idle
+    one; connections with a request in progress are never closed for it, and when every one
+    is busy the newcomer gets 503. This also pins the aiohttp internals the guard reads."""
     db = tmp_path / "relay.db"
-    settings = settings_for(
-        db, receiver.url, server={"max_connections": 20, "keepalive_timeout": 1.0}
-    )
+    settings = settings_for(db, receiver.url, server={"max_connections": 5, "read_timeout": 5})
+    head = b"POST /in/demo HTTP/1.1\r\nHost: r\r\nX-Signature: x\r\nContent-Length: 100\r\n\r\n{"
     async with running(settings) as relay:
-        idle = [await asyncio.open_connection("127.0.0.1", relay.port) for _ in range(20)]
-        try:
+        idle = [await asyncio.open_connection("127.0.0.1", relay.port) for _ in range(5)]
+        status, _, _ = await post(client, relay.port, b'{"room": "made"}')
+        assert status == 200  # the oldest idle connection was closed for it
+        assert await idle[0][0].read() == b""
+        busy = []
+        for _ in range(5):  # requests whose bodies are still coming: busy
             reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
-            async with asyncio.timeout(5):
-                refused = await reader.read(1024)
-            writer.close()
-            assert refused.startswith(b"HTTP/1.1 503"), refused
-            await asyncio.sleep(1.6)  # the idle holders are closed by keepalive_timeout
-            status, _, _ = await post(client, relay.port, b'{"after": "idle"}')
-            assert status == 200
-        finally:
-            for _, idle_writer in idle:
-                with contextlib.suppress(ConnectionError):
-                    idle_writer.close()
+            writer.write(head)
+            await writer.drain()
+            busy.append((reader, writer))
+        await wait_for(lambda: relay.guard.evicted >= 5)
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        async with asyncio.timeout(5):
+            refused = await reader.read(1024)
+        writer.close()
+        assert refused.startswith(b"HTTP/1.1 503"), refused
+        for _, writer in busy:
+            writer.write(b"}" * 99)  # the busy ones were kept: they finish normally
+        async with asyncio.timeout(5):
+            answers = [await r.read(12) for r, _ in busy]
+        assert answers == [b"HTTP/1.1 401"] * 5  # signature "x": refused, but answered
+        for _, writer in [*idle, *busy]:
+            with contextlib.suppress(ConnectionError):
+                writer.close()

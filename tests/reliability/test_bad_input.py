@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import time
 from pathlib import Path
@@ -83,12 +84,46 @@ async def test_trickled_headers_are_cut_off(tmp_path: Path, receiver: Receiver) 
     assert closed_after < 4.0
 
 
-async def _eof_soon(reader: asyncio.StreamReader) -> bool:
+async def test_a_request_head_must_arrive_within_header_timeout(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Slowloris on a fresh connection: closed at header_timeout, however long keep-alive is."""
+    db = tmp_path / "relay.db"
+    settings = settings_for(
+        db, receiver.url, server={"keepalive_timeout": 60.0, "header_timeout": 1.0}
+    )
+    async with running(settings) as relay:
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        started = time.monotonic()
+        writer.write(b"POST /in/demo HTTP/1.1\r\n")
+        try:
+            for i in range(40):  # a header line every 0.2 s: never done within 8 s
+                writer.write(b"X-Slow-%d: y\r\n" % i)
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                if await _eof_soon(reader, 0.2):
+                    break
+        finally:
+            writer.close()
+        closed_after = time.monotonic() - started
+        status, _, _ = await post_plain(relay.port)
+    assert closed_after < 3.0
+    assert status == 200
+
+
+async def post_plain(port: int) -> tuple[int, dict[str, str], object]:
+    async with aiohttp.ClientSession() as session:
+        return await post(session, port, b'{"after": "slow"}')
+
+
+async def _eof_soon(reader: asyncio.StreamReader, wait: float = 0.01) -> bool:
     try:
-        async with asyncio.timeout(0.01):
+        async with asyncio.timeout(wait):
             data = await reader.read(1)
     except TimeoutError:
         return False
+    except ConnectionError:
+        return True
     return data == b""
 
 

@@ -4,6 +4,8 @@ root of a private namespace for other users (see the Makefile)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,3 +63,43 @@ async def test_full_disk_gives_503_loses_no_ack_and_recovers(
         await wait_for(is_ready, timeout=10)
     stored = {row[0] for row in query(db, "SELECT id FROM events")}
     assert set(acked) <= stored, "an acknowledged event is missing"
+
+
+async def test_a_full_disk_is_logged_as_one_story(
+    small_disk: Path,
+    receiver: Receiver,
+    client: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 14: about 4 s of a full disk wrote 582 error lines with a traceback per retry.
+    Now: a line when it starts, a summary at most every 10 s, a line when it clears."""
+    db = small_disk / "relay.db"
+    receiver.default = 503  # every attempt is recorded as a retry: the scheduler writes too
+    settings = settings_for(db, receiver.url, retry={"base": 0.05, "cap": 0.1, "max_attempts": 99})
+    body = b'{"pad": "' + b"x" * 8000 + b'"}'
+    async with running(settings) as relay:
+        for _ in range(400):  # until the disk is full
+            if (await post(client, relay.port, body))[0] != 200:
+                break
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="relay")
+        deadline = asyncio.get_running_loop().time() + 4.0
+        refused = 0
+        while asyncio.get_running_loop().time() < deadline:  # 4 s of traffic on a full disk
+            refused += (await post(client, relay.port, body))[0] == 503
+            await asyncio.sleep(0.01)
+        mount("-t", "tmpfs", "-o", "remount,size=64m", "tmpfs", str(small_disk))
+        assert (await post(client, relay.port, body))[0] == 200
+
+        async def is_ready() -> bool:
+            async with client.get(f"http://127.0.0.1:{relay.port}/readyz") as response:
+                return response.status == 200
+
+        await wait_for(is_ready, timeout=10)
+        await wait_for(lambda: "store.write.recovered" in [r.msg for r in caplog.records])
+    assert refused > 50
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    messages = [r.msg for r in problems]
+    assert len(problems) <= 8, f"{len(problems)} lines: {sorted(set(messages))}"
+    assert all(r.exc_info is None for r in problems), "a traceback for a full disk"
+    assert [r.msg for r in caplog.records].count("store.write.failing") <= 1

@@ -60,3 +60,26 @@ def test_corrupt_database_at_start_is_refused_and_left_untouched(tmp_path: Path)
     assert "not a database" in message
     assert "restore" in message  # says what to do
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # nothing overwritten
+
+
+async def test_read_only_database_file_in_a_writable_folder_is_named_with_the_fix(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 14: relay exited with only "attempt to write a readonly database"."""
+    db = tmp_path / "relay.db"
+    async with running(settings_for(db, receiver.url)) as relay:
+        assert (await post(client, relay.port, b'{"n": 1}'))[0] == 200
+        await wait_for(lambda: len(receiver.received) == 1)
+    mount("--bind", "-o", "ro", str(db), str(db))  # the file alone, read-only even for root
+    try:
+        config = write_config(tmp_path / "relay.toml", db, receiver.url)
+        result = run_cli("serve", "--config", str(config))
+    finally:
+        subprocess.run(["umount", str(db)], check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(db) in lines[0]
+    assert "read-only" in lines[0]
+    assert f"chmod 600 {db}" in lines[0]  # the fix
+    assert query(db, "SELECT count(*) FROM events") == [(1,)]
