@@ -190,6 +190,12 @@ class SourceBase(StrictModel):
     rate_limit: RateLimit | None = None  # for the whole source; 429 with Retry-After above
     client_rate_limit: RateLimit | None = None  # for each client address of the source
 
+    def secret_headers(self) -> frozenset[str]:
+        """Lower-cased names of the headers that carry the source's secret itself (a token,
+        a password), not a signature derived from it: relay stores them redacted and never
+        forwards them. Schemes that authenticate that way override this."""
+        return frozenset()
+
 
 class SharedSecretSource(SourceBase):
     """A source verified with a shared secret: ``secret``, plus ``secrets`` accepted beside

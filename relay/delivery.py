@@ -22,6 +22,7 @@ import aiohttp
 
 from relay.config import DestinationConfig
 from relay.store import Claim, EventPayload
+from relay.verify.base import REDACTED
 
 EXCERPT_BYTES = 512
 
@@ -104,6 +105,7 @@ def outgoing_headers(
         if (low := name.lower()) not in DROPPED
         and low not in connection_named
         and not low.startswith("x-relay-")  # a sender must not forge relay's own headers
+        and value != REDACTED  # the source's own secret, never stored (ingress), never sent
     ]
     if outgoing is not None:
         headers = _transform(headers, outgoing)

@@ -75,7 +75,7 @@ class Source:
             routes,
             TokenBucket(limit.rate, limit.burst, now) if limit else None,
             Buckets(per_client.rate, per_client.burst) if per_client else None,
-            frozenset({str(getattr(config, "header", "")).lower()}),
+            config.secret_headers(),
         )
 
     def wait(self, client: str | None, now: float) -> float:
@@ -114,17 +114,31 @@ def _unsupported_coding(coding: str) -> web.Response:
     )
 
 
+def _stored_headers(headers: Mapping[str, str], secret: frozenset[str]) -> str:
+    """The request's headers as kept: a JSON array of [name, value], byte-exact (json.dumps
+    escapes the surrogates of bytes that were not UTF-8), except headers that carry the
+    source's secret itself, whose value is replaced by "[redacted]"."""
+    if not secret:
+        return json.dumps(list(headers.items()))
+    return json.dumps(redacted(headers.items(), secret, only=True))
+
+
 def _text_or_none(value: str | None) -> str | None:
     return as_text(value) if value is not None else None
 
 
-def _accepted(stored: Stored) -> web.Response:
-    flag = "true" if stored.duplicate else "false"
+def _identity(stored: Stored) -> dict[str, str]:
+    """The headers of every answer for a stored event, whatever body its provider wants."""
     headers = {"X-Relay-Event-Id": stored.event_id}
     if stored.duplicate:
         headers["X-Relay-Duplicate"] = "true"
+    return headers
+
+
+def _accepted(stored: Stored) -> web.Response:
+    flag = "true" if stored.duplicate else "false"
     body = f'{{"id": "{stored.event_id}", "duplicate": {flag}}}'.encode()
-    return web.Response(body=body, content_type="application/json", headers=headers)
+    return web.Response(body=body, content_type="application/json", headers=_identity(stored))
 
 
 class Ingress:
@@ -217,10 +231,13 @@ class Ingress:
         name = request.match_info["source"]
         if name in self._sources:
             outcome = OUTCOMES.get(response.status, "other")
-            if response.status == 200 and response.headers.get("X-Relay-Duplicate"):
-                outcome = "duplicate"
-            elif response.status in (200, 204) and "X-Relay-Event-Id" not in response.headers:
-                outcome = "handshake"
+            if 200 <= response.status < 300:
+                if response.headers.get("X-Relay-Duplicate"):
+                    outcome = "duplicate"
+                elif "X-Relay-Event-Id" in response.headers:
+                    outcome = "accepted"
+                else:
+                    outcome = "handshake"  # answered, neither stored nor forwarded
             counter, latency = self._series(name, outcome)
             counter.inc()
             if outcome in ("accepted", "duplicate"):
@@ -316,7 +333,7 @@ class Ingress:
             event_type=event_type,
             content_type=_text_or_none(headers.get("Content-Type")),
             remote_addr=client,
-            headers=json.dumps(list(headers.items())),
+            headers=_stored_headers(headers, source.secret_headers),
             body=body,
             destinations=destinations,
             ordering_keys=self._ordering_keys(config.name, destinations, headers, parsed),
@@ -346,7 +363,7 @@ class Ingress:
             )
         ack = acknowledgement_of(source.verifier, inbound)
         if ack is not None:
-            return _answer(ack, {"X-Relay-Event-Id": stored.event_id})
+            return _answer(ack, _identity(stored))
         return _accepted(stored)
 
     def _ordering_keys(

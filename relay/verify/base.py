@@ -144,14 +144,15 @@ REDACTED = "[redacted]"
 
 
 def redacted(
-    pairs: Iterable[tuple[str, str]], also: frozenset[str] = frozenset()
+    pairs: Iterable[tuple[str, str]], also: frozenset[str] = frozenset(), only: bool = False
 ) -> list[list[str]]:
     """[name, value] pairs with the value of every secret-bearing header replaced; ``also``
-    adds lower-cased names a source configured (its token header, say)."""
+    adds lower-cased names a source configured (its token header, say). With ``only``, just
+    those names are replaced (what is stored: signatures stay, a receiver may check them)."""
     out = []
     for name, value in pairs:
         lower = name.lower()
-        secret = lower in also or any(part in lower for part in SECRET_HEADER_PARTS)
+        secret = lower in also or (not only and any(part in lower for part in SECRET_HEADER_PARTS))
         out.append([name, REDACTED if secret else value])
     return out
 

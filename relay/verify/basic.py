@@ -20,6 +20,9 @@ class BasicSource(SourceBase):
     password: SecretRef | None = None
     passwords: tuple[SecretRef, ...] = ()
 
+    def secret_headers(self) -> frozenset[str]:
+        return frozenset({"authorization"})
+
     def build_verifier(self) -> BasicVerifier:
         passwords = secrets_of(self.password, self.passwords)
         if not passwords:

@@ -28,6 +28,9 @@ class GitlabSource(SourceBase):
     idempotency_key: Rule = "header:X-Gitlab-Event-UUID"
     event_type: Rule = "header:X-Gitlab-Event"
 
+    def secret_headers(self) -> frozenset[str]:
+        return frozenset({"x-gitlab-token"})
+
     def build_verifier(self) -> GitlabVerifier:
         tokens = tuple(s.value.encode() for s in (self.secret, *self.secrets) if s is not None)
         if not tokens and self.signing_token is None:

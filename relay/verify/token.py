@@ -13,6 +13,9 @@ class TokenSource(SharedSecretSource):
     header: str = "Authorization"
     prefix: str = "Bearer "  # what precedes the token in the header value
 
+    def secret_headers(self) -> frozenset[str]:
+        return frozenset({self.header.lower()})
+
     def build_verifier(self) -> TokenVerifier:
         tokens = self.keys('token needs a secret: set secret = "env:NAME" or similar')
         return TokenVerifier(self.header, self.prefix.encode(), tokens)

@@ -12,7 +12,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.helpers import Receiver
+from tests.helpers import Receiver, running, settings_for
 from tests.verify.harness import Case, run_cases
 
 KEY = Ed25519PrivateKey.generate()
@@ -71,3 +71,29 @@ async def test_discord_interactions(
     )
     assert [key for key, _, _ in result.events()] == ["2", "3", None]
     assert result.content_types["command"] == "application/json"
+
+
+async def test_a_repeated_interaction_is_answered_as_a_duplicate(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 14: Discord's deferred answer to a repeat came without X-Relay-Duplicate, so
+    the metrics counted it as accepted. Every duplicate carries the header."""
+    command = signed("command", {"id": "7", "type": 2, "token": "t", "data": {}}, 200)
+    webhook = signed("event", {"version": 1, "type": 1, "event": {"type": "X"}, "id": "w1"}, 204)
+    source = {"verify": "discord", "public_key": PUBLIC_HEX}
+    settings = settings_for(tmp_path / "relay.db", receiver.url, only_source=source)
+    answers = []
+    async with running(settings) as relay:
+        url = f"http://127.0.0.1:{relay.port}/in/demo"
+        for case in (command, command, webhook, webhook):
+            async with client.post(url, data=case.body, headers=case.headers) as response:
+                answers.append((response.status, response.headers.get("X-Relay-Duplicate")))
+        registry = relay.metrics.registry
+        duplicates = registry.get_sample_value(
+            "relay_requests_total", {"source": "demo", "outcome": "duplicate"}
+        )
+        accepted = registry.get_sample_value(
+            "relay_requests_total", {"source": "demo", "outcome": "accepted"}
+        )
+    assert answers == [(200, None), (200, "true"), (204, None), (204, "true")]
+    assert (accepted, duplicates) == (2.0, 2.0)
