@@ -6,16 +6,21 @@
 #                                                            /etc/relay and /var/lib/relay
 set -eu
 
-BIN=/usr/local/bin/relay
-UNIT=/etc/systemd/system/relay.service
-CONF_DIR=/etc/relay
-STATE_DIR=/var/lib/relay
+# RELAY_INSTALL_ROOT puts everything under another root (tests; image builds) and leaves
+# systemd alone.
+R=${RELAY_INSTALL_ROOT:-}
+BIN=$R/usr/local/bin/relay
+UNIT=$R/etc/systemd/system/relay.service
+CONF_DIR=$R/etc/relay
+STATE_DIR=$R/var/lib/relay
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
 say() { printf 'relay-install: %s\n' "$*"; }
-need_root() { [ "$(id -u)" = 0 ] || { say "run as root (sudo)"; exit 1; }; }
-have_systemd() { [ -d /run/systemd/system ]; }
+need_root() { [ -n "$R" ] || [ "$(id -u)" = 0 ] || { say "run as root (sudo)"; exit 1; }; }
+have_systemd() { [ -z "$R" ] && [ -d /run/systemd/system ]; }
+# 32 random bytes as 43 URL-safe characters: the admin token of a fresh install.
+new_token() { head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
 
 install_relay() {
     src=${1:-}
@@ -25,23 +30,36 @@ install_relay() {
     install -D -m 0755 "$src" "$BIN.new" && mv -f "$BIN.new" "$BIN"
     install -D -m 0644 "$ROOT/systemd/relay.service" "$UNIT"
     install -d -m 0755 "$CONF_DIR"
+    fresh=no
     if [ ! -e "$CONF_DIR/relay.toml" ]; then
-        # Keep an operator's edited config; only a fresh install gets the commented example.
-        sed -e 's|^path = "relay.db".*|path = "/var/lib/relay/relay.db"|' \
-            "$ROOT/config.example.toml" > "$CONF_DIR/relay.toml"
+        # A starter config with a random admin token and no sources: nothing listens for
+        # webhooks with a well-known secret. An operator's edited config is never touched.
+        umask 077
+        sed -e "s|@ADMIN_TOKEN@|$(new_token)|" "$HERE/relay.toml" > "$CONF_DIR/relay.toml"
         chmod 0600 "$CONF_DIR/relay.toml"  # root only: the unit passes it as a credential
-        say "wrote $CONF_DIR/relay.toml: edit it, then 'systemctl restart relay'"
+        fresh=yes
+        say "wrote $CONF_DIR/relay.toml with a random admin token and no sources yet"
     else
         say "kept existing $CONF_DIR/relay.toml"
     fi
     "$BIN" check-config "$CONF_DIR/relay.toml" > /dev/null || say "config needs attention (see above)"
     if have_systemd; then
         systemctl daemon-reload
-        systemctl enable --now relay.service
-        say "relay is enabled and started; 'systemctl status relay', 'journalctl -u relay -f'"
+        systemctl enable relay.service
+        if [ "$fresh" = no ] && systemctl is-active --quiet relay.service; then
+            systemctl restart relay.service
+            say "relay restarted on the new binary; 'systemctl status relay'"
+            return
+        fi
     else
         say "systemd is not running here: installed files only"
     fi
+    say "next:"
+    say "  1. add your [[sources]], [[destinations]] and [[routes]] to $CONF_DIR/relay.toml"
+    say "     (docs/providers.md, docs/routing.md; every key: config.example.toml)"
+    say "  2. sudo relay check-config $CONF_DIR/relay.toml"
+    say "  3. sudo systemctl start relay; then 'journalctl -u relay -f'"
+    say "  the console and admin API: http://127.0.0.1:8081/ui/ with the token in [admin]"
 }
 
 uninstall_relay() {
@@ -52,7 +70,7 @@ uninstall_relay() {
     rm -f "$UNIT" "$BIN"
     have_systemd && systemctl daemon-reload || true
     if [ "${1:-}" = "--purge" ]; then
-        rm -rf "$CONF_DIR" "$STATE_DIR" /var/lib/private/relay
+        rm -rf "$CONF_DIR" "$STATE_DIR" "$R/var/lib/private/relay"
         say "removed relay, its config and its data"
     else
         say "removed relay; kept $CONF_DIR and $STATE_DIR (use --purge to delete them)"

@@ -25,6 +25,7 @@ from relay.verify.base import any_equal, header_bytes
 
 if TYPE_CHECKING:
     from relay.app import Relay
+    from relay.config import AdminConfig
 
 log = logging.getLogger("relay.admin")
 
@@ -240,10 +241,11 @@ def _dead_filter(q: dict[str, Any]) -> inspect.DeadFilter:
     )
 
 
-async def start_admin(relay: Relay, token: bytes, listen: str) -> web.AppRunner:
+async def start_admin(relay: Relay, token: bytes, config: AdminConfig) -> web.AppRunner:
     runner = web.AppRunner(Admin(relay, token).app(), access_log=None, handle_signals=False)
     await runner.setup()
     site: web.BaseSite
+    listen = config.listen
     if listen.startswith("unix:"):
         path = listen[5:]
         with contextlib.suppress(FileNotFoundError):
@@ -255,7 +257,8 @@ async def start_admin(relay: Relay, token: bytes, listen: str) -> web.AppRunner:
         from relay.config import split_address
 
         host, port = split_address(listen)
-        site = web.TCPSite(runner, host, port)
+        context = config.tls.context() if config.tls is not None else None
+        site = web.TCPSite(runner, host, port, ssl_context=context)
         await site.start()
     bound = runner.addresses[0]
     address = f"unix:{bound}" if isinstance(bound, str) else f"{bound[0]}:{bound[1]}"

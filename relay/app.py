@@ -128,7 +128,7 @@ class Relay:
         await site.start()
         token = settings.admin.token
         if token is not None:
-            self._admin = await start_admin(self, token.value.encode(), settings.admin.listen)
+            self._admin = await start_admin(self, token.value.encode(), settings.admin)
         else:
             log.info("admin.off", extra={"fields": {"hint": "set [admin] token to enable it"}})
         log.info("relay.ready", extra={"fields": {"listen": self.address, "db": str(store.path)}})

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -105,11 +106,37 @@ class StorageConfig(StrictModel):
     alert: str | None = Field(None, description="destination told when max_size is reached")
 
 
+class ListenerTls(StrictModel):
+    cert_file: Path = Field(description="certificate chain (PEM), the server's first")
+    key_file: Path = Field(description="the certificate's private key (PEM)")
+
+    @model_validator(mode="after")
+    def _check_pair(self) -> ListenerTls:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                self.cert_file, self.key_file
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"cannot load {self.cert_file} with {self.key_file} ({exc}); give a readable "
+                "PEM certificate chain and its private key"
+            ) from None
+        return self
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
 class AdminConfig(StrictModel):
     listen: str = Field(
         "127.0.0.1:8081", description="host:port, or unix:/path, of the admin API and /metrics"
     )
     token: SecretRef | None = Field(None, description="bearer token; unset: no admin listener")
+    tls: ListenerTls | None = Field(
+        None, description="serve the admin API and the console over HTTPS (cert_file, key_file)"
+    )
 
     @field_validator("listen")
     @classmethod

@@ -4,9 +4,12 @@ destination. Also its cookie and CSRF rules, checked without a browser."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import os
 import re
 import shutil
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -71,7 +74,7 @@ async def test_console_in_a_browser(
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()
         await page.goto(base + "/ui/")
-        assert page.url.endswith("/ui/login")  # no session: sign in first
+        assert page.url.endswith("/ui/login?next=/ui/")  # no session: sign in first
         await page.get_by_label("Admin token").fill("wrong")
         await page.get_by_role("button", name="Sign in").click()
         await page.get_by_role("alert").wait_for()
@@ -80,7 +83,7 @@ async def test_console_in_a_browser(
         await page.get_by_role("heading", name="Overview").wait_for()
         cookie = next(c for c in await context.cookies() if c["name"] == "relay_session")
         assert cookie["httpOnly"] is True
-        assert cookie["secure"] is True
+        assert cookie["secure"] is False  # plain HTTP on loopback: see the TLS tests below
         assert cookie["sameSite"] == "Strict"
 
         # The just-posted event is listed; open it.
@@ -133,14 +136,14 @@ async def test_console_cookie_and_csrf_rules(
         async with aiohttp.ClientSession(cookie_jar=jar) as session:
             async with session.get(base + "/ui/dead", allow_redirects=False) as r:
                 assert r.status == 303
-                assert r.headers["Location"] == "/ui/login"
+                assert r.headers["Location"] == "/ui/login?next=/ui/dead"
             async with session.post(
                 base + "/ui/login", data={"token": TOKEN}, allow_redirects=False
             ) as r:
                 assert r.status == 303
                 raw = r.headers["Set-Cookie"]
             assert "HttpOnly" in raw
-            assert "Secure" in raw
+            assert "Secure" not in raw  # plain HTTP on loopback
             assert "SameSite=Strict" in raw
             session_cookie = re.search(r"relay_session=([^;]+)", raw)
             assert session_cookie is not None
@@ -167,3 +170,183 @@ async def test_console_cookie_and_csrf_rules(
                 assert r.status == 303
             async with client.get(f"http://127.0.0.1:{relay.port}/ui/") as r:
                 assert r.status == 404
+
+
+async def _sign_in(
+    session: aiohttp.ClientSession, base: str, token: str = TOKEN, **extra: Any
+) -> tuple[int, str, str]:
+    """POST the sign-in form: (status, Location, Set-Cookie)."""
+    async with session.post(
+        base + "/ui/login", data={"token": token}, allow_redirects=False, **extra
+    ) as r:
+        return r.status, r.headers.get("Location", ""), r.headers.get("Set-Cookie", "")
+
+
+def _cookie(raw: str) -> dict[str, str]:
+    found = re.search(r"relay_session=([^;]+)", raw)
+    assert found is not None, raw
+    return {"Cookie": f"relay_session={found.group(1)}"}
+
+
+async def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 14: after sign-out a copied cookie still worked for up to 12 h."""
+    async with running(console_settings(tmp_path / "relay.db", receiver)) as relay:
+        base = f"http://{relay.admin_address}"
+        _, _, raw = await _sign_in(client, base)
+        copy = _cookie(raw)
+        async with client.get(base + "/ui/events", headers=copy, allow_redirects=False) as r:
+            assert r.status == 200
+        html = await (await client.get(base + "/ui/events", headers=copy)).text()
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+        assert csrf is not None
+        async with client.post(
+            base + "/ui/logout",
+            data={"csrf": csrf.group(1)},
+            headers=copy,
+            allow_redirects=False,
+        ) as r:
+            assert r.status == 303
+        async with client.get(base + "/ui/events", headers=copy, allow_redirects=False) as r:
+            assert r.status == 303
+            assert r.headers["Location"].startswith("/ui/login")
+
+
+async def test_wrong_tokens_are_slowed_and_the_right_one_always_gets_in(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 14: after 5 wrong tries the right token was refused too, for everyone behind
+    the same address. Now wrong ones wait longer each time and the right one is let in."""
+    async with running(console_settings(tmp_path / "relay.db", receiver)) as relay:
+        base = f"http://{relay.admin_address}"
+        waits = []
+        for _ in range(6):
+            started = asyncio.get_running_loop().time()
+            status, location, raw = await _sign_in(client, base, token="guess")
+            waits.append(asyncio.get_running_loop().time() - started)
+            assert (status, raw) == (303, "")
+            assert "not+right" in location
+        status, location, raw = await _sign_in(client, base)
+    assert (status, location) == (303, "/ui/")
+    assert "relay_session=" in raw
+    assert waits[-1] >= 2.0  # the sixth wrong try waited (0.5, 1, 2 s after the third)
+
+
+async def test_sign_in_needs_a_private_connection(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """A trusted proxy that forwarded plain HTTP from elsewhere: refused, saying what to do;
+    one that says https: a Secure cookie. Straight from loopback: a cookie without Secure
+    (browsers may drop Secure cookies over http://localhost)."""
+    settings = settings_for(
+        tmp_path / "relay.db",
+        receiver.url,
+        admin={"listen": "127.0.0.1:0", "token": TOKEN},
+        server={"trusted_proxies": ["127.0.0.1/32"]},
+    )
+    async with running(settings) as relay:
+        base = f"http://{relay.admin_address}"
+        forwarded = {"X-Forwarded-For": "203.0.113.9"}
+        plain = {**forwarded, "X-Forwarded-Proto": "http"}
+        status, location, raw = await _sign_in(client, base, headers=plain)
+        assert (status, raw) == (303, "")
+        assert "SSH+tunnel" in location
+        async with client.get(base + "/ui/login", headers=plain) as r:
+            assert "SSH tunnel" in await r.text()  # said before the token is typed
+        tls = {**forwarded, "X-Forwarded-Proto": "https"}
+        status, location, raw = await _sign_in(client, base, headers=tls)
+        assert (status, location) == (303, "/ui/")
+        assert "Secure" in raw
+        status, _, raw = await _sign_in(client, base)
+        assert status == 303
+        assert "relay_session=" in raw
+        assert "Secure" not in raw
+
+
+async def test_admin_listener_over_tls(tmp_path: Path, receiver: Receiver) -> None:
+    """[admin.tls]: the console and the API over HTTPS, with a Secure cookie."""
+    cert, key, context = _self_signed(tmp_path)
+    settings = settings_for(
+        tmp_path / "relay.db",
+        receiver.url,
+        admin={
+            "listen": "127.0.0.1:0",
+            "token": TOKEN,
+            "tls": {"cert_file": str(cert), "key_file": str(key)},
+        },
+    )
+    async with running(settings) as relay, aiohttp.ClientSession() as session:
+        base = f"https://localhost:{relay.admin_address.rsplit(':', 1)[1]}"
+        status, location, raw = await _sign_in(session, base, ssl=context)
+        assert (status, location) == (303, "/ui/")
+        assert "Secure" in raw
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        async with session.get(base + "/api/stats", headers=bearer, ssl=context) as r:
+            assert r.status == 200
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path, ssl.SSLContext]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "admin.crt", tmp_path / "admin.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(cafile=str(cert_path))
+    return cert_path, key_path, context
+
+
+@needs_chromium
+async def test_an_ended_session_sends_the_browser_to_sign_in_and_back(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession, browser: Any
+) -> None:
+    """Issue 14: when the session ended, the overview's 5-second refresh put the sign-in
+    page inside the overview. Now the browser goes to sign-in, and back afterwards."""
+    async with running(console_settings(tmp_path / "relay.db", receiver)) as relay:
+        base = f"http://{relay.admin_address}"
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.goto(base + "/ui/dead")  # no session: sign in, then back to this page
+        await page.get_by_label("Admin token").fill(TOKEN)
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Dead letters").wait_for()
+        await page.get_by_role("link", name="Overview").click()
+        await page.get_by_role("heading", name="Overview").wait_for()
+        cookie = next(c for c in await context.cookies() if c["name"] == "relay_session")
+        other = await browser.new_context()  # sign out elsewhere: the session ends
+        await other.add_cookies([cookie])
+        elsewhere = await other.new_page()
+        await elsewhere.goto(base + "/ui/")
+        await elsewhere.get_by_role("button", name="Sign out").click()
+        await other.close()
+        await page.wait_for_url("**/ui/login?next=%2Fui%2F", timeout=15_000)
+        assert await page.locator("main h1").inner_text() == "relay"  # the sign-in page
+        await page.get_by_label("Admin token").fill(TOKEN)
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Overview").wait_for()
+        assert await page.locator("#token").count() == 0  # no sign-in form in the page
+        await context.close()

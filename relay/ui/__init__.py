@@ -3,13 +3,16 @@
 Server-rendered HTML with a little plain JavaScript (live refresh of the overview, a
 confirmation before bulk actions); the CSS and JS are package data inside the binary, so it
 works offline and needs no build step. Sign-in takes the admin token once and sets a
-session cookie (Secure, HttpOnly, SameSite=Strict, signed with the token, 12 h); every
-action is a POST form carrying a CSRF token derived from the session.
+session cookie (HttpOnly, SameSite=Strict, Secure over TLS; see ``relay.ui.sessions``);
+every action is a POST form carrying a CSRF token derived from the session. Sign-in needs
+a connection that keeps the token private: TLS (the admin listener's own, or a reverse
+proxy in ``trusted_proxies`` saying ``X-Forwarded-Proto: https``), loopback, or a Unix
+socket; plain HTTP from another machine is refused with what to do instead.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import hmac
 import json
 import time
@@ -22,14 +25,19 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from relay import inspect
-from relay.ratelimit import Buckets
+from relay.network import parse_address, within
+from relay.ui.sessions import SESSION_SECONDS, Sessions, Throttle
 
 if TYPE_CHECKING:
     from relay.app import Relay
 
 COOKIE = "relay_session"
-SESSION_SECONDS = 12 * 3600
 PAGE = 50
+INSECURE = (
+    "Signing in over plain HTTP from another machine would send the admin token and the "
+    "session in clear. Use an SSH tunnel (ssh -L 8081:127.0.0.1:8081 this-host, then open "
+    "http://127.0.0.1:8081/ui/), a TLS reverse proxy listed in trusted_proxies, or [admin.tls]."
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -60,38 +68,57 @@ class Console:
     def __init__(self, relay: Relay, token: bytes) -> None:
         self._relay = relay
         self._token = token
-        self._logins = Buckets(rate=0.2, burst=5)  # sign-in attempts per client address
+        self._sessions = Sessions(token)
+        self._throttle = Throttle()
 
     # -- sessions --------------------------------------------------------------------------
 
-    def _sign(self, text: str) -> str:
-        return hmac.new(self._token, text.encode(), hashlib.sha256).hexdigest()
-
-    def new_session(self) -> str:
-        issued = str(int(time.time()))
-        return f"{issued}.{self._sign('session:' + issued)}"
-
-    def valid(self, cookie: str | None) -> bool:
-        if not cookie or "." not in cookie:
-            return False
-        issued, _, mac = cookie.partition(".")
-        if not issued.isdigit() or time.time() - int(issued) > SESSION_SECONDS:
-            return False
-        return hmac.compare_digest(mac, self._sign("session:" + issued))
+    def valid(self, request: web.Request) -> bool:
+        return self._sessions.valid(request.cookies.get(COOKIE), time.time())
 
     def csrf(self, request: web.Request) -> str:
-        return self._sign("csrf:" + request.cookies.get(COOKIE, ""))[:32]
+        return self._sessions.csrf(request.cookies.get(COOKIE, ""))
+
+    def _proxied(self, request: web.Request) -> bool:
+        """Forwarded by a proxy relay trusts (one in trusted_proxies, or on the Unix socket)."""
+        headers = request.headers
+        if not ("X-Forwarded-Proto" in headers or "X-Forwarded-For" in headers):
+            return False
+        trusted = self._relay.settings.server.trusted_proxies
+        return _unix(request) or within(parse_address(request.remote), trusted)
+
+    def _over_tls(self, request: web.Request) -> bool:
+        """TLS to relay itself, or to a trusted proxy that says so."""
+        if request.secure:
+            return True
+        proto = request.headers.get("X-Forwarded-Proto", "").lower()
+        return proto == "https" and self._proxied(request)
+
+    def _private(self, request: web.Request) -> bool:
+        """Whether the token and the cookie can cross this connection unread: TLS to relay
+        or to a trusted proxy, or, with no proxy in between, loopback or the Unix socket."""
+        if self._over_tls(request):
+            return True
+        if self._proxied(request):
+            return False  # a proxy forwarded it from elsewhere, not over TLS
+        peer = parse_address(request.remote)
+        return _unix(request) or (peer is not None and peer.is_loopback)
 
     @web.middleware
     async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Pages need a session; POSTs also the CSRF token of that session."""
+        """Pages need a session; POSTs also the CSRF token of that session. Without one, a
+        page goes to sign-in (and back afterwards); a refresh fetch gets 401, and the
+        page's script then does the same."""
         path = request.path
         if not (path == "/ui" or path.startswith("/ui/")):
             return await handler(request)
         if path in ("/ui/login", "/ui/static/style.css", "/ui/static/app.js"):
             return await handler(request)
-        if not self.valid(request.cookies.get(COOKIE)):
-            raise web.HTTPSeeOther("/ui/login")
+        if not self.valid(request):
+            if request.query.get("fragment"):
+                return web.Response(status=401, text="signed out", headers=_no_store())
+            back = request.path_qs if request.method == "GET" else "/ui/"
+            raise web.HTTPSeeOther("/ui/login?" + urlencode({"next": back}))
         if request.method == "POST":
             form = await request.post()
             if not hmac.compare_digest(str(form.get("csrf", "")), self.csrf(request)):
@@ -151,7 +178,10 @@ class Console:
 
     async def login_form(self, request: web.Request) -> web.Response:
         error = request.query.get("error")
+        if not self._private(request):
+            error = INSECURE
         message = f'<p class="error" role="alert">{e(error)}</p>' if error else ""
+        back = _local_path(request.query.get("next"))
         html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -160,32 +190,36 @@ class Console:
 <form method="post" action="/ui/login">
 <label for="token">Admin token</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<input type="hidden" name="next" value="{e(back)}">
 <button type="submit">Sign in</button></form>
 <p class="hint">The <code>[admin] token</code> from relay's config.</p></main></body></html>"""
         return web.Response(text=html, content_type="text/html", headers=_no_store())
 
     async def login(self, request: web.Request) -> web.Response:
-        if self._logins.take(request.remote or "-", time.monotonic()):
-            return _redirect(
-                "/ui/login?" + urlencode({"error": "Too many attempts; wait a minute."})
-            )
         form = await request.post()
+        back = _local_path(str(form.get("next", "")))
+        if not self._private(request):
+            return _redirect("/ui/login?" + urlencode({"error": INSECURE}))
         given = str(form.get("token", "")).encode()
         if not hmac.compare_digest(given, self._token):
-            return _redirect("/ui/login?" + urlencode({"error": "That token is not right."}))
-        response = _redirect("/ui/")
+            # Wrong: answered later each time (per address); a right token never waits.
+            await asyncio.sleep(self._throttle.wrong(request.remote or "-", time.monotonic()))
+            retry = {"error": "That token is not right.", "next": back}
+            return _redirect("/ui/login?" + urlencode(retry))
+        response = _redirect(back)
         response.set_cookie(
             COOKIE,
-            self.new_session(),
+            self._sessions.open(time.time()),
             max_age=SESSION_SECONDS,
             path="/ui",
-            secure=True,
+            secure=self._over_tls(request),
             httponly=True,
             samesite="Strict",
         )
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
+        self._sessions.close(request.cookies.get(COOKIE))
         response = _redirect("/ui/login")
         response.del_cookie(COOKIE, path="/ui")
         return response
@@ -443,6 +477,18 @@ def _no_store() -> dict[str, str]:
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin",
     }
+
+
+def _unix(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and isinstance(transport.get_extra_info("sockname"), str)
+
+
+def _local_path(path: str | None) -> str:
+    """Where to go after sign-in: a console page, never another site."""
+    if path and path.startswith("/ui/") and not path.startswith("//"):
+        return path
+    return "/ui/"
 
 
 def _redirect(location: str) -> web.Response:

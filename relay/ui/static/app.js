@@ -20,6 +20,11 @@ for (const region of document.querySelectorAll("[data-refresh]")) {
     if (document.hidden) return;
     try {
       const response = await fetch(url, { credentials: "same-origin" });
+      if (response.status === 401) {  // the session ended: sign in, then come back here
+        const back = window.location.pathname + window.location.search;
+        window.location.assign("/ui/login?next=" + encodeURIComponent(back));
+        return;
+      }
       if (response.ok) region.innerHTML = await response.text();
     } catch (error) { /* offline for a moment: try again next time */ }
   }, 5000);

@@ -1,0 +1,64 @@
+"""packaging/install.sh into a scratch root (RELAY_INSTALL_ROOT): a fresh install has a
+random admin token, no source with a well-known secret, and says what to do next; a second
+run keeps an edited config (issue 14: it used to start the service on the example config,
+admin-token-change-me included)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _install(root: Path) -> subprocess.CompletedProcess[str]:
+    relay = Path(sys.executable).with_name("relay")  # the venv's entry point stands in
+    return subprocess.run(
+        ["sh", str(ROOT / "packaging" / "install.sh"), "install", str(relay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RELAY_INSTALL_ROOT": str(root)},
+        check=False,
+    )
+
+
+def test_a_fresh_install_has_a_random_token_and_no_sources(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    results = [_install(first), _install(second)]
+    assert [r.returncode for r in results] == [0, 0], results[0].stdout + results[0].stderr
+    configs = [root / "etc" / "relay" / "relay.toml" for root in (first, second)]
+    tokens = [tomllib.loads(c.read_text())["admin"]["token"] for c in configs]
+    assert tokens[0] != tokens[1]
+    assert all(len(t) >= 40 for t in tokens)
+    text = configs[0].read_text()
+    assert "change-me" not in text
+    assert "sources" not in tomllib.loads(text)  # only commented examples
+    assert stat.S_IMODE(configs[0].stat().st_mode) == 0o600
+    checked = subprocess.run(
+        [sys.executable, "-m", "relay", "check-config", str(configs[0])],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert tokens[0] not in checked.stdout  # masked
+    last = results[0].stdout.strip().splitlines()[-5:]
+    assert any("[[sources]]" in line for line in last), last
+    assert any("systemctl start relay" in line for line in last), last
+    assert (first / "usr" / "local" / "bin" / "relay").exists()
+
+
+def test_a_second_install_keeps_the_edited_config(tmp_path: Path) -> None:
+    assert _install(tmp_path).returncode == 0
+    config = tmp_path / "etc" / "relay" / "relay.toml"
+    config.write_text(config.read_text() + "\n# edited by the operator\n")
+    again = _install(tmp_path)
+    assert again.returncode == 0
+    assert "kept existing" in again.stdout
+    assert config.read_text().endswith("# edited by the operator\n")
