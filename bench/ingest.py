@@ -99,6 +99,7 @@ def relay_config(directory: Path, durability: str, max_batch: int, routed: bool 
     path.write_text(f"""
 [server]
 listen = "127.0.0.1:{PORT}"
+max_connections_per_address = 1000  # the load generator is one address
 [storage]
 path = "{directory}/relay.db"
 durability = "{durability}"

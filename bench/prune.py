@@ -90,6 +90,7 @@ def config(directory: Path, db: Path, receiver: int, pruning: bool) -> Path:
         f"""
 [server]
 listen = "127.0.0.1:18411"
+max_connections_per_address = 1000  # the load generator is one address
 [storage]
 path = "{db}"
 [log]

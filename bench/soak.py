@@ -65,6 +65,7 @@ def write_config(directory: Path, receiver_port: int) -> Path:
     path.write_text(f"""
 [server]
 listen = "127.0.0.1:18090"
+max_connections_per_address = 1000  # the load generator is one address
 [storage]
 path = "{directory}/relay.db"
 [log]

@@ -81,6 +81,7 @@ def config(directory: Path, destinations: int, receiver_port: int, name: str = "
     path.write_text(f"""
 [server]
 listen = "127.0.0.1:{PORT}"
+max_connections_per_address = 1000  # the load generator is one address
 [storage]
 path = "{directory}/{name}.db"
 [log]
