@@ -1,7 +1,12 @@
-"""The relay as one object: start it, serve, stop it in order.
+"""The relay as one object: wire the parts together and start and stop them in order.
 
-Start: open and migrate the database, start the writer, release stale leases, start the
-scheduler, then bind the listener (so nothing is accepted before it can be stored).
+Data flows one way: ingress → store → scheduler → delivery. This module only builds the
+parts, connects them (the store wakes the scheduler after each commit and hands it new
+deliveries; alerts enter through ingest like any event; the admin surface gets a
+``Control``), and orders them:
+
+Start: open the database (lock, migrate, release stale leases), start the writer, start
+the scheduler, then bind the listener (so nothing is accepted before it can be stored).
 Stop (SIGTERM/SIGINT), in this order, so nothing acknowledged is lost:
   1. stop accepting; requests already in flight finish and get their commits;
   2. stop claiming; attempts in flight get ``server.shutdown_grace`` seconds;
@@ -14,23 +19,23 @@ import asyncio
 import logging
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from relay import sql, systemd
+from relay import systemd
 from relay.admin import start_admin
+from relay.clock import Clock
 from relay.config import Settings, load_config, split_address
+from relay.control import Control
 from relay.errors import RelayError
 from relay.ingress import Ingress
-from relay.inspect import DeadFilter, count_by_destination, replay_statement
 from relay.listener import Guard, GuardedSite
-from relay.metrics import CIRCUIT, Metrics
-from relay.retention import Pruner, database_bytes
-from relay.scheduler import Scheduler
-from relay.store import Store
+from relay.metrics import Metrics
+from relay.retention import Pruner, SizeWatch
+from relay.scheduler import Alerts, Scheduler
+from relay.store import Store, open_store
 
 log = logging.getLogger("relay")
 
@@ -38,8 +43,14 @@ READY_WAIT = 1.0  # seconds /readyz waits for its probe's commit before saying n
 
 
 class Relay:
-    def __init__(self, settings: Settings, config_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config_path: str | Path | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.settings = settings
+        self._clock = clock
         self.config_path = config_path
         self.stopping = False
         self.metrics = Metrics()
@@ -48,8 +59,10 @@ class Relay:
         self._runner: web.AppRunner | None = None
         self._admin: web.AppRunner | None = None
         self._ingress: Ingress | None = None
+        self._size: SizeWatch | None = None
         self._background: list[asyncio.Task[None]] = []
-        self._full = False
+        self.control: Control | None = None
+        self.guard: Guard | None = None
 
     @property
     def scheduler(self) -> Scheduler:
@@ -61,53 +74,66 @@ class Relay:
         assert self._store is not None, "Relay.start() first"
         return self._store
 
-    async def start(self) -> None:
-        settings = self.settings
+    def _warn_about(self, settings: Settings) -> None:
         for source in settings.sources:
             if source.verify == "none":
+                hint = f"anyone who can reach /in/{source.name} can post"
                 log.warning(
-                    "source.unverified",
-                    extra={
-                        "fields": {
-                            "source": source.name,
-                            "hint": "anyone who can reach /in/" + source.name + " can post",
-                        }
-                    },
+                    "source.unverified", extra={"fields": {"source": source.name, "hint": hint}}
                 )
         for destination in settings.destinations:
             if not destination.tls.verify:
+                hint = "tls.verify = false: anyone on the path can read and change deliveries"
                 log.warning(
                     "destination.tls_unverified",
-                    extra={
-                        "fields": {
-                            "destination": destination.name,
-                            "hint": "tls.verify = false: anyone on the path can read and "
-                            "change deliveries",
-                        }
-                    },
+                    extra={"fields": {"destination": destination.name, "hint": hint}},
                 )
-        self._store = store = await Store.open(settings.storage)
+
+    async def start(self) -> None:
+        settings = self.settings
+        self._warn_about(settings)
+        self._store = store = await open_store(settings.storage)
         store.start()
         if store.released:
             log.info("store.leases_released", extra={"fields": {"deliveries": store.released}})
-        self._scheduler = Scheduler(settings.destinations, store, self.metrics)
-        await self._scheduler.load()
-        self._scheduler.start()
-        pruner = Pruner(settings.retention, store.writer)
+        alerts = Alerts(store.ingest)
+        self._scheduler = scheduler = Scheduler(
+            settings.destinations, store, self.metrics, alerts, self._clock
+        )
+        store.add_listener(scheduler.notify)
+        store.hand_off = scheduler
+        await scheduler.load()
+        scheduler.start()
+        pruner = Pruner(settings.retention, store)
         if pruner.enabled:
             self._background.append(asyncio.create_task(pruner.run(), name="pruner"))
+        self._size = size = SizeWatch(settings.storage, store.size, alerts.send)
         if settings.storage.max_size is not None:
-            self._background.append(asyncio.create_task(self._watch_size(), name="size"))
+            self._background.append(asyncio.create_task(size.run(), name="size"))
         self._ingress = ingress = Ingress(
-            settings, store.writer, self.problems, self.metrics, lambda: self._full
+            settings, store, self.problems, self.metrics, lambda: size.full
         )
-        parser_limit = max(8190, 8 * settings.server.max_header_size)
+        await self._listen(ingress)
+        self.control = Control(
+            lambda: self.settings, store, scheduler, self.metrics, self.reload, lambda: size.full
+        )
+        token = settings.admin.token
+        if token is not None:
+            self._admin = await start_admin(self.control, token.value.encode(), settings.admin)
+        else:
+            log.info("admin.off", extra={"fields": {"hint": "set [admin] token to enable it"}})
+        db = str(settings.storage.path)
+        log.info("relay.ready", extra={"fields": {"listen": self.address, "db": db}})
+
+    async def _listen(self, ingress: Ingress) -> None:
+        server = self.settings.server
+        parser_limit = max(8190, 8 * server.max_header_size)
         self._runner = web.AppRunner(
             ingress.app(),
             access_log=None,
             handle_signals=False,
-            keepalive_timeout=settings.server.keepalive_timeout,
-            shutdown_timeout=settings.server.read_timeout + 5,
+            keepalive_timeout=server.keepalive_timeout,
+            shutdown_timeout=server.read_timeout + 5,
             lingering_time=2.0,  # after a 413, read a little so the client sees the answer
             auto_decompress=False,  # relay.encoding decodes, bounded, with clear answers
             # The parser's own limits sit above ours so that large headers reach the handler
@@ -116,8 +142,7 @@ class Relay:
             max_field_size=parser_limit,
         )
         await self._runner.setup()
-        host, port = split_address(settings.server.listen)
-        server = settings.server
+        host, port = split_address(server.listen)
         self.guard = Guard(
             server.max_connections,
             server.max_connections_per_address,
@@ -126,12 +151,6 @@ class Relay:
         )
         site = GuardedSite(self._runner, host, port, guard=self.guard, backlog=1024)
         await site.start()
-        token = settings.admin.token
-        if token is not None:
-            self._admin = await start_admin(self, token.value.encode(), settings.admin)
-        else:
-            log.info("admin.off", extra={"fields": {"hint": "set [admin] token to enable it"}})
-        log.info("relay.ready", extra={"fields": {"listen": self.address, "db": str(store.path)}})
 
     @property
     def address(self) -> str:
@@ -169,50 +188,6 @@ class Relay:
             return "unix:" + address
         return f"{address[0]}:{address[1]}"
 
-    async def refresh_gauges(self) -> None:
-        """The gauges read from the database and the scheduler, just before a scrape."""
-        m, store = self.metrics, self.store
-        now = time.time()
-        q = sql.queries()
-        pending = {r[0]: (r[1], r[2]) for r in await store.read(q["gauges_pending"])}
-        dead = {r[0]: r[1] for r in await store.read(q["gauges_dead"])}
-        for name in set(self.scheduler.lanes) | set(pending) | set(dead):
-            count, oldest = pending.get(name, (0, None))
-            m.pending.labels(name).set(count)
-            m.oldest_pending.labels(name).set(max(0.0, now - oldest) if oldest else 0)
-            m.dead.labels(name).set(dead.get(name, 0))
-        for name, lane in self.scheduler.lanes.items():
-            state = lane.circuit.state if lane.circuit else "closed"
-            m.circuit.labels(name).set(CIRCUIT[state])
-            m.paused.labels(name).set(1 if lane.paused else 0)
-        database, wal = database_bytes(store.path)
-        m.database_bytes.set(database)
-        m.wal_bytes.set(wal)
-        m.storage_full.set(1 if self._full else 0)
-
-    async def replay(
-        self, f: DeadFilter, extra: tuple[str, list[Any]] | None, dry_run: bool = False
-    ) -> int:
-        """Replay the dead deliveries matching ``f`` (and ``extra``): count them, or create
-        one new pending delivery for each and wake their lanes."""
-        statement, params = replay_statement(f, time.time())
-        where, where_params = f.where()
-        if extra is not None:
-            statement += f" AND {extra[0]}"
-            params += extra[1]
-            where += f" AND {extra[0]}"
-            where_params += extra[1]
-        rows = await self.store.read(count_by_destination(where), where_params)
-        matched = {name: int(n) for name, n in rows}
-        if dry_run or not matched:
-            return sum(matched.values())
-        count = await self.store.writer.execute(statement, params)
-        self.scheduler.notify(matched)
-        for name, n in matched.items():
-            self.metrics.replays.labels(name).inc(n)
-        log.info("delivery.replayed", extra={"fields": {"count": count}})
-        return count
-
     async def reload(self) -> str | None:
         """Re-read the config file. A valid one takes effect without dropping a request;
         an invalid one is refused with the reason (returned) and the old one stays."""
@@ -238,39 +213,6 @@ class Relay:
         )
         log.info("config.reloaded", extra={"fields": {"path": str(self.config_path)}})
         return None
-
-    async def prune_now(self) -> dict[str, int]:
-        return await Pruner(self.settings.retention, self.store.writer).prune_once()
-
-    async def _watch_size(self) -> None:
-        """Ingress answers 507 while database + WAL exceed storage.max_size; once, on the
-        way over, an error is logged and an alert event sent."""
-        limit = self.settings.storage.max_size
-        assert limit is not None
-        while True:
-            database, wal = database_bytes(self.store.path)
-            full = database + wal > limit
-            if full and not self._full:
-                log.error(
-                    "storage.full",
-                    extra={"fields": {"bytes": database + wal, "max_size": limit}},
-                )
-                alert = self.settings.storage.alert
-                if alert is not None:
-                    await self.scheduler.send_alert(
-                        alert,
-                        {
-                            "type": "storage.full",
-                            "text": f"relay refuses new events: database is {database + wal}"
-                            f" bytes, over storage.max_size ({limit}). Prune or raise the limit.",
-                            "bytes": database + wal,
-                            "max_size": limit,
-                        },
-                    )
-            elif self._full and not full:
-                log.info("storage.ok", extra={"fields": {"bytes": database + wal}})
-            self._full = full
-            await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
         self.stopping = True

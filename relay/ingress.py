@@ -26,7 +26,7 @@ from relay.metrics import Metrics
 from relay.network import client_address, parse_address, within
 from relay.ratelimit import Buckets, TokenBucket
 from relay.route import Route, destinations_for
-from relay.store import NewEvent, Rejection, Stored, Writer
+from relay.store import NewEvent, Rejection, Store, Stored
 from relay.verify import Inbound, Rejected, SourceConfig, Verifier
 from relay.verify.base import (
     Handshake,
@@ -145,12 +145,12 @@ class Ingress:
     def __init__(
         self,
         settings: Settings,
-        writer: Writer,
+        store: Store,
         problems: Callable[[], Awaitable[list[str]]],
         metrics: Metrics | None = None,
         storage_full: Callable[[], bool] = lambda: False,
     ) -> None:
-        self._writer = writer
+        self._store = store
         self._metrics = metrics or Metrics()
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._storage_full = storage_full
@@ -344,7 +344,7 @@ class Ingress:
             ),
         )
         try:
-            stored = await self._writer.ingest(event)
+            stored = await self._store.ingest(event)
         except StorageUnavailable:
             return _json(503, {"error": "cannot store events right now"}, **{"Retry-After": "5"})
         if log.isEnabledFor(logging.INFO):
@@ -397,7 +397,7 @@ class Ingress:
         )
         self._metrics.rejections.labels(name, reason).inc()
         headers = json.dumps(redacted(request.headers.items(), source.secret_headers))
-        self._writer.note_rejection(
+        self._store.note_rejection(
             Rejection(time.time(), name, status, reason, client, request.method, headers)
         )
         return _json(status, {"error": reason})

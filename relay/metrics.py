@@ -8,8 +8,12 @@ never an event id, a header or a secret, so cardinality stays small.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from relay.store import Gauges
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 END_TO_END_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600, 21600, 86400)
@@ -117,6 +121,31 @@ class Metrics:
             "1 while ingress refuses events: storage.max_size reached",
             registry=r,
         )
+
+    def refresh(
+        self,
+        gauges: Gauges,
+        lanes: Iterable[tuple[str, str, bool]],
+        sizes: tuple[int, int],
+        full: bool,
+        now: float,
+    ) -> None:
+        """Set the gauges from the database's backlog, the lanes (name, circuit state,
+        paused) and the file sizes, just before a scrape."""
+        lanes = list(lanes)
+        names = {name for name, _, _ in lanes} | set(gauges.pending) | set(gauges.dead)
+        for name in names:
+            count, oldest = gauges.pending.get(name, (0, None))
+            self.pending.labels(name).set(count)
+            self.oldest_pending.labels(name).set(max(0.0, now - oldest) if oldest else 0)
+            self.dead.labels(name).set(gauges.dead.get(name, 0))
+        for name, circuit, paused in lanes:
+            self.circuit.labels(name).set(CIRCUIT[circuit])
+            self.paused.labels(name).set(1 if paused else 0)
+        database, wal = sizes
+        self.database_bytes.set(database)
+        self.wal_bytes.set(wal)
+        self.storage_full.set(1 if full else 0)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

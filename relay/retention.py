@@ -2,27 +2,25 @@
 batches, so the writer never holds a long transaction and ingest latency does not jump;
 optional emptying of bodies once delivered; and the database size limit.
 
-Each batch is one writer operation (a DELETE of at most ``batch`` events, their deliveries
-and attempts going with them by ON DELETE CASCADE), queued behind whatever ingest is
-waiting, and it shares that transaction: a long batch would delay those requests' answers.
-So the batch size adapts to keep each one near ``TARGET`` seconds (halved when slower,
-doubled when much faster, never above ``batch``), and the pruner pauses between batches
-for nine times as long as the last one took, so pruning uses at most a tenth of the
-writer's time.
+Each batch is one store operation (``Store.prune``: at most ``limit`` events, their
+deliveries and attempts going with them), queued behind whatever ingest is waiting, and it
+shares that transaction: a long batch would delay those requests' answers. So the batch
+size adapts to keep each one near ``TARGET`` seconds (halved when slower, doubled when much
+faster, never above ``batch``), and the pruner pauses between batches for nine times as
+long as the last one took, so pruning uses at most a tenth of the writer's time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from pathlib import Path
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from relay import sql
-from relay.config import RetentionConfig
+from relay.config import RetentionConfig, StorageConfig
 from relay.errors import StorageUnavailable
-from relay.store import Writer
+from relay.store import Store
 
 log = logging.getLogger("relay.retention")
 
@@ -30,23 +28,10 @@ TARGET = 0.002  # seconds one batch may hold the writer
 DUTY = 0.1  # share of the writer's time pruning may take: the pause is 9x the batch
 
 
-def database_bytes(path: Path) -> tuple[int, int]:
-    """(database file, WAL file) sizes in bytes."""
-
-    def size(p: Path) -> int:
-        try:
-            return os.stat(p).st_size
-        except OSError:
-            return 0
-
-    return size(path), size(path.with_name(path.name + "-wal"))
-
-
 class Pruner:
-    def __init__(self, config: RetentionConfig, writer: Writer) -> None:
+    def __init__(self, config: RetentionConfig, store: Store) -> None:
         self._config = config
-        self._writer = writer
-        self._q = sql.queries()
+        self._store = store
 
     @property
     def enabled(self) -> bool:
@@ -66,25 +51,23 @@ class Pruner:
 
     async def prune_once(self, now: float | None = None) -> dict[str, int]:
         """One full pass; returns the rows deleted (or redacted) by kind."""
-        c, q = self._config, self._q
+        c = self._config
         now = time.time() if now is None else now
         done: dict[str, int] = {}
         plan = [
-            ("delivered", c.delivered_after, q["prune_delivered"]),
-            ("dead", c.dead_after, q["prune_dead"]),
-            ("rejections", c.rejections_after, q["prune_rejections"]),
-            ("redacted", c.redact_after, q["redact_delivered"]),
+            ("delivered", c.delivered_after),
+            ("dead", c.dead_after),
+            ("rejections", c.rejections_after),
+            ("redacted", c.redact_after),
         ]
-        for kind, age, statement in plan:
+        for kind, age in plan:
             if age is None:
                 continue
             total = 0
             size = min(c.batch, 50)
             while True:
                 started = time.perf_counter()
-                changed = await self._writer.execute(
-                    statement, {"before": now - age, "batch": size, "now": now}
-                )
+                changed = await self._store.prune(kind, now - age, size, now)
                 took = time.perf_counter() - started
                 total += changed
                 if changed < size:
@@ -98,3 +81,48 @@ class Pruner:
         if any(done.values()):
             log.info("retention.pruned", extra={"fields": done})
         return done
+
+
+class SizeWatch:
+    """Ingress answers 507 while database + WAL exceed ``storage.max_size``; once, on the
+    way over, an error is logged and an alert sent (``alert(destination, payload)``)."""
+
+    def __init__(
+        self,
+        config: StorageConfig,
+        sizes: Callable[[], tuple[int, int]],
+        alert: Callable[[str, dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        self._config = config
+        self._sizes = sizes
+        self._alert = alert
+        self.full = False
+
+    async def run(self) -> None:
+        while True:
+            await self.look()
+            await asyncio.sleep(1.0)
+
+    async def look(self) -> None:
+        limit = self._config.max_size
+        assert limit is not None
+        database, wal = self._sizes()
+        full = database + wal > limit
+        if full and not self.full:
+            log.error(
+                "storage.full", extra={"fields": {"bytes": database + wal, "max_size": limit}}
+            )
+            if self._config.alert is not None:
+                await self._alert(
+                    self._config.alert,
+                    {
+                        "type": "storage.full",
+                        "text": f"relay refuses new events: database is {database + wal}"
+                        f" bytes, over storage.max_size ({limit}). Prune or raise the limit.",
+                        "bytes": database + wal,
+                        "max_size": limit,
+                    },
+                )
+        elif self.full and not full:
+            log.info("storage.ok", extra={"fields": {"bytes": database + wal}})
+        self.full = full

@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from relay.app import Relay
+from relay.clock import Clock
 from relay.config import Settings
 
 SECRET = "test-secret"
@@ -127,9 +128,26 @@ def settings_for(db: Path, url: str, **overrides: Any) -> Settings:
     return Settings(**data)
 
 
+class SteppedClock(Clock):
+    """The real time plus an offset a test moves forward: a lane then sees a cooldown or an
+    outage pass at once (wake it with ``notify()`` after ``advance``)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Relay]:
-    relay = Relay(settings)
+async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Relay]:
+    relay = Relay(settings, clock=clock)
     await relay.start()
     try:
         yield relay

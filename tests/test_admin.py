@@ -108,7 +108,8 @@ async def test_replay_of_a_thousand_dead_deliveries_while_ingest_goes_on(
         expected = 2 * dead_count + 200
 
         await wait_for(lambda: len(receiver.received) >= expected, timeout=60)
-        await asyncio.sleep(0.3)  # nothing more may come
+        finished = "SELECT COUNT(*) FROM deliveries WHERE state != 'pending'"
+        await wait_for(lambda: query(db, finished) == [(expected,)])
     per_key = Counter(r.headers["X-Request-ID"] for r in receiver.received)
     assert all(per_key[f"dead-{i}"] == 2 for i in range(dead_count))  # 422, then the replay
     assert all(per_key[f"live-{i}"] == 1 for i in range(200))

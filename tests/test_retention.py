@@ -39,7 +39,8 @@ async def test_pruning_and_redaction(
         await post(client, relay.port, BODY_JSON, key="bad", signature="sha256=00")
         await wait_for(lambda: query(db, "SELECT COUNT(*) FROM rejections") == [(1,)])
         # Redaction now (redact_after = 0); nothing is old enough to delete yet.
-        first = await relay.prune_now()
+        assert relay.control is not None
+        first = await relay.control.prune()
         assert first == {"delivered": 0, "dead": 0, "rejections": 0, "redacted": 2}
         redacted = query(
             db, "SELECT idempotency_key, length(body) FROM events WHERE redacted_at IS NOT NULL"
@@ -47,7 +48,7 @@ async def test_pruning_and_redaction(
         assert sorted(redacted) == [("a", 0), ("b", 0)]
         # Two hours later: delivered and dead events, and the rejection, go; pending stays.
         later = time.time() + 7201
-        counts = await Pruner(relay.settings.retention, relay.store.writer).prune_once(later)
+        counts = await Pruner(relay.settings.retention, relay.store).prune_once(later)
     assert counts == {"delivered": 2, "dead": 1, "rejections": 1, "redacted": 0}
     assert query(db, "SELECT idempotency_key FROM events") == [("pending",)]
     assert query(db, "SELECT COUNT(*) FROM attempts") == [(0,)]  # gone with their events

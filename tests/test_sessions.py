@@ -1,10 +1,10 @@
-"""Console sessions and the sign-in throttle, as tables (relay.ui.sessions: no server)."""
+"""Console sessions and the sign-in throttle, as tables (relay.admin.console.sessions)."""
 
 from __future__ import annotations
 
 import pytest
 
-from relay.ui.sessions import FORGET_AFTER, MAX_DELAY, Sessions, Throttle
+from relay.admin.console.sessions import FORGET_AFTER, MAX_DELAY, Sessions, Throttle
 
 
 def test_a_session_lasts_its_lifetime_and_closing_ends_it() -> None:

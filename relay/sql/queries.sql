@@ -129,6 +129,73 @@ SELECT destination, COUNT(*), MIN(created_at) FROM deliveries
  WHERE state = 'pending' GROUP BY destination;
 
 -- name: gauges_dead
-SELECT destination, COUNT(*) FROM deliveries d
- WHERE state = 'dead' AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.replay_of = d.id)
- GROUP BY destination;
+SELECT destination, COUNT(*) FROM dead_unreplayed GROUP BY destination;
+
+-- name: payloads
+-- The payloads of several events (a claim batch): :ids is a JSON array of event ids.
+SELECT id, source, content_type, headers, body FROM events
+ WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: event_by_id
+SELECT id, source, received_at, occurred_at, event_type, idempotency_key, content_type,
+       remote_addr, headers, body, redacted_at
+  FROM events WHERE id = ?;
+
+-- name: event_deliveries
+SELECT id, destination, state, attempts, next_attempt_at, created_at, delivered_at,
+       last_status, last_error, replay_of
+  FROM deliveries WHERE event_id = ? ORDER BY id;
+
+-- name: delivery_attempts
+SELECT number, started_at, duration_ms, status, error, response_excerpt, outcome
+  FROM attempts WHERE delivery_id = ? ORDER BY id;
+
+-- name: events_after
+-- relay tail: what came in since the last event shown, oldest first.
+SELECT id, received_at, source, event_type, idempotency_key FROM events
+ WHERE id > :after AND (:source IS NULL OR source = :source)
+ ORDER BY id LIMIT :limit;
+
+-- name: latest_event_id
+SELECT COALESCE(MAX(id), '') FROM events;
+
+-- name: dead_groups
+SELECT destination, last_error, COUNT(*) FROM dead_unreplayed
+ GROUP BY destination, last_error ORDER BY COUNT(*) DESC LIMIT ?;
+
+-- name: stats_sources
+SELECT source, COUNT(*) FROM events WHERE received_at >= ? GROUP BY source;
+
+-- name: stats_rejections
+SELECT source, COUNT(*) FROM rejections WHERE at >= ? GROUP BY source;
+
+-- name: delivered_destinations
+-- Destinations with delivered rows, by a skip-scan of the (state, destination) index: one
+-- index probe per destination instead of a pass over every delivery.
+WITH RECURSIVE d(name) AS (
+    SELECT MIN(destination) FROM deliveries WHERE state = 'delivered'
+    UNION ALL
+    SELECT (SELECT MIN(destination) FROM deliveries
+             WHERE state = 'delivered' AND destination > d.name)
+      FROM d WHERE d.name IS NOT NULL)
+SELECT name FROM d WHERE name IS NOT NULL;
+
+-- name: delivered_since
+SELECT COUNT(*) FROM deliveries
+ WHERE state = 'delivered' AND destination = ? AND updated_at >= ?;
+
+-- name: rejections_latest
+SELECT at, source, status, reason, remote_addr, method, headers FROM rejections
+ WHERE (:source IS NULL OR source = :source)
+ ORDER BY id DESC LIMIT :limit;
+
+-- name: chart_events
+-- Events per minute of the hour from :start.
+SELECT CAST((received_at - :start) / 60 AS INTEGER), COUNT(*) FROM events
+ WHERE received_at >= :start GROUP BY 1;
+
+-- name: chart_latency
+-- Received → delivered of one destination's deliveries in the hour from :start, by minute.
+SELECT CAST((updated_at - :start) / 60 AS INTEGER), delivered_at - created_at
+  FROM deliveries
+ WHERE state = 'delivered' AND destination = :destination AND updated_at >= :start;

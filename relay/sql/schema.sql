@@ -13,6 +13,7 @@ CREATE TABLE events (
     content_type    TEXT,
     remote_addr     TEXT,
     headers         TEXT NOT NULL,           -- JSON array of [name, value] pairs, as received
+                                             -- (a header carrying the source's secret: "[redacted]")
     body            BLOB NOT NULL,           -- the raw bytes, exactly as received
     occurred_at     REAL,                    -- the provider's own time of the event, if it gives one
     redacted_at     REAL                     -- set when retention emptied the body (metadata kept)
@@ -127,10 +128,16 @@ SELECT d.id                                        AS delivery_id,
   FROM deliveries d JOIN events e ON e.id = d.event_id
  WHERE d.state = 'dead';
 
+-- Dead and not yet replayed: the one definition, used by relay's own queries too.
+CREATE VIEW dead_unreplayed AS
+SELECT d.* FROM deliveries d
+ WHERE d.state = 'dead' AND NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.replay_of = d.id);
+
 CREATE VIEW v_destination_health AS
 SELECT d.destination                                AS destination,
        SUM(d.state = 'pending')                     AS pending,
-       SUM(d.state = 'dead')                        AS dead,
+       (SELECT COUNT(*) FROM dead_unreplayed u WHERE u.destination = d.destination)
+                                                    AS dead,
        SUM(d.state = 'delivered' AND d.delivered_at > strftime('%s', 'now') - 3600)
                                                     AS delivered_last_hour,
        CAST(strftime('%s', 'now') - MIN(CASE WHEN d.state = 'pending' THEN d.created_at END)

@@ -55,7 +55,10 @@ async def test_second_relay_exits_and_the_first_delivers_nothing_twice(
     receiver = await HeldReceiver().start()
     db = tmp_path / "relay.db"
     url = f"http://127.0.0.1:{receiver.port}/hook"
-    first = RelayProcess(write_config(tmp_path / "relay.toml", db, url))
+    config = write_config(tmp_path / "relay.toml", db, url)
+    # The receiver holds the attempts until released: they must not time out meanwhile.
+    config.write_text(config.read_text().replace('timeout = "2s"', 'timeout = "60s"'))
+    first = RelayProcess(config)
     try:
         first.start()
         for i in range(3):

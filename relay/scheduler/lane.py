@@ -1,4 +1,4 @@
-"""The delivery scheduler: one lane per destination, in the relay's own process.
+"""A lane: the deliveries of one destination, in the relay's own process.
 
 A lane claims due deliveries up to its concurrency limit (and its rate limit, and what its
 circuit breaker allows) and runs one task per attempt. A paused lane claims nothing. An
@@ -6,9 +6,11 @@ idle lane (nothing due, free slots, no rate limit, unordered, circuit closed) ne
 claim at all: the commit that stores an event inserts its delivery already leased to the
 lane and hands it over (``offer``/``take``, called by the store's writer), so at moderate
 rates an event costs one commit and no claim.
-New work wakes it at once (the store calls ``notify`` after each commit); retries wake it
-on a timer set to the next due time; with nothing due it sleeps on an event and costs no
-CPU. A lane never dies quietly: an error in its loop (SQLITE_BUSY, a full disk, a bug) is
+
+What to do next is decided by ``relay.scheduler.plan`` (pure, table-tested); this module
+carries it out. New work wakes the lane at once (``notify`` after each commit); retries wake
+it on a timer set to the next due time; with nothing due it sleeps on an event and costs
+no CPU. A lane never dies quietly: an error in its loop (SQLITE_BUSY, a full disk, a bug) is
 logged, marks the relay not ready, and the loop backs off and tries again until it works.
 """
 
@@ -16,38 +18,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
 from relay import delivery, retry
 from relay.circuit import Circuit
+from relay.clock import Clock
 from relay.config import DestinationConfig
 from relay.errors import StorageUnavailable
-from relay.ids import new_event_id
 from relay.log import Fault
 from relay.metrics import Metrics
 from relay.ratelimit import TokenBucket
-from relay.store import AttemptRecord, Claim, EventPayload, NewEvent, Store
+from relay.scheduler.alerts import Alerts
+from relay.scheduler.plan import Knowledge, LaneState, Sleep, plan
+from relay.store import AttemptRecord, Claim, EventPayload, Store
 
 log = logging.getLogger("relay.scheduler")
 
 LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt timeout
-REFILL_WAIT = 0.005  # longest a lane waits for more free slots before claiming a few
 MAX_BACKOFF = 5.0  # longest pause of a failing lane (a claim every 5 s costs nothing)
-ALERT_SOURCE = "_relay"  # relay's own events (alerts); no [[sources]] name can start with _
 
 
 class Lane:
     """Deliveries of one destination."""
 
     def __init__(
-        self, destination: DestinationConfig, store: Store, metrics: Metrics | None = None
+        self,
+        destination: DestinationConfig,
+        store: Store,
+        metrics: Metrics | None = None,
+        alerts: Alerts | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or Clock()
         self.destination = destination
         self._metrics = metrics or Metrics()
         self._children: dict[str, Any] | None = None
@@ -55,23 +62,18 @@ class Lane:
         self._store = store
         self._outgoing = delivery.Outgoing.of(destination)
         limit = destination.rate_limit
-        self._bucket = TokenBucket(limit.rate, limit.burst, time.monotonic()) if limit else None
+        self._bucket = (
+            TokenBucket(limit.rate, limit.burst, self._clock.monotonic()) if limit else None
+        )
         breaker = destination.circuit
         self.circuit = Circuit(breaker.failures, breaker.cooldown) if breaker else None
         self.paused: str | None = None  # why, when paused
-        self.alerts: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+        self._alerts = alerts
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()  # attempts, until their outcome is stored
         self._sending = 0  # attempts waiting for the receiver: what max_concurrency bounds
-        # What the lane knows of its queue, so that a finishing attempt costs no claim and
-        # no query when nothing is due (at moderate rates those were most of its SQL):
-        self._news = True  # deliveries were added (or may have been) since the last claim
-        self._backlog = True  # the last claim took all it asked for: more may be due
-        self._timer: float | None = None  # when the next retry (or stale lease) is due
-        self._timer_known = False  # False: ask the database
-        self._noted: float | None = None  # retries recorded while that question was out
-        self._epoch = 0  # bumped by _forget(), so an answer asked before it is not trusted
-        self._rearm = False  # the timer moved earlier since the lane last looked
+        self._known = Knowledge()  # what the lane knows of its queue (relay.scheduler.plan)
+        self.looks = 0  # decisions that ended in a sleep
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._refill_at = max(1, destination.max_concurrency // 2)
@@ -82,7 +84,7 @@ class Lane:
         self._record_fault = Fault(log, "scheduler.record")
 
     def notify(self) -> None:
-        self._news = True
+        self._known.notify()
         self._wake.set()
 
     def offer(self, wanted: int) -> int:
@@ -92,8 +94,7 @@ class Lane:
         if (
             self.paused is not None
             or self.stopping
-            or self._news
-            or self._backlog
+            or not self._known.idle
             or self._bucket is not None
             or self.destination.ordering != "none"
             or (self.circuit is not None and self.circuit.state != "closed")
@@ -123,11 +124,6 @@ class Lane:
         if reserved > len(claims):
             self._nudge()
 
-    def _forget(self) -> None:
-        """After anything unexpected, trust the database, not the lane's bookkeeping."""
-        self._news, self._timer_known = True, False
-        self._epoch += 1
-
     async def run(self) -> None:
         self._session = delivery.new_session(self.destination)
         failures = 0
@@ -136,64 +132,56 @@ class Lane:
                 await self._step()
             except Exception as exc:
                 failures += 1
-                self._forget()
+                self._known.forget()
                 self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
                 pause = min(MAX_BACKOFF, 0.25 * 2**failures)
                 bug = None if isinstance(exc, StorageUnavailable) else exc
-                self._fault.failed(self.last_error, time.monotonic(), bug, destination=self.name)
+                self._fault.failed(
+                    self.last_error, self._clock.monotonic(), bug, destination=self.name
+                )
                 await self._sleep(pause)
             else:
                 if self._fault.since is not None:
-                    self._fault.cleared(time.monotonic(), destination=self.name)
+                    self._fault.cleared(self._clock.monotonic(), destination=self.name)
                 failures = 0
                 self.healthy, self.last_error = True, None
 
+    def _state(self) -> LaneState:
+        circuit = self.circuit
+        allowance = circuit.allowance(self._clock.time()) if circuit is not None else None
+        return LaneState(
+            paused=self.paused is not None,
+            free=self.destination.max_concurrency - self._sending,
+            sending=self._sending,
+            refill_at=self._refill_at,
+            allowance=allowance,
+            circuit_wait=circuit.wait(self._clock.time())
+            if circuit is not None and allowance == 0
+            else None,
+            known=self._known,
+            hold_until=self._hold_until,
+        )
+
     async def _step(self) -> None:
+        """One decision (relay.scheduler.plan) and what it takes to carry it out."""
         self._wake.clear()  # before looking, so a notify during the look is not lost
-        self._rearm = False
-        if self.paused is not None:
-            await self._sleep(None)  # resume() wakes us
+        known = self._known
+        known.rearm = False
+        action = plan(self._state(), self._clock.time(), self._clock.monotonic())
+        if isinstance(action, Sleep):
+            self._hold_until = action.hold_until
+            await self._sleep(action.seconds)
             return
-        free = self.destination.max_concurrency - self._sending
-        if free <= 0:
-            await self._sleep(None)  # a finishing attempt wakes us
-            return
-        if self.circuit is not None:
-            allowed = self.circuit.allowance(time.time())
-            if allowed == 0:
-                # Open (or a probe is out): deliveries wait without spending attempts.
-                await self._sleep(self.circuit.wait(time.time()) or None)
-                return
-            if allowed is not None:
-                free = min(free, allowed)
-        now = time.time()
-        due = self._timer is not None and self._timer <= now
-        if not self._has_work(now):
-            # Woken by a finishing attempt, and nothing is due: a claim would find nothing.
-            await self._sleep(None if self._timer is None else self._timer - now)
-            return
-        if self._sending and free < self._refill_at:
-            # Under load, claim in batches: one claim query per few deliveries, not per one.
-            clock = time.monotonic()
-            if self._hold_until is None:
-                self._hold_until = clock + REFILL_WAIT
-            if clock < self._hold_until:
-                await self._sleep(self._hold_until - clock)
-                return
         self._hold_until = None
-        wanted = free
+        free = wanted = action.limit
         if self._bucket is not None:
-            free, wait = self._bucket.take_up_to(free, time.monotonic())
+            free, wait = self._bucket.take_up_to(free, self._clock.monotonic())
             if not free:
                 await self._sleep(wait)  # the pace of the destination's rate limit
                 return
-        now = time.time()
-        lease = self.lease
-        self._news = False  # before the claim: a notify while it runs must count
-        if due:
-            self._timer_known = False  # this claim takes what was due; what next is unknown
-        claims = await self._store.writer.claim(self.name, now, free, lease)
-        self._backlog = len(claims) == free
+        known.claiming(action.due)
+        claims = await self._store.claim(self.name, self._clock.time(), free, self.lease)
+        known.claimed(len(claims), free)
         if self._bucket is not None and len(claims) < free:
             self._bucket.give_back(free - len(claims))
         if self.circuit is not None:
@@ -204,21 +192,23 @@ class Lane:
         if len(claims) == free:
             if self._bucket is not None and free < wanted:
                 # Held back by the rate limit: come back when the next token is there.
-                await self._sleep(self._bucket.next_token_in(time.monotonic()))
+                await self._sleep(self._bucket.next_token_in(self._clock.monotonic()))
             else:
                 await self._sleep(None)  # a finishing attempt wakes us
             return
-        if not self._timer_known:
-            epoch, self._noted = self._epoch, None
-            timer = await self._store.next_due(self.name)
-            noted = self._noted  # recorded during the query, maybe after its snapshot
-            if noted is not None and (timer is None or noted < timer):
-                timer = noted
-            self._timer, self._timer_known = timer, epoch == self._epoch
-        timer = self._timer
-        await self._sleep(None if timer is None else max(0.0, timer - time.time()))
+        if not known.timer_known:
+            token = known.asking()
+            known.answer(token, await self._store.next_due(self.name))
+        timer = known.timer
+        await self._sleep(None if timer is None else max(0.0, timer - self._clock.time()))
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts started and not yet recorded."""
+        return len(self._inflight)
 
     async def _sleep(self, seconds: float | None) -> None:
+        self.looks += 1  # a look at the queue ended here: tests wait on this, not on time
         if self._stopping:
             return
         with contextlib.suppress(TimeoutError):
@@ -235,21 +225,11 @@ class Lane:
         self._inflight.discard(task)
         self._nudge()
 
-    def _has_work(self, now: float) -> bool:
-        """Whether a claim now could find something, as far as the lane knows."""
-        timer = self._timer
-        return (
-            self._news
-            or self._backlog
-            or not self._timer_known
-            or (timer is not None and timer <= now)
-        )
-
     def _nudge(self) -> None:
         """A slot came free or an attempt ended: wake the lane if that can matter to it
         (something may be due, or its timer must be set earlier). Otherwise it sleeps on:
         at moderate rates most attempts end with nothing else to do."""
-        if self._rearm or self._stopping or self._has_work(time.time()):
+        if self._stopping or self._known.wake_for(self._clock.time()):
             self._wake.set()
 
     async def _deliver(self, claim: Claim, payload: EventPayload | None) -> None:
@@ -267,20 +247,20 @@ class Lane:
         except Exception as exc:
             # Recording failed (the database is down): the lease stays, and when it expires
             # the delivery is claimed again. At least once, never lost.
-            self._forget()  # the next_due query will see that lease
+            self._known.forget()  # the next_due query will see that lease
             bug = None if isinstance(exc, StorageUnavailable) else exc
             error = f"{type(exc).__name__}: {exc}"
-            self._record_fault.failed(error, time.monotonic(), bug, destination=self.name)
+            self._record_fault.failed(error, self._clock.monotonic(), bug, destination=self.name)
 
     async def _attempt(
         self, claim: Claim, payload: EventPayload | None
     ) -> tuple[delivery.AttemptResult, retry.Decision]:
-        now = time.time()
+        now = self._clock.time()
         if payload is None:  # deleted under us (pruned by hand): nothing left to send
             result = delivery.AttemptResult(now, 0.0, None, "event no longer stored", None, None)
             return result, retry.Decision("dead", now, "event no longer stored")
         result = await self._send(payload, claim)
-        now = time.time()
+        now = self._clock.time()
         decision = retry.decide(
             self.destination.retry,
             attempt=claim.attempt,
@@ -295,7 +275,7 @@ class Lane:
     async def _settle(
         self, claim: Claim, result: delivery.AttemptResult, decision: retry.Decision
     ) -> None:
-        now = time.time()
+        now = self._clock.time()
         self._count(decision.state, result.duration_ms, now - claim.created_at)
         error = result.error
         if decision.reason and decision.reason != error:
@@ -315,9 +295,9 @@ class Lane:
             )
         )
         if decision.state == "pending":
-            self._due_at(decision.next_attempt_at)
+            self._known.retry_at(decision.next_attempt_at)
         elif self.destination.ordering != "none":
-            self._news = True  # the next one of its key may be due now
+            self._known.notify()  # the next one of its key may be due now
         log.info(
             "delivery.attempt",
             extra={
@@ -332,14 +312,6 @@ class Lane:
                 }
             },
         )
-
-    def _due_at(self, when: float) -> None:
-        """A retry this lane recorded: its timer must not sleep past it."""
-        if self._noted is None or when < self._noted:
-            self._noted = when
-        if self._timer_known and (self._timer is None or when < self._timer):
-            self._timer = when
-            self._rearm = True  # the lane may be asleep until a later time
 
     def _count(self, state: str, duration_ms: float, age: float) -> None:
         # Label children are looked up once per lane: .labels() on every attempt adds up.
@@ -390,11 +362,11 @@ class Lane:
             extra={"fields": {"destination": self.name, "reason": reason, "auto": automatic}},
         )
         alert = self.destination.circuit.alert if self.destination.circuit else None
-        if automatic and alert is not None and self.alerts is not None:
+        if automatic and alert is not None and self._alerts is not None:
             waiting = await self._store.pending_count(self.name)
-            started = since if since is not None else time.time()
+            started = since if since is not None else self._clock.time()
             iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
-            await self.alerts(
+            await self._alerts.send(
                 alert,
                 {
                     "type": "destination.paused",
@@ -411,7 +383,7 @@ class Lane:
 
     async def resume(self) -> None:
         self.paused = None
-        self._forget()
+        self._known.forget()
         if self.circuit is not None:
             self.circuit.reset()
         await self._store.set_paused(self.name, False, None)
@@ -428,9 +400,9 @@ class Lane:
         failures = 0
         while True:
             try:
-                await self._store.writer.record(record)
+                await self._store.record(record)
                 if self._record_fault.since is not None:
-                    self._record_fault.cleared(time.monotonic(), destination=self.name)
+                    self._record_fault.cleared(self._clock.monotonic(), destination=self.name)
                 return
             except StorageUnavailable:
                 failures += 1
@@ -441,7 +413,7 @@ class Lane:
     async def _send(self, event: EventPayload, claim: Claim) -> delivery.AttemptResult:
         """One attempt; a bug in it counts as a failed attempt, so the delivery still ends."""
         assert self._session is not None
-        started = time.time()
+        started = self._clock.time()
         try:
             return await delivery.attempt(
                 self._session, self.destination, event, claim, self._outgoing
@@ -472,157 +444,3 @@ class Lane:
                 )
         if self._session is not None:
             await delivery.close_quietly(self._session)
-
-
-class Scheduler:
-    """All lanes, woken by the store after each commit."""
-
-    def __init__(
-        self,
-        destinations: Iterable[DestinationConfig],
-        store: Store,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self._store = store
-        self.metrics = metrics or Metrics()
-        self._lanes = {d.name: Lane(d, store, self.metrics) for d in destinations}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._retiring: set[asyncio.Task[None]] = set()
-        self._offered: dict[str, tuple[Lane, int]] = {}  # the writer has one batch at a time
-        store.add_listener(self.notify)
-        store.writer.hand_off = self
-        for lane in self._lanes.values():
-            lane.alerts = self._alert
-
-    async def load(self) -> None:
-        """Apply pauses kept in the database, then each destination's ``paused`` switch."""
-        stored = await self._store.paused_destinations()
-        for name, lane in self._lanes.items():
-            switch = lane.destination.paused
-            if switch is True:
-                lane.paused = "paused in the config"
-            elif switch is None and name in stored:
-                lane.paused = stored[name] or "paused"
-            elif switch is False and name in stored:
-                await self._store.set_paused(name, False, None)
-            if lane.paused:
-                log.warning(
-                    "destination.paused",
-                    extra={"fields": {"destination": name, "reason": lane.paused}},
-                )
-
-    async def pause(self, name: str, reason: str = "paused by an operator") -> None:
-        await self._lanes[name].pause(reason)
-
-    async def resume(self, name: str) -> None:
-        await self._lanes[name].resume()
-
-    def lane(self, name: str) -> Lane:
-        return self._lanes[name]
-
-    async def send_alert(self, destination: str, payload: dict[str, Any]) -> None:
-        await self._alert(destination, payload)
-
-    async def _alert(self, destination: str, payload: dict[str, Any]) -> None:
-        """An alert is an event of relay's own (source ``_relay``), so it is stored,
-        retried and visible like any other."""
-        now = time.time()
-        event = NewEvent(
-            id=new_event_id(now),
-            source=ALERT_SOURCE,
-            received_at=now,
-            idempotency_key=None,
-            event_type=str(payload.get("type")),
-            content_type="application/json",
-            remote_addr=None,
-            headers=json.dumps([["Content-Type", "application/json"]]),
-            body=json.dumps(payload).encode(),
-            destinations=(destination,),
-        )
-        try:
-            await self._store.writer.ingest(event)
-        except StorageUnavailable:
-            log.error("destination.alert_failed", extra={"fields": {"to": destination}})
-
-    def offer(self, wanted: Mapping[str, int]) -> dict[str, tuple[int, float]]:
-        """See store.Writer._commit: idle lanes reserve slots for a batch's deliveries."""
-        self._offered = {}
-        for name, count in wanted.items():
-            lane = self._lanes.get(name)
-            reserved = lane.offer(count) if lane is not None else 0
-            if lane is not None and reserved:
-                self._offered[name] = (lane, reserved)
-        return {name: (n, lane.lease) for name, (lane, n) in self._offered.items()}
-
-    def take(self, leased: Mapping[str, list[Claim]], payloads: Mapping[str, EventPayload]) -> None:
-        offered, self._offered = self._offered, {}
-        for name, (lane, reserved) in offered.items():
-            claims = leased.get(name, [])
-            if lane.stopping and claims:  # replaced by a reload meanwhile
-                # Its lease expires and the new lane claims it: late, never lost.
-                lane.take(reserved, [], payloads)
-                new = self._lanes.get(name)
-                if new is not None:
-                    new.notify()
-                continue
-            lane.take(reserved, claims, payloads)
-
-    def notify(self, destinations: Iterable[str]) -> None:
-        for name in destinations:
-            lane = self._lanes.get(name)
-            if lane is not None:
-                lane.notify()
-
-    def start(self) -> None:
-        self._tasks = {
-            name: asyncio.create_task(lane.run(), name=f"lane-{name}")
-            for name, lane in self._lanes.items()
-        }
-
-    @property
-    def lanes(self) -> dict[str, Lane]:
-        return dict(self._lanes)
-
-    async def update(self, destinations: Iterable[DestinationConfig], grace: float) -> None:
-        """A reloaded config: new lanes for new or changed destinations, old ones stopped
-        (their attempts in flight finish within ``grace``; their leases cover the rest)."""
-        wanted = {d.name: d for d in destinations}
-        retired: list[Lane] = []
-        for name, lane in list(self._lanes.items()):
-            if wanted.get(name) != lane.destination:
-                lane.request_stop()
-                retired.append(lane)
-                del self._lanes[name]
-        for name, config in wanted.items():
-            if name in self._lanes:
-                continue
-            lane = Lane(config, self._store, self.metrics)
-            lane.alerts = self._alert
-            old = next((r for r in retired if r.name == name), None)
-            if config.paused is True:
-                lane.paused = "paused in the config"
-            elif config.paused is None and old is not None:
-                lane.paused = old.paused
-            elif config.paused is False and old is not None and old.paused:
-                await self._store.set_paused(name, False, None)
-            self._lanes[name] = lane
-            self._tasks[name] = asyncio.create_task(lane.run(), name=f"lane-{name}")
-        for lane in retired:
-            self._retiring.add(asyncio.create_task(lane.drain(grace)))
-        self._retiring = {t for t in self._retiring if not t.done()}
-
-    @property
-    def healthy(self) -> bool:
-        running = all(not t.done() for n, t in self._tasks.items() if n in self._lanes)
-        return running and all(lane.healthy for lane in self._lanes.values())
-
-    def problems(self) -> list[str]:
-        return [f"{n}: {lane.last_error}" for n, lane in self._lanes.items() if not lane.healthy]
-
-    async def stop(self, grace: float) -> None:
-        """Stop claiming everywhere, then let each lane's attempts finish within ``grace``."""
-        for lane in self._lanes.values():
-            lane.request_stop()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        await asyncio.gather(*(lane.drain(grace) for lane in self._lanes.values()))
-        await asyncio.gather(*self._retiring, return_exceptions=True)

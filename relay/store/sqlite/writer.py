@@ -1,151 +1,37 @@
-"""The SQLite store: one writer that group-commits, one reader, WAL in between.
+"""The single writer of a SQLite store: group commit, and the hand-off at commit.
 
 Every write goes through ``Writer``: a single task drains a queue of pending writes and
 commits them together in one ``BEGIN IMMEDIATE`` transaction, and each caller awaits its
 own result, which is set only after COMMIT returned. So an HTTP handler that awaits
 ``ingest()`` answers 2xx only for an event that is durable, and a thousand concurrent
-requests cost a handful of fsyncs instead of a thousand. Reads use their own connection;
-in WAL mode they never block the writer.
+requests cost a handful of fsyncs instead of a thousand.
+
+Each batch is one call on the writer's own thread, which runs BEGIN … COMMIT with the
+plain ``sqlite3`` module: one thread round trip per transaction, however many requests
+it carries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import logging
-import os
 import sqlite3
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
-from typing import Any, Protocol
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from relay import sql
-from relay.config import StorageConfig
-from relay.errors import StorageError, StorageUnavailable
+from relay.errors import StorageUnavailable
 from relay.log import Fault
+from relay.store.base import HandOff
+from relay.store.records import AttemptRecord, Claim, EventPayload, NewEvent, Rejection, Stored
 
 log = logging.getLogger("relay.store")
-
-
-@dataclass(slots=True)
-class NewEvent:
-    """A verified request, ready to be stored with one delivery per destination."""
-
-    id: str
-    source: str
-    received_at: float
-    idempotency_key: str | None
-    event_type: str | None
-    content_type: str | None
-    remote_addr: str | None
-    headers: str  # JSON array of [name, value]
-    body: bytes
-    destinations: tuple[str, ...]
-    occurred_at: float | None = None
-    ordering_keys: tuple[str | None, ...] = ()  # per destination; empty: none ordered
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A request a source refused: kept (bounded) so an operator can see why."""
-
-    at: float
-    source: str
-    status: int
-    reason: str
-    remote_addr: str | None
-    method: str
-    headers: str  # JSON array of [name, value], secrets already redacted
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """What ingest committed: the event's id, or the original's id for a duplicate."""
-
-    event_id: str
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A delivery leased to this process for one attempt."""
-
-    id: int
-    event_id: str
-    attempt: int  # this attempt's number, 1-based
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """The result of one attempt and what it means for its delivery."""
-
-    delivery_id: int
-    number: int
-    started_at: float
-    duration_ms: float
-    status: int | None
-    error: str | None
-    response_excerpt: str | None
-    state: str  # 'pending' (retry later), 'delivered' or 'dead'
-    next_attempt_at: float
-    finished_at: float
-
-    @property
-    def outcome(self) -> str:
-        return "retry" if self.state == "pending" else self.state
-
-
-@dataclass(frozen=True, slots=True)
-class EventPayload:
-    """What a delivery sends: the stored request."""
-
-    id: str
-    source: str
-    content_type: str | None
-    headers: str
-    body: bytes
-
-    @classmethod
-    def of(cls, event: NewEvent) -> EventPayload:
-        return cls(event.id, event.source, event.content_type, event.headers, event.body)
-
-
-class RecentEvents:
-    """Payloads of events just committed, so their first delivery need not read them back.
-
-    Bounded in bytes; on a miss (evicted, or after a restart) the reader fetches from SQLite,
-    which stays the only source of truth.
-    """
-
-    MAX_BYTES = 8 * 1024 * 1024
-    MAX_ONE = 256 * 1024
-
-    def __init__(self) -> None:
-        self._items: OrderedDict[str, EventPayload] = OrderedDict()
-        self._bytes = 0
-
-    def add(self, event: NewEvent) -> None:
-        size = len(event.body) + len(event.headers)
-        if size > self.MAX_ONE:
-            return
-        self._items[event.id] = EventPayload.of(event)
-        self._bytes += size
-        while self._bytes > self.MAX_BYTES:
-            _, old = self._items.popitem(last=False)
-            self._bytes -= len(old.body) + len(old.headers)
-
-    def get(self, event_id: str) -> EventPayload | None:
-        return self._items.get(event_id)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -157,25 +43,11 @@ class _Inserted:
     woken: set[str] = field(default_factory=set)  # lanes with deliveries left to claim
 
 
-class HandOff(Protocol):
-    """The scheduler's side of handing deliveries over at commit (see Writer._commit)."""
-
-    def offer(self, wanted: Mapping[str, int]) -> dict[str, tuple[int, float]]:
-        """Slots idle lanes reserve for this many new deliveries each: {name: (count,
-        lease seconds)}."""
-        ...
-
-    def take(self, leased: Mapping[str, list[Claim]], payloads: Mapping[str, EventPayload]) -> None:
-        """The outcome of the last offer: the deliveries stored leased (perhaps none: the
-        transaction failed, or the events were duplicates); unused slots are freed."""
-        ...
-
-
 class _Kind(Enum):
     INGEST = 1
     CLAIM = 2
     RECORD = 3
-    EXEC = 4
+    CALL = 4  # a store operation's own statements (relay.store.sqlite), run in the batch
     REJECT = 5  # nobody awaits it: the 401 does not wait for the record
     PROBE = 6  # writes nothing: proves that a transaction can begin and commit
 
@@ -189,7 +61,7 @@ class _Op:
 
 
 _STOP = object()
-_URGENT = frozenset({_Kind.INGEST, _Kind.CLAIM, _Kind.EXEC, _Kind.PROBE})  # someone waits
+_URGENT = frozenset({_Kind.INGEST, _Kind.CLAIM, _Kind.CALL, _Kind.PROBE})  # someone waits
 MIN_COMMIT_GAP = 0.001  # seconds between two commits (at most 1,000 commits a second)
 LAZY_WAIT = 0.005  # how long an outcome or rejection may wait for company
 MAX_QUEUED_REJECTIONS = 1000
@@ -311,10 +183,11 @@ class Writer:
     async def record(self, record: AttemptRecord) -> None:
         await self._submit(_Kind.RECORD, record)
 
-    async def execute(self, statement: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> int:
-        """Run one statement in the writer's next transaction; returns the rows changed."""
-        values = dict(params) if isinstance(params, Mapping) else tuple(params)
-        result: int = await self._submit(_Kind.EXEC, (statement, values))
+    async def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the writer's connection inside the next transaction (shared with
+        whatever else is queued) and return its result once that transaction committed.
+        Only the store's own operations use this; each brings fixed statements."""
+        result: T = await self._submit(_Kind.CALL, work)
         return result
 
     def note_rejection(self, rejection: Rejection) -> None:
@@ -486,8 +359,8 @@ class Writer:
             if op.kind is _Kind.CLAIM:
                 rows = db.execute(q["claim_due"], op.payload).fetchall()
                 op.result = [Claim(*row) for row in rows]
-            elif op.kind is _Kind.EXEC:
-                op.result = db.execute(*op.payload).rowcount
+            elif op.kind is _Kind.CALL:
+                op.result = op.payload(db)
         rejections = [op.payload for op in batch if op.kind is _Kind.REJECT]
         if rejections:
             db.executemany(q["insert_rejection"], [_rejection_row(r) for r in rejections])
@@ -584,263 +457,3 @@ def _finish_params(r: AttemptRecord) -> dict[str, Any]:
         "status": r.status,
         "error": r.error,
     }
-
-
-class Store:
-    """The database: a writer, a reader, and the reads the scheduler needs."""
-
-    def __init__(
-        self,
-        writer_db: sqlite3.Connection,
-        writer_thread: ThreadPoolExecutor,
-        reader_db: aiosqlite.Connection,
-        config: StorageConfig,
-        lock: int | None = None,
-    ) -> None:
-        self._lock = lock
-        self._wdb = writer_db
-        self._wthread = writer_thread
-        self._rdb = reader_db
-        self._listeners: list[Callable[[set[str]], None]] = []
-        self._recent = RecentEvents()
-        self.writer = Writer(
-            writer_db, writer_thread, config.max_batch, self._committed, config.keep_rejections
-        )
-        self._task: asyncio.Task[None] | None = None
-        self._q = sql.queries()
-        self.path = config.path
-        self.released = 0  # leases of an earlier process released at open
-
-    @classmethod
-    async def open(cls, config: StorageConfig) -> Store:
-        """Open (creating if needed) and migrate the database; StorageError if impossible."""
-        path = config.path
-        _create_private(path)
-        lock = lock_database(path)  # before anything is read or changed: see lock_database
-        loop = asyncio.get_running_loop()
-        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-writer")
-        try:
-            wdb, released = await loop.run_in_executor(thread, _open_writer, path, config)
-            rdb = await aiosqlite.connect(path, isolation_level=None)
-            await rdb.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
-            await rdb.execute("PRAGMA query_only = ON")
-        except sqlite3.DatabaseError as exc:
-            thread.shutdown(wait=False)
-            os.close(lock)
-            raise StorageError(_open_failure(path, exc)) from None
-        except BaseException:
-            thread.shutdown(wait=False)
-            os.close(lock)
-            raise
-        store = cls(wdb, thread, rdb, config, lock)
-        store.released = released
-        return store
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.writer.run(), name="relay-writer")
-
-    def add_listener(self, listener: Callable[[set[str]], None]) -> None:
-        """Called after each commit with the destinations that got new deliveries."""
-        self._listeners.append(listener)
-
-    def _committed(self, events: list[NewEvent], woken: set[str]) -> None:
-        """After a commit: keep the new payloads at hand, and wake the lanes that have
-        new deliveries to claim (those handed over already have theirs)."""
-        for event in events:
-            if event.destinations:
-                self._recent.add(event)
-        if woken:
-            for listener in self._listeners:
-                listener(woken)
-
-    async def close(self) -> None:
-        """Commit what is queued, checkpoint the WAL and close both connections."""
-        if self._task is not None:
-            self.writer.stop()
-            await self._task
-        await self._rdb.close()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._wthread, _close_writer, self._wdb)
-        self._wthread.shutdown(wait=True)
-        if self._lock is not None:
-            os.close(self._lock)  # releases the flock: another relay may start now
-            self._lock = None
-
-    @property
-    def healthy(self) -> bool:
-        return self.writer.healthy and self._task is not None and not self._task.done()
-
-    async def check(self, wait: float) -> str | None:
-        """None when a commit completes within ``wait`` seconds; otherwise why not."""
-        if self._task is None or self._task.done():
-            return "writer stopped"
-        return await self.writer.check(wait)
-
-    # -- reads -------------------------------------------------------------------------------
-
-    async def next_due(self, destination: str) -> float | None:
-        params = {"destination": destination}
-        rows = list(await self._rdb.execute_fetchall(self._q["next_due"], params))
-        value = rows[0][0] if rows else None
-        return float(value) if value is not None else None
-
-    async def read(self, statement: str, params: Iterable[Any] = ()) -> list[Any]:
-        """One read on the reader connection (short queries only: the scheduler shares it)."""
-        return list(await self._rdb.execute_fetchall(statement, tuple(params)))
-
-    async def pending_count(self, destination: str) -> int:
-        rows = list(await self._rdb.execute_fetchall(self._q["pending_count"], (destination,)))
-        return int(rows[0][0])
-
-    async def paused_destinations(self) -> dict[str, str | None]:
-        """Destinations paused in the database, with why."""
-        rows = await self._rdb.execute_fetchall(self._q["destination_states"])
-        return {row[0]: row[3] for row in rows if row[1]}
-
-    async def set_paused(self, destination: str, paused: bool, reason: str | None) -> None:
-        now = time.time()
-        params = {
-            "destination": destination,
-            "paused": int(paused),
-            "paused_at": now if paused else None,
-            "reason": reason,
-            "now": now,
-        }
-        await self.writer.execute(self._q["set_paused"], params)
-
-    async def load_events(self, event_ids: list[str]) -> dict[str, EventPayload]:
-        """Payloads of several events: the recent ones from memory, the rest in one read
-        (a backlog drain would otherwise pay one thread round trip per delivery)."""
-        found: dict[str, EventPayload] = {}
-        missing = []
-        for event_id in event_ids:
-            recent = self._recent.get(event_id)
-            if recent is not None:
-                found[event_id] = recent
-            else:
-                missing.append(event_id)
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = await self._rdb.execute_fetchall(
-                f"SELECT id, source, content_type, headers, body FROM events WHERE id IN ({marks})",  # noqa: S608 - only '?' marks
-                chunk,
-            )
-            for row in rows:
-                found[row[0]] = EventPayload(*row)
-        return found
-
-
-def _open_failure(path: Path, exc: sqlite3.DatabaseError) -> str:
-    """Why the database could not be opened, and what to do about it."""
-    if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
-        return (
-            f"{path}: the database file is read-only ({exc}); relay must write it: make it "
-            f"writable for the user relay runs as (chown that user {path}; chmod 600 {path}) "
-            "and check that its file system is not mounted read-only"
-        )
-    if not os.access(path, os.W_OK) or not os.access(path.parent or Path("."), os.W_OK):
-        return (
-            f"{path}: cannot write the database or its directory ({exc}); relay needs write "
-            "access to both (for the -wal and -shm files): fix the permissions or the mount"
-        )
-    return (
-        f"{path}: cannot open the database ({exc}); if the file is damaged, restore a backup "
-        "or point storage.path at a new file"
-    )
-
-
-def lock_database(path: Path) -> int:
-    """Take ``<database>.lock`` (flock, exclusive) for as long as this relay runs; return its
-    file descriptor. StorageError, naming the database and the other process, if another
-    relay holds it.
-
-    A second relay on the same SQLite file would release the first one's leases at start
-    and send the deliveries in flight again. SQLite's own locks cannot tell (they are taken
-    per transaction), so a lock file says it: the kernel drops a flock when its process
-    ends, even by SIGKILL, so a crash never leaves a stale lock behind. The sqlite3 shell
-    and relay's read-only commands do not take it and work beside a running relay.
-    """
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StorageError(
-            f"{lock_path}: cannot create the lock file beside the database ({exc.strerror}); "
-            "relay needs write access to the database's directory"
-        ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise StorageError(f"{lock_path}: cannot lock ({exc.strerror})") from None
-        raise StorageError(
-            f"{path} is in use by another relay (pid {holder}); stop it first, or give this "
-            "one its own storage.path (several relays on one database need PostgreSQL)"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _create_private(path: Path) -> None:
-    """Create the database file readable by its owner only (0600); SQLite's WAL copies it."""
-    if path.parent and not path.parent.exists():
-        raise StorageError(f"{path}: directory {path.parent} does not exist; create it")
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-
-
-def _open_writer(path: Path, config: StorageConfig) -> tuple[sqlite3.Connection, int]:
-    """On the writer thread: connect, set the pragmas, migrate, release stale leases (how
-    many: the second value)."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
-    try:
-        db.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()
-        if not mode or str(mode[0]).lower() != "wal":
-            raise StorageError(f"{path}: could not switch to WAL mode (got {mode})")
-        db.execute(f"PRAGMA synchronous = {config.durability.upper()}")
-        db.execute("PRAGMA foreign_keys = ON")
-        migrate(db, path)
-        # No attempt of an earlier process is still running (lock_database made sure no
-        # other relay is), so every lease is stale. This is also the first real write: a
-        # file SQLite could only open read-only fails here, at start, with its path.
-        released = db.execute(sql.queries()["release_leases"]).rowcount
-    except BaseException:
-        db.close()
-        raise
-    return db, released
-
-
-def _close_writer(db: sqlite3.Connection) -> None:
-    with contextlib.suppress(sqlite3.Error):
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
-
-
-def migrate(db: sqlite3.Connection, path: Path | str = "database") -> int:
-    """Apply every migration newer than ``PRAGMA user_version``, each atomically."""
-    current = int(db.execute("PRAGMA user_version").fetchone()[0])
-    known = sql.migrations()
-    latest = known[-1][0] if known else 0
-    if current > latest:
-        raise StorageError(
-            f"{path}: schema version {current} is newer than this relay knows ({latest}); "
-            "run a newer relay or restore a backup taken before the upgrade"
-        )
-    for number, name, script in known:
-        if number <= current:
-            continue
-        try:
-            db.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
-            )
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise StorageError(f"{path}: migration {name} failed: {exc}") from None
-        log.info("store.migrated", extra={"fields": {"migration": name}})
-    return latest

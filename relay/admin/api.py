@@ -1,33 +1,24 @@
-"""The admin API: its own listener (``[admin] listen``, 127.0.0.1 or a Unix socket), bearer
-token auth, JSON. The public ingress listener never serves any of it.
+"""The admin API: bearer token auth, JSON. Served by the admin listener (``relay.admin``);
+the public ingress listener never serves any of it.
 
-Reads run on a fresh read-only SQLite connection in a thread, so a heavy search never
-delays the scheduler's reads or the writer. Changes (replay, pause, resume, prune) go
-through the writer and the scheduler, which act at once. ``relay/openapi.json`` (served at
+Reads run on a fresh read-only connection in a thread (``Surface.read``), so a heavy search
+never delays the scheduler or the writer. Changes (replay, pause, resume, prune, reload)
+go through the ``Surface``, which acts at once. ``relay/openapi.json`` (served at
 ``GET /api/openapi.json``) describes every endpoint.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from relay import inspect
-from relay.ui import Console
+from relay.admin.surface import Surface
+from relay.store import DeadFilter, EventFilter, since_to_time
 from relay.verify.base import any_equal, header_bytes
-
-if TYPE_CHECKING:
-    from relay.app import Relay
-    from relay.config import AdminConfig
-
-log = logging.getLogger("relay.admin")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -42,16 +33,12 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
-class Admin:
-    def __init__(self, relay: Relay, token: bytes) -> None:
-        self._relay = relay
-        self._token = token
+class Api:
+    def __init__(self, surface: Surface, token: bytes) -> None:
+        self._surface = surface
         self._expected = [b"Bearer " + token]
 
-    def app(self) -> web.Application:
-        console = Console(self._relay, self._token)
-        app = web.Application(middlewares=[self._auth, console.guard], client_max_size=1024 * 1024)
-        console.routes(app)
+    def routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/metrics", self.metrics)
         r.add_get("/api/openapi.json", self.openapi)
@@ -66,10 +53,9 @@ class Admin:
         r.add_get("/api/rejections", self.rejections)
         r.add_post("/api/reload", self.reload)
         r.add_post("/api/prune", self.prune)
-        return app
 
     @web.middleware
-    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/ui" or request.path.startswith("/ui/"):
             return await handler(request)  # the console has its own sign-in (a cookie)
         given = header_bytes(request.headers.get("Authorization", ""))
@@ -82,31 +68,28 @@ class Admin:
         except ValueError as exc:  # a bad filter value: the caller's to fix
             return _error(400, str(exc))
 
-    async def _read(self, work: Callable[[Any], Any]) -> Any:
-        return await inspect.read_in_thread(self._relay.settings.storage.path, work)
-
     # -- reads ------------------------------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.Response:
         q = request.query
-        f = inspect.EventFilter(
+        f = EventFilter(
             source=q.get("source"),
             event_type=q.get("type"),
             status=q.get("status"),
-            since=inspect.since_to_time(q.get("since")),
-            until=inspect.since_to_time(q.get("until")),
+            since=since_to_time(q.get("since")),
+            until=since_to_time(q.get("until")),
             key=q.get("key"),
             text=q.get("q"),
             before=q.get("before"),
             limit=_int(q.get("limit"), 50),
         )
-        rows = await self._read(lambda c: inspect.list_events(c, f))
+        rows = await self._surface.read(lambda r: r.events(f))
         following = rows[-1]["id"] if len(rows) == f.limit else None
         return _json({"events": rows, "next_before": following})
 
     async def event(self, request: web.Request) -> web.Response:
         event_id = request.match_info["id"]
-        found = await self._read(lambda c: inspect.show_event(c, event_id))
+        found = await self._surface.read(lambda r: r.event(event_id))
         if found is None:
             return _error(404, f"no event {event_id}")
         return _json(found)
@@ -114,21 +97,21 @@ class Admin:
     async def dead(self, request: web.Request) -> web.Response:
         f = _dead_filter(dict(request.query))
         limit = _int(request.query.get("limit"), 50)
-        rows = await self._read(lambda c: inspect.list_dead(c, f, limit))
-        total = await self._read(lambda c: inspect.count_dead(c, f))
+        rows = await self._surface.read(lambda r: r.dead(f, limit))
+        total = await self._surface.read(lambda r: r.count_dead(f))
         return _json({"dead": rows, "total": total})
 
     async def destinations(self, request: web.Request) -> web.Response:
-        health = await self._read(lambda c: inspect.stats(c)["destinations"])
+        health = await self._surface.read(lambda r: r.stats()["destinations"])
         out = []
-        for name, lane in self._relay.scheduler.lanes.items():
-            d = lane.destination
+        for view in self._surface.destinations():
+            d, name = view.config, view.name
             out.append(
                 {
                     "name": name,
                     "url": d.url,
-                    "paused": lane.paused,
-                    "circuit": lane.circuit.state if lane.circuit else None,
+                    "paused": view.paused,
+                    "circuit": view.circuit,
                     "max_concurrency": d.max_concurrency,
                     "rate_limit": d.rate_limit.model_dump() if d.rate_limit else None,
                     "ordering": d.ordering,
@@ -138,29 +121,16 @@ class Admin:
         return _json({"destinations": out})
 
     async def stats(self, request: web.Request) -> web.Response:
-        return _json(await self._read(inspect.stats))
+        return _json(await self._surface.read(lambda r: r.stats()))
 
     async def rejections(self, request: web.Request) -> web.Response:
-        source = request.query.get("source")
+        source = request.query.get("source") or None
         limit = _int(request.query.get("limit"), 50)
-
-        def work(conn: Any) -> list[dict[str, Any]]:
-            sql = "SELECT at, source, status, reason, remote_addr, method, headers FROM rejections"
-            params: list[Any] = []
-            if source:
-                sql += " WHERE source = ?"
-                params.append(source)
-            rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*params, limit]).fetchall()
-            keys = ("at", "source", "status", "reason", "remote_addr", "method", "headers")
-            return [
-                {**dict(zip(keys, row, strict=True)), "headers": json.loads(row[6])} for row in rows
-            ]
-
-        return _json({"rejections": await self._read(work)})
+        rows = await self._surface.read(lambda r: r.rejections(source, limit))
+        return _json({"rejections": rows})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        await self._relay.refresh_gauges()
-        body, content_type = self._relay.metrics.exposition()
+        body, content_type = await self._surface.metrics()
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
         return response
@@ -181,43 +151,37 @@ class Admin:
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")
         dry = bool(body.get("dry_run"))
-        extra: tuple[str, list[Any]] | None
         if "delivery_id" in body:
-            f = inspect.DeadFilter(include_replayed=True)
-            extra = ("d.id = ?", [_int(str(body["delivery_id"]), 0)])
+            f = DeadFilter(include_replayed=True, deliveries=(_int(str(body["delivery_id"]), 0),))
         elif "event_id" in body:
-            f = inspect.DeadFilter()
-            extra = ("d.event_id = ?", [str(body["event_id"])])
+            f = DeadFilter(event=str(body["event_id"]))
         elif isinstance(body.get("filter"), dict):
             f = _dead_filter(body["filter"])
-            extra = None
         else:
             return _error(400, 'give "delivery_id", "event_id" or "filter"')
-        count = await self._relay.replay(f, extra, dry_run=dry)
+        count = await self._surface.replay(f, dry_run=dry)
         return _json({"replayed": 0 if dry else count, "matched": count, "dry_run": dry})
 
     async def pause(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if name not in self._relay.scheduler.lanes:
+        if not await self._surface.pause(name, "paused by an operator"):
             return _error(404, f"no destination {name}")
-        await self._relay.scheduler.pause(name)
         return _json({"destination": name, "paused": True})
 
     async def resume(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if name not in self._relay.scheduler.lanes:
+        if not await self._surface.resume(name):
             return _error(404, f"no destination {name}")
-        await self._relay.scheduler.resume(name)
         return _json({"destination": name, "paused": False})
 
     async def reload(self, request: web.Request) -> web.Response:
-        problem = await self._relay.reload()
+        problem = await self._surface.reload()
         if problem is not None:
             return _json({"reloaded": False, "error": problem}, 409)
         return _json({"reloaded": True})
 
     async def prune(self, request: web.Request) -> web.Response:
-        counts = await self._relay.prune_now()
+        counts = await self._surface.prune()
         return _json({"deleted": counts})
 
 
@@ -230,37 +194,12 @@ def _int(value: str | None, default: int) -> int:
         raise ValueError(f"{value!r} is not a whole number") from None
 
 
-def _dead_filter(q: dict[str, Any]) -> inspect.DeadFilter:
-    return inspect.DeadFilter(
+def _dead_filter(q: dict[str, Any]) -> DeadFilter:
+    return DeadFilter(
         destination=q.get("destination") or None,
         source=q.get("source") or None,
         event_type=q.get("type") or None,
-        since=inspect.since_to_time(q.get("since")),
-        until=inspect.since_to_time(q.get("until")),
+        since=since_to_time(q.get("since")),
+        until=since_to_time(q.get("until")),
         error=q.get("error") or None,
     )
-
-
-async def start_admin(relay: Relay, token: bytes, config: AdminConfig) -> web.AppRunner:
-    runner = web.AppRunner(Admin(relay, token).app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    site: web.BaseSite
-    listen = config.listen
-    if listen.startswith("unix:"):
-        path = listen[5:]
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a socket left by a killed relay
-        site = web.UnixSite(runner, path)
-        await site.start()
-        os.chmod(path, 0o600)
-    else:
-        from relay.config import split_address
-
-        host, port = split_address(listen)
-        context = config.tls.context() if config.tls is not None else None
-        site = web.TCPSite(runner, host, port, ssl_context=context)
-        await site.start()
-    bound = runner.addresses[0]
-    address = f"unix:{bound}" if isinstance(bound, str) else f"{bound[0]}:{bound[1]}"
-    log.info("admin.ready", extra={"fields": {"listen": address}})
-    return runner

@@ -1,9 +1,4 @@
-"""The ``relay`` command. The only place where errors become exit codes.
-
-Exit codes: 0 success, 1 an error the user can act on (bad config, database cannot be
-opened, address in use), 2 wrong usage, 3 relay not running (for a command that needs it),
-4 nothing found.
-"""
+"""``relay serve``, ``check-config``, ``version``, ``sink``: running relay itself."""
 
 from __future__ import annotations
 
@@ -14,19 +9,20 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from relay import __version__, operator
+from relay import __version__
 from relay.errors import RelayError
 
 DEFAULT_CONFIG = "relay.toml"
 
 
-def _config_path(given: str | None) -> str:
+def config_path(given: str | None) -> str:
     return given or os.environ.get("RELAY_CONFIG") or DEFAULT_CONFIG
 
 
 def _commit() -> str:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent
     stamped = here / "_commit.txt"  # written by the binary build
     if stamped.exists():
         return stamped.read_text().strip()
@@ -72,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from relay import app, log
     from relay.config import load_config
 
-    path = _config_path(args.config)
+    path = config_path(args.config)
     settings = load_config(path)
     log.setup(settings.log.level, settings.log.format)
     try:
@@ -90,12 +86,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="relay", description="A webhook relay: verify, store in SQLite, deliver with retries."
-    )
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the relay")
     serve.add_argument(
         "--config",
@@ -103,48 +94,16 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"config file (default: $RELAY_CONFIG or ./{DEFAULT_CONFIG})",
     )
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(command_run=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a config and print it, secrets masked")
     check.add_argument("path", metavar="PATH")
-    check.set_defaults(func=cmd_check_config)
+    check.set_defaults(command_run=cmd_check_config)
 
     version = sub.add_parser("version", help="print version, commit, Python and SQLite versions")
-    version.set_defaults(func=cmd_version)
+    version.set_defaults(command_run=cmd_version)
 
     sink = sub.add_parser("sink", help="a receiver that prints the webhooks it gets (for trials)")
     sink.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT")
     sink.add_argument("--status", type=int, default=200, help="status to answer (default 200)")
-    sink.set_defaults(func=cmd_sink)
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        "-c",
-        metavar="PATH",
-        help=f"config file (default: $RELAY_CONFIG or ./{DEFAULT_CONFIG})",
-    )
-    common.add_argument("--db", metavar="PATH", help="database file (default: from the config)")
-    common.add_argument("--json", action="store_true", help="JSON output, for scripts")
-    before = set(sub.choices)
-    operator.add_commands(sub, common)
-    for name in set(sub.choices) - before:
-        sub.choices[name].set_defaults(func=cmd_operator)
-    return top
-
-
-def cmd_operator(args: argparse.Namespace) -> int:
-    return operator.run(args, _config_path(None))
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except RelayError as exc:
-        for line in str(exc).splitlines():
-            print(f"relay: {line}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return code
+    sink.set_defaults(command_run=cmd_sink)

@@ -1,0 +1,53 @@
+"""The admin listener (``[admin] listen``: 127.0.0.1, a Unix socket, or HTTPS with
+``[admin.tls]``): the JSON API and ``/metrics`` (``api``, bearer token) and the web console
+under ``/ui/`` (``console``, sign-in with the same token). Both see the running relay only
+through ``surface.Surface``; the public ingress listener serves none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from aiohttp import web
+
+from relay.admin.api import Api
+from relay.admin.console import Console
+from relay.admin.surface import DestinationView, Surface
+from relay.config import AdminConfig, split_address
+
+log = logging.getLogger("relay.admin")
+
+__all__ = ["DestinationView", "Surface", "start_admin"]
+
+
+def admin_app(surface: Surface, token: bytes) -> web.Application:
+    api, console = Api(surface, token), Console(surface, token)
+    app = web.Application(middlewares=[api.auth, console.guard], client_max_size=1024 * 1024)
+    console.routes(app)
+    api.routes(app)
+    return app
+
+
+async def start_admin(surface: Surface, token: bytes, config: AdminConfig) -> web.AppRunner:
+    runner = web.AppRunner(admin_app(surface, token), access_log=None, handle_signals=False)
+    await runner.setup()
+    site: web.BaseSite
+    listen = config.listen
+    if listen.startswith("unix:"):
+        path = listen[5:]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a socket left by a killed relay
+        site = web.UnixSite(runner, path)
+        await site.start()
+        os.chmod(path, 0o600)
+    else:
+        host, port = split_address(listen)
+        context = config.tls.context() if config.tls is not None else None
+        site = web.TCPSite(runner, host, port, ssl_context=context)
+        await site.start()
+    bound = runner.addresses[0]
+    address = f"unix:{bound}" if isinstance(bound, str) else f"{bound[0]}:{bound[1]}"
+    log.info("admin.ready", extra={"fields": {"listen": address}})
+    return runner

@@ -1,0 +1,435 @@
+"""The web console, served by the admin listener under ``/ui/``.
+
+Pages are Jinja2 templates (``templates/``, autoescaped: no value reaches the page
+unescaped) over the same reads as the JSON API; the handlers build a context and render.
+A little plain JavaScript (live refresh of the overview, a confirmation before bulk
+actions) and the CSS are package data inside the binary, so it works offline and needs no
+build step. Sign-in takes the admin token once and sets a session cookie (HttpOnly,
+SameSite=Strict, Secure over TLS; see ``sessions``); every action is a POST form carrying
+a CSRF token derived from the session. Sign-in needs a connection that keeps the token
+private: TLS (the admin listener's own, or a reverse proxy in ``trusted_proxies`` saying
+``X-Forwarded-Proto: https``), loopback, or a Unix socket; plain HTTP from another machine
+is refused with what to do instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+
+from relay.admin.console.sessions import SESSION_SECONDS, Sessions, Throttle
+from relay.admin.surface import Surface
+from relay.network import parse_address, within
+from relay.store import STATUSES, DeadFilter, EventFilter, since_to_time
+
+COOKIE = "relay_session"
+PAGE = 50
+INSECURE = (
+    "Signing in over plain HTTP from another machine would send the admin token and the "
+    "session in clear. Use an SSH tunnel (ssh -L 8081:127.0.0.1:8081 this-host, then open "
+    "http://127.0.0.1:8081/ui/), a TLS reverse proxy listed in trusted_proxies, or [admin.tls]."
+)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(stamp))
+
+
+def ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def _template(name: str) -> str:
+    return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def templates() -> jinja2.Environment:
+    """The console's templates: package data read through importlib.resources, so they
+    load from a wheel, a checkout or the single executable alike. Autoescape is on for
+    every template, and an undefined name is an error, not an empty string."""
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_template),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+    )
+    env.filters.update(when=when, ago=ago, dash=lambda v: "-" if v is None else v)
+    return env
+
+
+class Console:
+    def __init__(self, surface: Surface, token: bytes) -> None:
+        self._surface = surface
+        self._token = token
+        self._sessions = Sessions(token)
+        self._throttle = Throttle()
+        self._templates = templates()
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def valid(self, request: web.Request) -> bool:
+        return self._sessions.valid(request.cookies.get(COOKIE), time.time())
+
+    def csrf(self, request: web.Request) -> str:
+        return self._sessions.csrf(request.cookies.get(COOKIE, ""))
+
+    def _proxied(self, request: web.Request) -> bool:
+        """Forwarded by a proxy relay trusts (one in trusted_proxies, or on the Unix socket)."""
+        headers = request.headers
+        if not ("X-Forwarded-Proto" in headers or "X-Forwarded-For" in headers):
+            return False
+        trusted = self._surface.trusted_proxies
+        return _unix(request) or within(parse_address(request.remote), trusted)
+
+    def _over_tls(self, request: web.Request) -> bool:
+        """TLS to relay itself, or to a trusted proxy that says so."""
+        if request.secure:
+            return True
+        proto = request.headers.get("X-Forwarded-Proto", "").lower()
+        return proto == "https" and self._proxied(request)
+
+    def _private(self, request: web.Request) -> bool:
+        """Whether the token and the cookie can cross this connection unread: TLS to relay
+        or to a trusted proxy, or, with no proxy in between, loopback or the Unix socket."""
+        if self._over_tls(request):
+            return True
+        if self._proxied(request):
+            return False  # a proxy forwarded it from elsewhere, not over TLS
+        peer = parse_address(request.remote)
+        return _unix(request) or (peer is not None and peer.is_loopback)
+
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Pages need a session; POSTs also the CSRF token of that session. Without one, a
+        page goes to sign-in (and back afterwards); a refresh fetch gets 401, and the
+        page's script then does the same."""
+        path = request.path
+        if not (path == "/ui" or path.startswith("/ui/")):
+            return await handler(request)
+        if path in ("/ui/login", "/ui/static/style.css", "/ui/static/app.js"):
+            return await handler(request)
+        if not self.valid(request):
+            if request.query.get("fragment"):
+                return web.Response(status=401, text="signed out", headers=_no_store())
+            back = request.path_qs if request.method == "GET" else "/ui/"
+            raise web.HTTPSeeOther("/ui/login?" + urlencode({"next": back}))
+        if request.method == "POST":
+            form = await request.post()
+            if not hmac.compare_digest(str(form.get("csrf", "")), self.csrf(request)):
+                return web.Response(status=403, text="stale or missing form token; reload")
+        return await handler(request)
+
+    def routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/ui", self.home)
+        r.add_get("/ui/", self.overview)
+        r.add_get("/ui/login", self.login_form)
+        r.add_post("/ui/login", self.login)
+        r.add_post("/ui/logout", self.logout)
+        r.add_get("/ui/static/{name}", self.static)
+        r.add_get("/ui/events", self.events)
+        r.add_get("/ui/events/{id}", self.event)
+        r.add_get("/ui/dead", self.dead)
+        r.add_post("/ui/replay", self.replay)
+        r.add_get("/ui/destinations", self.destinations)
+        r.add_post("/ui/destinations/{name}/{action}", self.pause_resume)
+        r.add_get("/ui/rejections", self.rejections)
+
+    async def home(self, request: web.Request) -> web.Response:
+        return _redirect("/ui/")
+
+    # -- pages -----------------------------------------------------------------------------
+
+    def render(
+        self, request: web.Request, template: str, title: str, current: str, **context: Any
+    ) -> web.Response:
+        html = self._templates.get_template(template).render(
+            title=title,
+            current=current,
+            csrf=self.csrf(request),
+            done=request.query.get("done"),
+            **context,
+        )
+        return web.Response(text=html, content_type="text/html", headers=_no_store())
+
+    async def login_form(self, request: web.Request) -> web.Response:
+        error = request.query.get("error")
+        if not self._private(request):
+            error = INSECURE
+        html = self._templates.get_template("login.html").render(
+            error=error, next=_local_path(request.query.get("next"))
+        )
+        return web.Response(text=html, content_type="text/html", headers=_no_store())
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        back = _local_path(str(form.get("next", "")))
+        if not self._private(request):
+            return _redirect("/ui/login?" + urlencode({"error": INSECURE}))
+        given = str(form.get("token", "")).encode()
+        if not hmac.compare_digest(given, self._token):
+            # Wrong: answered later each time (per address); a right token never waits.
+            await asyncio.sleep(self._throttle.wrong(request.remote or "-", time.monotonic()))
+            retry = {"error": "That token is not right.", "next": back}
+            return _redirect("/ui/login?" + urlencode(retry))
+        response = _redirect(back)
+        response.set_cookie(
+            COOKIE,
+            self._sessions.open(time.time()),
+            max_age=SESSION_SECONDS,
+            path="/ui",
+            secure=self._over_tls(request),
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        self._sessions.close(request.cookies.get(COOKIE))
+        response = _redirect("/ui/login")
+        response.del_cookie(COOKIE, path="/ui")
+        return response
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        types = {"style.css": "text/css", "app.js": "text/javascript"}
+        if name not in types:
+            raise web.HTTPNotFound()
+        text = resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
+        return web.Response(
+            text=text, content_type=types[name], headers={"Cache-Control": "max-age=300"}
+        )
+
+    async def overview(self, request: web.Request) -> web.Response:
+        stats = await self._surface.read(lambda r: r.stats())
+        chart = await self._surface.read(lambda r: r.last_hour())
+        names = sorted(set(self._surface.sources()) | set(stats["sources"]))
+        sources = [
+            {
+                "name": name,
+                "events": stats["sources"].get(name, {}).get("events_last_hour", 0),
+                "rejected": stats["sources"].get(name, {}).get("rejected_last_hour", 0),
+                "duplicates": self._surface.duplicates(name),
+            }
+            for name in names
+        ]
+        destinations = []
+        for view in self._surface.destinations():
+            d = stats["destinations"].get(view.name, {})
+            state = "paused" if view.paused else ("trouble" if view.circuit == "open" else "ok")
+            destinations.append(
+                {
+                    "name": view.name,
+                    "state": state,
+                    "delivered": d.get("delivered_last_hour", 0),
+                    "pending": d.get("pending", 0),
+                    "dead": d.get("dead", 0),
+                    "paused": view.paused is not None,
+                    "circuit": view.circuit or "-",
+                    "oldest": d.get("oldest_pending_seconds"),
+                }
+            )
+        context = {"sources": sources, "destinations": destinations, "chart": _chart(chart)}
+        if request.query.get("fragment"):
+            html = self._templates.get_template("_overview.html").render(**context)
+            return web.Response(text=html, content_type="text/html", headers=_no_store())
+        return self.render(request, "overview.html", "Overview", "/ui/", **context)
+
+    async def events(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            f = EventFilter(
+                source=q.get("source") or None,
+                event_type=q.get("type") or None,
+                status=q.get("status") or None,
+                since=since_to_time(q.get("since") or None),
+                text=q.get("q") or None,
+                before=q.get("before") or None,
+                limit=PAGE,
+            )
+            rows = await self._surface.read(lambda r: r.events(f))
+            problem = None
+        except ValueError as exc:
+            rows, problem = [], str(exc)
+        older = None
+        if len(rows) == PAGE:
+            older = urlencode(
+                {k: v for k, v in q.items() if k != "before"} | {"before": rows[-1]["id"]}
+            )
+        form = {k: q.get(k, "") for k in ("source", "type", "status", "since", "q")}
+        return self.render(
+            request,
+            "events.html",
+            "Events",
+            "/ui/events",
+            q=form,
+            statuses=("", *STATUSES),
+            rows=rows,
+            problem=problem,
+            older=older,
+        )
+
+    async def event(self, request: web.Request) -> web.Response:
+        event_id = request.match_info["id"]
+        ev = await self._surface.read(lambda r: r.event(event_id))
+        if ev is None:
+            raise web.HTTPNotFound(text=f"no event {event_id}")
+        if ev["encoding"] == "json":
+            body = json.dumps(ev["body"], indent=2, ensure_ascii=False)
+        else:
+            body = str(ev["body"])
+        return self.render(request, "event.html", ev["id"], "/ui/events", ev=ev, body=body)
+
+    async def dead(self, request: web.Request) -> web.Response:
+        q = request.query
+        f = DeadFilter(destination=q.get("destination") or None, error=q.get("error") or None)
+        groups = await self._surface.read(lambda r: r.dead_groups())
+        rows = await self._surface.read(lambda r: r.dead(f, 200))
+        return self.render(
+            request, "dead.html", "Dead letters", "/ui/dead", groups=groups, rows=rows
+        )
+
+    async def replay(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        ids = tuple(int(str(v)) for v in form.getall("delivery", []) if str(v).isdigit())
+        back = str(form.get("back", "/ui/dead"))
+        if not back.startswith("/ui/"):
+            back = "/ui/dead"
+        if ids:
+            count = await self._surface.replay(DeadFilter(include_replayed=True, deliveries=ids))
+        else:
+            destination = str(form.get("destination", "")) or None
+            if destination is None:
+                return _redirect(back + "?" + urlencode({"done": "Nothing selected."}))
+            error = str(form.get("error", "")) or None
+            f = DeadFilter(destination=destination, error=error, exact_error=True)
+            count = await self._surface.replay(f)
+        message = f"Replayed {count} deliver{'y' if count == 1 else 'ies'}."
+        return _redirect(back + "?" + urlencode({"done": message}))
+
+    async def destinations(self, request: web.Request) -> web.Response:
+        stats = await self._surface.read(lambda r: r.stats())
+        cards = []
+        for view in self._surface.destinations():
+            d, s = view.config, stats["destinations"].get(view.name, {})
+            retry = d.retry
+            schedule = ", ".join(f"{x:g}s" for x in retry.schedule) or (
+                f"exponential {retry.base:g}s, factor {retry.factor:g}, up to {retry.cap:g}s"
+            )
+            limit = d.rate_limit
+            cards.append(
+                {
+                    "name": view.name,
+                    "url": d.url,
+                    "paused": view.paused,
+                    "circuit": view.circuit,
+                    "pending": s.get("pending", 0),
+                    "dead": s.get("dead", 0),
+                    "concurrency": d.max_concurrency,
+                    "rate_limit": f"{limit.rate:g}/s, burst {limit.burst}" if limit else "none",
+                    "retries": (
+                        f"{retry.max_attempts} attempts, {schedule}, max age {retry.max_age:g}s"
+                    ),
+                    "ordering": d.ordering,
+                    "signed": d.signing_secret is not None,
+                    "action": "resume" if view.paused else "pause",
+                }
+            )
+        return self.render(
+            request, "destinations.html", "Destinations", "/ui/destinations", destinations=cards
+        )
+
+    async def pause_resume(self, request: web.Request) -> web.Response:
+        name, action = request.match_info["name"], request.match_info["action"]
+        if action == "pause":
+            found = await self._surface.pause(name, "paused from the console")
+        elif action == "resume":
+            found = await self._surface.resume(name)
+        else:
+            found = False
+        if not found:
+            raise web.HTTPNotFound()
+        done = f"{name} {'paused' if action == 'pause' else 'resumed'}."
+        return _redirect("/ui/destinations?" + urlencode({"done": done}))
+
+    async def rejections(self, request: web.Request) -> web.Response:
+        rows = await self._surface.read(lambda r: r.rejections(None, 200))
+        return self.render(request, "rejections.html", "Rejections", "/ui/rejections", rows=rows)
+
+
+def _no_store() -> dict[str, str]:
+    return {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+    }
+
+
+def _unix(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and isinstance(transport.get_extra_info("sockname"), str)
+
+
+def _local_path(path: str | None) -> str:
+    """Where to go after sign-in: a console page, never another site."""
+    if path and path.startswith("/ui/") and not path.startswith("//"):
+        return path
+    return "/ui/"
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _chart(data: dict[str, list[float]]) -> dict[str, Any]:
+    """The geometry of the overview's two small SVG charts: events per minute (bars) and
+    p95 received → delivered (a line); the template draws them."""
+    width, height = 600, 120
+    events, p95 = data["events"], data["p95"]
+    top = max(events) or 1.0
+    step = width / len(events)
+    bars = [
+        {
+            "x": f"{i * step:.1f}",
+            "y": f"{height - v / top * height:.1f}",
+            "w": f"{step - 1:.1f}",
+            "h": f"{v / top * height:.1f}",
+        }
+        for i, v in enumerate(events)
+        if v
+    ]
+    slowest = max(p95) or 1.0
+    line_step = width / (len(p95) - 1)
+    points = " ".join(
+        f"{i * line_step:.1f},{height - v / slowest * height:.1f}" for i, v in enumerate(p95)
+    )
+    return {
+        "width": width,
+        "height": height,
+        "bars": bars,
+        "events_peak": f"{top:g}",
+        "points": points,
+        "latency_peak": f"{slowest * 1000:.0f} ms" if slowest < 10 else f"{slowest:.0f} s",
+    }

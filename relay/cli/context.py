@@ -1,0 +1,134 @@
+"""What the operator's commands need: the config's database path and admin API, and a
+client for that API.
+
+No source secret is resolved, so an operator can run the commands without the relay's
+credentials. Read commands open the database read-only (``relay.store.open_reader``) and
+work whether or not relay runs; commands that change something ask the running relay
+through its admin API, so its scheduler acts at once (exit 3 when it is not running).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relay.errors import RelayError
+from relay.store import Reader, open_reader
+
+NOT_RUNNING = 3
+NOT_FOUND = 4
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the commands need from the config: no source secrets are resolved, so an
+    operator can run them without the relay's credentials."""
+
+    config: str
+    database: Path
+    admin_listen: str
+    admin_token: str | None
+
+
+def load_context(config: str, database: str | None) -> Context:
+    from relay.config import AdminConfig
+
+    try:
+        data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if database is None:
+            raise RelayError(
+                f"{config}: no such file; pass --config PATH (or --db PATH for reads)"
+            ) from None
+        data = {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RelayError(f"{config}: cannot read it ({exc})") from None
+    path = (
+        database
+        or os.environ.get("RELAY_STORAGE__PATH")
+        or data.get("storage", {}).get("path", "relay.db")
+    )
+    admin = data.get("admin", {})
+    listen = os.environ.get("RELAY_ADMIN__LISTEN") or admin.get("listen", "127.0.0.1:8081")
+    token: str | None = None
+    raw_token = os.environ.get("RELAY_ADMIN__TOKEN") or admin.get("token")
+    if raw_token:
+        try:
+            resolved = AdminConfig.model_validate({"listen": listen, "token": raw_token}).token
+        except ValueError as exc:
+            raise RelayError(f"admin.token: {exc}") from None
+        token = resolved.value if resolved is not None else None
+    return Context(config, Path(path), listen, token)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except OSError:
+            sock.close()  # nothing listens there: do not leak the socket
+            raise
+        self.sock = sock
+
+
+class NotRunning(RelayError):
+    pass
+
+
+def admin_call(ctx: Context, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    if ctx.admin_token is None:
+        raise RelayError(
+            f"{ctx.config}: [admin] token is not set, so relay has no admin API to ask; set "
+            "one (and restart relay) to use this command"
+        )
+    listen = ctx.admin_listen
+    conn: http.client.HTTPConnection
+    if listen.startswith("unix:"):
+        conn = _UnixConnection(listen[5:], timeout=30)
+    else:
+        host, _, port = listen.rpartition(":")
+        conn = http.client.HTTPConnection(host.strip("[]") or "127.0.0.1", int(port), timeout=30)
+    headers = {"Authorization": f"Bearer {ctx.admin_token}", "Content-Type": "application/json"}
+    try:
+        conn.request(
+            method, path, body=json.dumps(body) if body is not None else None, headers=headers
+        )
+        response = conn.getresponse()
+        raw = response.read()
+    except (ConnectionRefusedError, FileNotFoundError):
+        raise NotRunning(
+            f"relay is not running (nothing answers on {listen}); start it, then run this again"
+        ) from None
+    except OSError as exc:
+        raise NotRunning(f"cannot reach relay's admin API on {listen}: {exc}") from None
+    finally:
+        conn.close()
+    if response.status == 401:
+        raise RelayError(f"relay refused the admin token from {ctx.config} (401)")
+    try:
+        return response.status, json.loads(raw)
+    except ValueError:
+        return response.status, raw.decode("utf-8", "replace")
+
+
+@contextmanager
+def database(ctx: Context) -> Iterator[Reader]:
+    """People's reads on the config's database, read-only."""
+    if not ctx.database.exists():
+        raise RelayError(f"{ctx.database}: no database here (storage.path in {ctx.config})")
+    with open_reader(ctx.database) as reader:
+        yield reader

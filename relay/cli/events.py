@@ -1,0 +1,128 @@
+"""``relay events``, ``relay show``, ``relay tail``: what came in."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from relay.cli.context import NOT_FOUND, Context, database
+from relay.cli.output import WIDTH, emit, table, when
+from relay.store import STATUSES, EventFilter, since_to_time
+
+
+def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
+    f = EventFilter(
+        source=args.source,
+        event_type=args.type,
+        status=args.status,
+        since=since_to_time(args.since),
+        until=since_to_time(args.until),
+        key=args.key,
+        text=args.search,
+        before=args.before,
+        limit=args.limit,
+    )
+    with database(ctx) as reader:
+        rows = reader.events(f)
+    text = table(
+        [
+            (
+                r["id"],
+                when(r["received_at"]),
+                r["source"],
+                r["event_type"],
+                " ".join(f"{d}:{s}" for d, s in r["deliveries"].items()) or "unrouted",
+            )
+            for r in rows
+        ],
+        ("ID", "RECEIVED (UTC)", "SOURCE", "TYPE", "DELIVERIES"),
+    )
+    emit(args, rows, text)
+    return 0
+
+
+def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    with database(ctx) as reader:
+        event = reader.event(args.id)
+    if event is None:
+        print(f"relay: no event {args.id}", file=sys.stderr)
+        return NOT_FOUND
+    lines = [
+        f"event     {event['id']}",
+        f"source    {event['source']}",
+        f"type      {event['event_type'] or '-'}",
+        f"key       {event['idempotency_key'] or '-'}",
+        f"received  {when(event['received_at'])} UTC from {event['remote_addr'] or '-'}",
+        "",
+        "headers:",
+        *(f"  {k}: {v}" for k, v in event["headers"]),
+        "",
+        f"body ({event['encoding']}):",
+    ]
+    body = event["body"]
+    lines += (json.dumps(body, indent=2) if event["encoding"] == "json" else str(body)).splitlines()
+    for d in event["deliveries"]:
+        replay = f" (replay of {d['replay_of']})" if d["replay_of"] else ""
+        lines += ["", f"delivery {d['id']} → {d['destination']}: {d['state']}{replay}"]
+        for a in d["history"]:
+            status = a["status"] if a["status"] is not None else "-"
+            error = f"  {a['error']}" if a["error"] else ""
+            lines.append(
+                f"  #{a['number']} {when(a['started_at'])} {status} {a['duration_ms']:.0f} ms "
+                f"{a['outcome']}{error}"[:WIDTH]
+            )
+    emit(args, event, "\n".join(lines))
+    return 0
+
+
+def cmd_tail(ctx: Context, args: argparse.Namespace) -> int:
+    """Print events as they arrive (polls the file read-only; Ctrl-C stops)."""
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    printed = 0
+    with database(ctx) as reader:
+        last = reader.latest_event_id()
+        print("relay: following new events (Ctrl-C stops)", file=sys.stderr, flush=True)
+        while deadline is None or time.monotonic() < deadline:
+            for r in reader.events_after(last, args.source, 500):
+                last = r["id"]
+                if args.json:
+                    print(json.dumps(r), flush=True)
+                else:
+                    line = (
+                        f"{when(r['received_at'])}  {r['id']}  {r['source']}  "
+                        f"{r['event_type'] or '-'}  {r['idempotency_key'] or '-'}"
+                    )
+                    print(line[:WIDTH], flush=True)
+                printed += 1
+                if args.count and printed >= args.count:
+                    return 0
+            time.sleep(args.interval)
+    return 0
+
+
+def add(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("events", parents=[common], help="list and search events, newest first")
+    p.add_argument("--source")
+    p.add_argument("--type", help="event type glob, e.g. 'invoice.*'")
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--since", help="a duration ago (2h) or a time")
+    p.add_argument("--until")
+    p.add_argument("--key", help="idempotency key")
+    p.add_argument("--search", metavar="TEXT", help="text in the body")
+    p.add_argument("--before", metavar="ID", help="page: events older than this id")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(command_run=cmd_events)
+
+    p = sub.add_parser("show", parents=[common], help="one event: headers, body, attempts")
+    p.add_argument("id", metavar="ID")
+    p.set_defaults(command_run=cmd_show)
+
+    p = sub.add_parser("tail", parents=[common], help="follow new events as they arrive")
+    p.add_argument("--source")
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between looks")
+    p.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")
+    p.add_argument("--timeout", type=float, default=0.0, help="stop after seconds (0: never)")
+    p.set_defaults(command_run=cmd_tail)

@@ -1,0 +1,137 @@
+"""What a lane does next, as pure functions: ``plan(state, now, clock) -> Sleep | Claim``.
+
+A lane (``relay.scheduler.lane``) delivers one destination's events. Each time it wakes it
+looks at what it knows and either claims due deliveries or sleeps, until a timer or until
+something wakes it. That decision lives here, with no I/O and the clocks passed in, so it
+is tested as a table (``tests/test_plan.py``), like ``retry``, ``circuit`` and
+``ratelimit``.
+
+``Knowledge`` is what a lane knows of its queue in the database, kept up to date by what
+it does, so that a finishing attempt costs no claim and no query when nothing can be due
+(at moderate rates those were most of its SQL). When in doubt (after an error, a resume)
+it forgets, and the next step asks the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REFILL_WAIT = 0.005  # longest a busy lane waits for more free slots before claiming a few
+
+
+class Knowledge:
+    """What a lane knows of its queue. Plain bookkeeping, no I/O."""
+
+    def __init__(self) -> None:
+        self.news = True  # deliveries were added (or may have been) since the last claim
+        self.backlog = True  # the last claim took all it asked for: more may be due
+        self.timer: float | None = None  # when the next retry (or stale lease) is due
+        self.timer_known = False  # False: ask the database
+        self.rearm = False  # the timer moved earlier since the lane last looked
+        self._noted: float | None = None  # retries recorded while the timer was asked for
+        self._epoch = 0  # bumped by forget(), so an answer asked before it is not trusted
+
+    def has_work(self, now: float) -> bool:
+        """Whether a claim now could find something, as far as the lane knows."""
+        timer = self.timer
+        return (
+            self.news
+            or self.backlog
+            or not self.timer_known
+            or (timer is not None and timer <= now)
+        )
+
+    def wake_for(self, now: float) -> bool:
+        """Whether a finished attempt (or a freed slot) should wake the sleeping lane."""
+        return self.rearm or self.has_work(now)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is known to be waiting: new deliveries may be handed over directly."""
+        return not self.news and not self.backlog
+
+    def notify(self) -> None:
+        """Deliveries were committed for this destination."""
+        self.news = True
+
+    def forget(self) -> None:
+        """After anything unexpected, trust the database, not this bookkeeping."""
+        self.news, self.timer_known = True, False
+        self._epoch += 1
+
+    def claiming(self, due: bool) -> None:
+        """A claim is about to run (a notify while it runs must count as news again)."""
+        self.news = False
+        if due:
+            self.timer_known = False  # it takes what was due; what is next is unknown
+
+    def claimed(self, got: int, asked: int) -> None:
+        self.backlog = got == asked
+
+    def asking(self) -> int:
+        """The lane asks the database for its next due time; pass the token to answer()."""
+        self._noted = None
+        return self._epoch
+
+    def answer(self, token: int, timer: float | None) -> None:
+        """The database's answer; a retry recorded meanwhile may be earlier."""
+        noted = self._noted
+        if noted is not None and (timer is None or noted < timer):
+            timer = noted
+        self.timer, self.timer_known = timer, token == self._epoch
+
+    def retry_at(self, when: float) -> None:
+        """The lane recorded a retry due at ``when``: its timer must not sleep past it."""
+        if self._noted is None or when < self._noted:
+            self._noted = when
+        if self.timer_known and (self.timer is None or when < self.timer):
+            self.timer = when
+            self.rearm = True  # the lane may be asleep until a later time
+
+
+@dataclass(frozen=True, slots=True)
+class LaneState:
+    """What the plan looks at, gathered by the lane just before it decides."""
+
+    paused: bool
+    free: int  # concurrency slots free
+    sending: int  # attempts waiting for the receiver
+    refill_at: int  # under load, wait to claim until this many slots are free
+    allowance: int | None  # what the circuit breaker allows now (None: no limit)
+    circuit_wait: float | None  # with allowance 0: seconds until it may allow again
+    known: Knowledge
+    hold_until: float | None  # a batching wait in progress, on the monotonic clock
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float | None  # None: until something wakes the lane
+    hold_until: float | None  # the batching wait to remember
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    limit: int
+    due: bool  # the lane's timer had come: the claim takes what was due
+
+
+def plan(s: LaneState, now: float, clock: float) -> Sleep | Claim:
+    """``now``: wall-clock seconds (due times are stored so); ``clock``: monotonic."""
+    if s.paused or s.free <= 0:
+        return Sleep(None, s.hold_until)  # resume(), or a finishing attempt, wakes it
+    free = s.free
+    if s.allowance is not None:
+        if s.allowance == 0:  # open, or a probe is out: deliveries wait, spending nothing
+            return Sleep(s.circuit_wait or None, s.hold_until)
+        free = min(free, s.allowance)
+    known = s.known
+    if not known.has_work(now):  # a claim would find nothing
+        timer = known.timer
+        return Sleep(None if timer is None else timer - now, s.hold_until)
+    if s.sending and free < s.refill_at:
+        # Under load, claim in batches: one claim query per few deliveries, not per one.
+        hold = s.hold_until if s.hold_until is not None else clock + REFILL_WAIT
+        if clock < hold:
+            return Sleep(hold - clock, hold)
+    timer = known.timer
+    return Claim(free, due=timer is not None and timer <= now)

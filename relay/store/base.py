@@ -1,0 +1,197 @@
+"""The storage contract: every operation relay asks of a database, and what each means.
+
+A store keeps events, their deliveries and attempts, rejections and paused destinations.
+The rest of relay calls these operations and gets records back (``relay.store.records``);
+no module outside ``relay.store`` holds a SQL statement. SQLite (``relay.store.sqlite``) is
+the first implementation; ``tests/store/`` is the contract suite every implementation must
+pass, parametrised by backend.
+
+Two sides:
+
+``Store``, owned by the running relay: the hot paths (ingest, claim, record) and the
+changes an operator asks for (replay, pause, prune). Writes are durable when their call
+returns; an ``ingest`` that returns has committed its event.
+
+``Reader``, a read-only view for people: the CLI opens one on the database file whether or
+not relay runs, and the admin API and console run one per request in a thread
+(``Store.read``), so a slow search never holds up ingest or delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from relay.store.records import (
+    AttemptRecord,
+    Claim,
+    DeadFilter,
+    EventFilter,
+    EventPayload,
+    Gauges,
+    NewEvent,
+    Rejection,
+    Stored,
+)
+
+T = TypeVar("T")
+
+
+class HandOff(Protocol):
+    """The scheduler's side of handing deliveries over at commit: an idle lane takes the
+    deliveries of a batch as they are stored, already leased, saving a claim each."""
+
+    def offer(self, wanted: Mapping[str, int]) -> dict[str, tuple[int, float]]:
+        """Slots idle lanes reserve for this many new deliveries each: {name: (count,
+        lease seconds)}."""
+        ...
+
+    def take(self, leased: Mapping[str, list[Claim]], payloads: Mapping[str, EventPayload]) -> None:
+        """The outcome of the last offer: the deliveries stored leased (perhaps none: the
+        transaction failed, or the events were duplicates); unused slots are freed."""
+        ...
+
+
+class Reader(Protocol):
+    """Reads for people. Every list is bounded (``records.MAX_LIMIT``) and paged by keyset."""
+
+    def events(self, f: EventFilter) -> list[dict[str, Any]]:
+        """Events matching ``f``, newest first: id, source, received_at, event_type,
+        idempotency_key, body_bytes and {destination: state} of their deliveries."""
+        ...
+
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        """One event with its headers (secret ones redacted), body, and every delivery
+        with its attempts; None if there is no such event."""
+        ...
+
+    def events_after(self, after: str, source: str | None, limit: int) -> list[dict[str, Any]]:
+        """Events with an id greater than ``after``, oldest first (``relay tail``)."""
+        ...
+
+    def latest_event_id(self) -> str:
+        """The newest event's id, '' when there is none."""
+        ...
+
+    def dead(self, f: DeadFilter, limit: int = 50) -> list[dict[str, Any]]:
+        """Dead deliveries matching ``f``, newest first."""
+        ...
+
+    def count_dead(self, f: DeadFilter) -> int: ...
+
+    def dead_by_destination(self, f: DeadFilter) -> dict[str, int]:
+        """How many dead deliveries match ``f``, per destination."""
+        ...
+
+    def dead_groups(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead deliveries not yet replayed, grouped by destination and last error, largest
+        group first: destination, error, count."""
+        ...
+
+    def stats(self, now: float | None = None) -> dict[str, Any]:
+        """Per source: events and rejections in the last hour; per destination: pending,
+        dead (not replayed), delivered in the last hour, oldest pending, paused."""
+        ...
+
+    def rejections(self, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest refused requests (headers redacted when they were stored)."""
+        ...
+
+    def last_hour(self, now: float | None = None) -> dict[str, list[float]]:
+        """Per minute over the last hour: events received, p95 received → delivered."""
+        ...
+
+    def backup(self, target: Path) -> int:
+        """A consistent copy of the whole database at ``target``; its size in bytes."""
+        ...
+
+
+class Store(Protocol):
+    """The running relay's database. See the module docstring."""
+
+    released: int  # leases of an earlier process released when it was opened
+    hand_off: HandOff | None  # set by the app: who takes deliveries at commit
+
+    def start(self) -> None:
+        """Begin taking writes (the writer's loop)."""
+        ...
+
+    async def close(self) -> None:
+        """Commit what is queued, then close; the store may be opened again after."""
+        ...
+
+    @property
+    def healthy(self) -> bool:
+        """Whether commits complete, as far as the store knows without trying."""
+        ...
+
+    async def check(self, wait: float) -> str | None:
+        """Try a commit and wait up to ``wait`` seconds: None if it worked, else why not."""
+        ...
+
+    def add_listener(self, listener: Callable[[set[str]], None]) -> None:
+        """Called after each commit with the destinations that got new deliveries to claim."""
+        ...
+
+    # -- the hot paths -----------------------------------------------------------------------
+
+    async def ingest(self, event: NewEvent) -> Stored:
+        """Store an event and one pending delivery per destination, atomically; return once
+        committed. A duplicate (same source and idempotency key) stores nothing and names
+        the original. StorageUnavailable if it could not be committed."""
+        ...
+
+    def note_rejection(self, rejection: Rejection) -> None:
+        """Keep a refused request (bounded; nobody waits for it)."""
+        ...
+
+    async def claim(self, destination: str, now: float, limit: int, lease: float) -> list[Claim]:
+        """Lease up to ``limit`` due deliveries of a destination for ``lease`` seconds,
+        oldest due first; an ordered delivery waits while an earlier one of its key is
+        pending; an expired lease is taken again (at least once)."""
+        ...
+
+    async def record(self, record: AttemptRecord) -> None:
+        """Store an attempt and its delivery's new state; the lease ends."""
+        ...
+
+    async def next_due(self, destination: str) -> float | None:
+        """When the destination next has work (a retry, or a lease that ends)."""
+        ...
+
+    async def load_events(self, event_ids: list[str]) -> dict[str, EventPayload]:
+        """What deliveries of these events send; missing ids are absent from the result."""
+        ...
+
+    async def pending_count(self, destination: str) -> int: ...
+
+    # -- operators' changes ------------------------------------------------------------------
+
+    async def paused_destinations(self) -> dict[str, str | None]:
+        """Destinations paused in the database, with why."""
+        ...
+
+    async def set_paused(self, destination: str, paused: bool, reason: str | None) -> None: ...
+
+    async def replay(self, f: DeadFilter, now: float) -> dict[str, int]:
+        """A new pending delivery for every dead delivery matching ``f``, pointing back at
+        it (the dead one stays as history); returns how many, per destination."""
+        ...
+
+    async def prune(self, kind: str, before: float, limit: int, now: float) -> int:
+        """One bounded batch of retention; ``kind``: 'delivered' (events delivered
+        everywhere or routed nowhere), 'dead' (with a dead delivery and none pending),
+        'rejections', 'redacted' (empty the bodies of delivered events). Events go with
+        their deliveries and attempts. Returns the rows changed."""
+        ...
+
+    async def gauges(self) -> Gauges: ...
+
+    def size(self) -> tuple[int, int]:
+        """Bytes on disk: (database, write-ahead log)."""
+        ...
+
+    async def read(self, work: Callable[[Reader], T]) -> T:
+        """Run ``work`` on a fresh Reader in a thread."""
+        ...

@@ -1,0 +1,165 @@
+"""What crosses the storage boundary: records in and out, and the filters that select them.
+
+Plain values, no SQL: the rest of relay builds these and hands them to a store
+(``relay.store.base``), which decides how to find or keep them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from relay.configtypes import parse_duration
+from relay.verify.timestamps import parse_instant
+
+STATUSES = ("pending", "delivered", "dead", "unrouted")
+MAX_LIMIT = 1000  # the most rows one list read returns
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """A verified request, ready to be stored with one delivery per destination."""
+
+    id: str
+    source: str
+    received_at: float
+    idempotency_key: str | None
+    event_type: str | None
+    content_type: str | None
+    remote_addr: str | None
+    headers: str  # JSON array of [name, value]
+    body: bytes
+    destinations: tuple[str, ...]
+    occurred_at: float | None = None
+    ordering_keys: tuple[str | None, ...] = ()  # per destination; empty: none ordered
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A request a source refused: kept (bounded) so an operator can see why."""
+
+    at: float
+    source: str
+    status: int
+    reason: str
+    remote_addr: str | None
+    method: str
+    headers: str  # JSON array of [name, value], secrets already redacted
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What ingest committed: the event's id, or the original's id for a duplicate."""
+
+    event_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery leased to this process for one attempt."""
+
+    id: int
+    event_id: str
+    attempt: int  # this attempt's number, 1-based
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """The result of one attempt and what it means for its delivery."""
+
+    delivery_id: int
+    number: int
+    started_at: float
+    duration_ms: float
+    status: int | None
+    error: str | None
+    response_excerpt: str | None
+    state: str  # 'pending' (retry later), 'delivered' or 'dead'
+    next_attempt_at: float
+    finished_at: float
+
+    @property
+    def outcome(self) -> str:
+        return "retry" if self.state == "pending" else self.state
+
+
+@dataclass(frozen=True, slots=True)
+class EventPayload:
+    """What a delivery sends: the stored request."""
+
+    id: str
+    source: str
+    content_type: str | None
+    headers: str
+    body: bytes
+
+    @classmethod
+    def of(cls, event: NewEvent) -> EventPayload:
+        return cls(event.id, event.source, event.content_type, event.headers, event.body)
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """The backlog per destination, for the metrics."""
+
+    pending: dict[str, tuple[int, float]] = field(default_factory=dict)  # count, oldest
+    dead: dict[str, int] = field(default_factory=dict)  # dead and not replayed
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a list shows, newest first, paged by keyset (``before`` an id)."""
+
+    source: str | None = None
+    event_type: str | None = None  # a glob: invoice.*
+    status: str | None = None  # pending | delivered | dead | unrouted
+    since: float | None = None
+    until: float | None = None
+    key: str | None = None
+    text: str | None = None  # searched in the body
+    before: str | None = None  # keyset: events older than this id
+    limit: int = 50
+
+    def __post_init__(self) -> None:
+        if self.status and self.status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+
+
+@dataclass(frozen=True)
+class DeadFilter:
+    """Which dead deliveries: those not replayed yet, unless ``include_replayed``.
+
+    ``error`` is text found in the last error, or with ``exact_error`` the whole last
+    error (None then means "no error recorded"). ``deliveries`` and ``event`` narrow it to
+    given deliveries or one event's.
+    """
+
+    destination: str | None = None
+    source: str | None = None
+    event_type: str | None = None  # a glob
+    since: float | None = None  # died at or after
+    until: float | None = None
+    error: str | None = None
+    exact_error: bool = False
+    include_replayed: bool = False
+    deliveries: tuple[int, ...] = ()
+    event: str | None = None
+
+
+def since_to_time(value: str | float | None, now: float | None = None) -> float | None:
+    """A time bound: Unix seconds, RFC 3339, or a duration ago (``"2h"``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    instant = parse_instant(value)
+    if instant is not None and instant > 1e8:  # a moment, not a number of seconds ago
+        return instant
+    try:
+        return (now if now is not None else time.time()) - parse_duration(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a time (Unix seconds, RFC 3339) or a duration like 2h"
+        ) from None

@@ -1,0 +1,291 @@
+"""The SQLite store: one writer that group-commits, readers beside it, WAL in between.
+
+``SqliteStore`` implements ``relay.store.base.Store``: ingest, claims and outcomes go
+through the single ``Writer`` (``writer.py``); the scheduler's short reads use one aiosqlite
+connection; people's reads (``reader.py``) run on a fresh read-only connection in a thread.
+Opening takes the database's lock file, migrates, and releases the leases of the previous
+process (``files.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import aiosqlite
+
+from relay import sql
+from relay.config import StorageConfig
+from relay.errors import StorageError
+from relay.store.base import HandOff, Reader
+from relay.store.records import (
+    AttemptRecord,
+    Claim,
+    DeadFilter,
+    EventPayload,
+    Gauges,
+    NewEvent,
+    Rejection,
+    Stored,
+)
+from relay.store.sqlite import clauses, files
+from relay.store.sqlite.files import migrate
+from relay.store.sqlite.reader import SqliteReader, read_only
+from relay.store.sqlite.writer import Writer
+
+T = TypeVar("T")
+
+__all__ = ["SqliteReader", "SqliteStore", "migrate", "read_only"]
+
+PRUNE = {
+    "delivered": "prune_delivered",
+    "dead": "prune_dead",
+    "rejections": "prune_rejections",
+    "redacted": "redact_delivered",
+}
+
+
+class RecentEvents:
+    """Payloads of events just committed, so their first delivery need not read them back.
+
+    Bounded in bytes; on a miss (evicted, or after a restart) the store reads SQLite, which
+    stays the only source of truth.
+    """
+
+    MAX_BYTES = 8 * 1024 * 1024
+    MAX_ONE = 256 * 1024
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, EventPayload] = OrderedDict()
+        self._bytes = 0
+
+    def add(self, event: NewEvent) -> None:
+        size = len(event.body) + len(event.headers)
+        if size > self.MAX_ONE:
+            return
+        self._items[event.id] = EventPayload.of(event)
+        self._bytes += size
+        while self._bytes > self.MAX_BYTES:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= len(old.body) + len(old.headers)
+
+    def get(self, event_id: str) -> EventPayload | None:
+        return self._items.get(event_id)
+
+
+class SqliteStore:
+    """See the module docstring and ``relay.store.base.Store``."""
+
+    def __init__(
+        self,
+        writer_db: sqlite3.Connection,
+        writer_thread: ThreadPoolExecutor,
+        reader_db: aiosqlite.Connection,
+        config: StorageConfig,
+        lock: int | None = None,
+        released: int = 0,
+    ) -> None:
+        self._lock = lock
+        self._wdb = writer_db
+        self._wthread = writer_thread
+        self._rdb = reader_db
+        self._listeners: list[Callable[[set[str]], None]] = []
+        self._recent = RecentEvents()
+        self._writer = Writer(
+            writer_db, writer_thread, config.max_batch, self._committed, config.keep_rejections
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._q = sql.queries()
+        self.path = config.path
+        self.released = released
+
+    @classmethod
+    async def open(cls, config: StorageConfig) -> SqliteStore:
+        """Open (creating if needed), lock, migrate; StorageError if impossible."""
+        path = config.path
+        files.create_private(path)
+        lock = files.lock_database(path)  # before anything is read or changed
+        loop = asyncio.get_running_loop()
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-writer")
+        try:
+            wdb, released = await loop.run_in_executor(thread, files.open_writer, path, config)
+            rdb = await aiosqlite.connect(path, isolation_level=None)
+            await rdb.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
+            await rdb.execute("PRAGMA query_only = ON")
+        except sqlite3.DatabaseError as exc:
+            thread.shutdown(wait=False)
+            os.close(lock)
+            raise StorageError(files.open_failure(path, exc)) from None
+        except BaseException:
+            thread.shutdown(wait=False)
+            os.close(lock)
+            raise
+        return cls(wdb, thread, rdb, config, lock, released)
+
+    @property
+    def hand_off(self) -> HandOff | None:
+        return self._writer.hand_off
+
+    @hand_off.setter
+    def hand_off(self, value: HandOff | None) -> None:
+        self._writer.hand_off = value
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._writer.run(), name="relay-writer")
+
+    def add_listener(self, listener: Callable[[set[str]], None]) -> None:
+        self._listeners.append(listener)
+
+    def _committed(self, events: list[NewEvent], woken: set[str]) -> None:
+        """After a commit: keep the new payloads at hand, and wake the lanes that have
+        new deliveries to claim (those handed over already have theirs)."""
+        for event in events:
+            if event.destinations:
+                self._recent.add(event)
+        if woken:
+            for listener in self._listeners:
+                listener(woken)
+
+    async def close(self) -> None:
+        """Commit what is queued, checkpoint the WAL, close, and release the lock."""
+        if self._task is not None:
+            self._writer.stop()
+            await self._task
+        await self._rdb.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._wthread, files.close_writer, self._wdb)
+        self._wthread.shutdown(wait=True)
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock: another relay may start now
+            self._lock = None
+
+    @property
+    def healthy(self) -> bool:
+        return self._writer.healthy and self._task is not None and not self._task.done()
+
+    @property
+    def last_error(self) -> str | None:
+        return self._writer.last_error
+
+    async def check(self, wait: float) -> str | None:
+        if self._task is None or self._task.done():
+            return "writer stopped"
+        return await self._writer.check(wait)
+
+    # -- the hot paths ---------------------------------------------------------------------
+
+    async def ingest(self, event: NewEvent) -> Stored:
+        return await self._writer.ingest(event)
+
+    def note_rejection(self, rejection: Rejection) -> None:
+        self._writer.note_rejection(rejection)
+
+    @property
+    def rejections_dropped(self) -> int:
+        return self._writer.rejections_dropped
+
+    async def claim(self, destination: str, now: float, limit: int, lease: float) -> list[Claim]:
+        return await self._writer.claim(destination, now, limit, lease)
+
+    async def record(self, record: AttemptRecord) -> None:
+        await self._writer.record(record)
+
+    async def next_due(self, destination: str) -> float | None:
+        params = {"destination": destination}
+        rows = list(await self._rdb.execute_fetchall(self._q["next_due"], params))
+        value = rows[0][0] if rows else None
+        return float(value) if value is not None else None
+
+    async def pending_count(self, destination: str) -> int:
+        rows = list(await self._rdb.execute_fetchall(self._q["pending_count"], (destination,)))
+        return int(rows[0][0])
+
+    async def load_events(self, event_ids: list[str]) -> dict[str, EventPayload]:
+        """The recent ones from memory, the rest in one read (a backlog drain would
+        otherwise pay one thread round trip per delivery)."""
+        found: dict[str, EventPayload] = {}
+        missing = []
+        for event_id in event_ids:
+            recent = self._recent.get(event_id)
+            if recent is not None:
+                found[event_id] = recent
+            else:
+                missing.append(event_id)
+        if missing:
+            params = {"ids": json.dumps(missing)}
+            for row in await self._rdb.execute_fetchall(self._q["payloads"], params):
+                found[row[0]] = EventPayload(*row)
+        return found
+
+    # -- operators' changes ----------------------------------------------------------------
+
+    async def paused_destinations(self) -> dict[str, str | None]:
+        rows = await self._rdb.execute_fetchall(self._q["destination_states"])
+        return {row[0]: row[3] for row in rows if row[1]}
+
+    async def set_paused(self, destination: str, paused: bool, reason: str | None) -> None:
+        now = time.time()
+        params = {
+            "destination": destination,
+            "paused": int(paused),
+            "paused_at": now if paused else None,
+            "reason": reason,
+            "now": now,
+        }
+        statement = self._q["set_paused"]
+        await self._writer.call(lambda db: db.execute(statement, params).rowcount)
+
+    async def replay(self, f: DeadFilter, now: float) -> dict[str, int]:
+        where, params = clauses.dead_where(f)
+        count_sql, insert_sql = clauses.dead_by_destination(where), clauses.replay(where)
+
+        def work(db: sqlite3.Connection) -> dict[str, int]:
+            # Counted and inserted in one transaction: the counts are what was replayed.
+            matched = {name: int(n) for name, n in db.execute(count_sql, params)}
+            if matched:
+                db.execute(insert_sql, [now, now, now, *params])
+            return matched
+
+        return await self._writer.call(work)
+
+    async def prune(self, kind: str, before: float, limit: int, now: float) -> int:
+        statement = self._q[PRUNE[kind]]
+        params = {"before": before, "batch": limit, "now": now}
+        return await self._writer.call(lambda db: db.execute(statement, params).rowcount)
+
+    async def gauges(self) -> Gauges:
+        pending = await self._rdb.execute_fetchall(self._q["gauges_pending"])
+        dead = await self._rdb.execute_fetchall(self._q["gauges_dead"])
+        return Gauges(
+            {r[0]: (int(r[1]), float(r[2])) for r in pending}, {r[0]: int(r[1]) for r in dead}
+        )
+
+    def size(self) -> tuple[int, int]:
+        return database_bytes(self.path)
+
+    async def read(self, work: Callable[[Reader], T]) -> T:
+        def run() -> T:
+            with read_only(self.path) as reader:
+                return work(reader)
+
+        return await asyncio.to_thread(run)
+
+
+def database_bytes(path: Path) -> tuple[int, int]:
+    """(database file, WAL file) sizes in bytes."""
+
+    def size(p: Path) -> int:
+        try:
+            return os.stat(p).st_size
+        except OSError:
+            return 0
+
+    return size(path), size(path.with_name(path.name + "-wal"))

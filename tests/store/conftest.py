@@ -1,0 +1,30 @@
+"""The contract suite's backends. A second backend (PostgreSQL) adds a parameter here and
+passes every test in this folder unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from relay.config import StorageConfig
+from relay.store import Store, open_store
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
+    config = StorageConfig(path=tmp_path / "relay.db")
+    opened = await open_store(config)
+    opened.start()
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -1,0 +1,362 @@
+"""What every store operation means (relay.store.base), run against each backend.
+
+These talk to the store alone: no HTTP, no scheduler. The clock is passed in wherever an
+operation takes one, so nothing here waits for time to pass.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from relay.config import StorageConfig
+from relay.errors import StorageError
+from relay.store import (
+    AttemptRecord,
+    DeadFilter,
+    EventFilter,
+    NewEvent,
+    Rejection,
+    Store,
+    open_reader,
+    open_store,
+)
+
+T0 = 1_700_000_000.0
+
+
+def event(
+    n: int,
+    destinations: tuple[str, ...] = ("a",),
+    key: str | None = None,
+    at: float = T0,
+    source: str = "s",
+    ordering: tuple[str | None, ...] = (),
+    event_type: str = "invoice.paid",
+    body: bytes | None = None,
+) -> NewEvent:
+    return NewEvent(
+        id=f"evt_{n:06d}",
+        source=source,
+        received_at=at + n,
+        idempotency_key=key,
+        event_type=event_type,
+        content_type="application/json",
+        remote_addr="127.0.0.1",
+        headers=json.dumps([["Content-Type", "application/json"]]),
+        body=body if body is not None else json.dumps({"n": n}).encode(),
+        destinations=destinations,
+        ordering_keys=ordering,
+    )
+
+
+def outcome(
+    claim_id: int, state: str, at: float, number: int = 1, retry_at: float = 0.0
+) -> AttemptRecord:
+    return AttemptRecord(
+        delivery_id=claim_id,
+        number=number,
+        started_at=at,
+        duration_ms=1.0,
+        status={"delivered": 200, "dead": 422, "pending": 503}[state],
+        error=None if state == "delivered" else f"HTTP {422 if state == 'dead' else 503}",
+        response_excerpt="ok",
+        state=state,
+        next_attempt_at=retry_at or at,
+        finished_at=at,
+    )
+
+
+# -- ingest ----------------------------------------------------------------------------------
+
+
+async def test_ingest_stores_the_event_and_a_delivery_per_destination(store: Store) -> None:
+    stored = await store.ingest(event(1, ("a", "b")))
+    assert (stored.event_id, stored.duplicate) == ("evt_000001", False)
+    found = await store.read(lambda r: r.event("evt_000001"))
+    assert found is not None
+    assert sorted(d["destination"] for d in found["deliveries"]) == ["a", "b"]
+    assert found["body"] == {"n": 1}
+
+
+async def test_a_duplicate_key_names_the_original_and_adds_nothing(store: Store) -> None:
+    await store.ingest(event(1, key="k"))
+    again = await store.ingest(event(2, key="k"))
+    other_source = await store.ingest(event(3, key="k", source="t"))
+    assert (again.event_id, again.duplicate) == ("evt_000001", True)
+    assert other_source.duplicate is False  # keys are per source
+    assert await store.pending_count("a") == 2
+
+
+async def test_an_event_routed_nowhere_is_kept(store: Store) -> None:
+    await store.ingest(event(1, ()))
+    rows = await store.read(lambda r: r.events(EventFilter(status="unrouted")))
+    assert [r["id"] for r in rows] == ["evt_000001"]
+
+
+async def test_rejections_are_kept_bounded_and_readable(store: Store) -> None:
+    for n in range(3):
+        store.note_rejection(Rejection(T0 + n, "s", 401, f"bad {n}", "10.0.0.1", "POST", "[]"))
+    await store.ingest(event(1))  # the rejections share the next transaction
+    rows = await store.read(lambda r: r.rejections("s", 2))
+    assert [r["reason"] for r in rows] == ["bad 2", "bad 1"]
+
+
+# -- claims and outcomes ----------------------------------------------------------------------
+
+
+async def test_claim_leases_due_deliveries_oldest_first(store: Store) -> None:
+    for n in range(3):
+        await store.ingest(event(n))
+    first = await store.claim("a", T0 + 100, 2, lease=30)
+    assert [c.event_id for c in first] == ["evt_000000", "evt_000001"]
+    assert [c.attempt for c in first] == [1, 1]
+    rest = await store.claim("a", T0 + 100, 10, lease=30)
+    assert [c.event_id for c in rest] == ["evt_000002"]  # leased ones are not claimed again
+    assert await store.claim("b", T0 + 100, 10, lease=30) == []
+
+
+async def test_an_expired_lease_is_claimed_again(store: Store) -> None:
+    await store.ingest(event(1))
+    [claim] = await store.claim("a", T0 + 10, 1, lease=30)
+    assert await store.claim("a", T0 + 20, 1, lease=30) == []
+    [again] = await store.claim("a", T0 + 41, 1, lease=30)  # at least once
+    assert (again.id, again.attempt) == (claim.id, 2)
+
+
+async def test_outcomes_end_the_lease_and_set_the_state(store: Store) -> None:
+    for n in range(3):
+        await store.ingest(event(n))
+    claims = await store.claim("a", T0 + 10, 3, lease=30)
+    now = T0 + 11
+    await store.record(outcome(claims[0].id, "delivered", now))
+    await store.record(outcome(claims[1].id, "dead", now))
+    await store.record(outcome(claims[2].id, "pending", now, retry_at=now + 60))
+    assert await store.pending_count("a") == 1
+    assert await store.next_due("a") == now + 60
+    assert await store.claim("a", now + 59, 1, lease=30) == []
+    [retry] = await store.claim("a", now + 60, 1, lease=30)
+    assert (retry.id, retry.attempt) == (claims[2].id, 2)
+    history = await store.read(lambda r: r.event(claims[1].event_id))
+    assert history is not None
+    [delivery] = history["deliveries"]
+    assert (delivery["state"], delivery["history"][0]["status"]) == ("dead", 422)
+
+
+async def test_next_due_counts_a_lease_until_it_ends(store: Store) -> None:
+    await store.ingest(event(1))
+    assert await store.next_due("a") == T0 + 1
+    await store.claim("a", T0 + 5, 1, lease=30)
+    assert await store.next_due("a") == T0 + 35
+    assert await store.next_due("nowhere") is None
+
+
+async def test_ordered_deliveries_wait_for_the_earlier_one_of_their_key(store: Store) -> None:
+    await store.ingest(event(1, ordering=("s:k1",)))
+    await store.ingest(event(2, ordering=("s:k1",)))
+    await store.ingest(event(3, ordering=("s:k2",)))
+    claims = await store.claim("a", T0 + 10, 10, lease=30)
+    assert [c.event_id for c in claims] == ["evt_000001", "evt_000003"]
+    await store.record(outcome(claims[0].id, "delivered", T0 + 11))
+    [next_one] = await store.claim("a", T0 + 12, 10, lease=30)
+    assert next_one.event_id == "evt_000002"
+
+
+async def test_load_events_gives_what_a_delivery_sends(store: Store) -> None:
+    await store.ingest(event(1, body=b"\x00raw bytes\xff"))
+    found = await store.load_events(["evt_000001", "evt_missing"])
+    assert list(found) == ["evt_000001"]
+    payload = found["evt_000001"]
+    assert (payload.source, payload.body, payload.content_type) == (
+        "s",
+        b"\x00raw bytes\xff",
+        "application/json",
+    )
+
+
+# -- operators' changes -----------------------------------------------------------------------
+
+
+async def test_pauses_are_kept(store: Store) -> None:
+    await store.set_paused("a", True, "broken")
+    await store.set_paused("b", True, None)
+    await store.set_paused("b", False, None)
+    assert await store.paused_destinations() == {"a": "broken"}
+
+
+async def _dead(store: Store, n: int, destination: str = "a") -> int:
+    await store.ingest(event(n, (destination,)))
+    [claim] = await store.claim(destination, T0 + 100 + n, 1, lease=30)
+    await store.record(outcome(claim.id, "dead", T0 + 101 + n))
+    return claim.id
+
+
+async def test_replay_makes_one_new_delivery_per_dead_one_once(store: Store) -> None:
+    first = await _dead(store, 1)
+    await _dead(store, 2)
+    await _dead(store, 3, destination="b")
+    assert await store.replay(DeadFilter(destination="a"), T0 + 200) == {"a": 2}
+    assert await store.replay(DeadFilter(destination="a"), T0 + 201) == {}  # already replayed
+    assert await store.pending_count("a") == 2
+    assert await store.replay(DeadFilter(include_replayed=True, deliveries=(first,)), T0) == {
+        "a": 1
+    }
+    found = await store.read(lambda r: r.event("evt_000001"))
+    assert found is not None
+    assert [d["state"] for d in found["deliveries"]] == ["dead", "pending", "pending"]
+    assert found["deliveries"][1]["replay_of"] == first  # the dead one stays as history
+
+
+async def test_replay_by_event_and_by_exact_error(store: Store) -> None:
+    await _dead(store, 1)
+    await _dead(store, 2)
+    assert await store.replay(DeadFilter(event="evt_000002"), T0) == {"a": 1}
+    exact = DeadFilter(destination="a", error="HTTP 422", exact_error=True)
+    assert await store.replay(exact, T0) == {"a": 1}
+    assert await store.replay(DeadFilter(error="HTTP 4"), T0) == {}
+
+
+async def test_prune_removes_only_finished_events_in_bounded_batches(store: Store) -> None:
+    for n in range(5):
+        await store.ingest(event(n))
+    claims = await store.claim("a", T0 + 10, 3, lease=30)
+    for claim in claims:
+        await store.record(outcome(claim.id, "delivered", T0 + 11))
+    await store.ingest(event(9, ()))  # routed nowhere: finished too
+    assert await store.prune("delivered", T0 + 1_000, 2, T0 + 2_000) == 2
+    assert await store.prune("delivered", T0 + 1_000, 10, T0 + 2_000) == 2
+    assert await store.pending_count("a") == 2  # pending ones are never pruned
+    ids = await store.read(lambda r: [e["id"] for e in r.events(EventFilter())])
+    assert ids == ["evt_000004", "evt_000003"]
+
+
+async def test_prune_dead_rejections_and_redaction(store: Store) -> None:
+    await _dead(store, 1)
+    await store.ingest(event(2))
+    [claim] = await store.claim("a", T0 + 500, 1, lease=30)
+    await store.record(outcome(claim.id, "delivered", T0 + 501))
+    store.note_rejection(Rejection(T0, "s", 401, "bad", None, "POST", "[]"))
+    await store.ingest(event(3))
+    assert await store.prune("redacted", T0 + 1_000, 10, T0 + 2_000) == 1
+    redacted = await store.read(lambda r: r.event("evt_000002"))
+    assert redacted is not None
+    assert (redacted["body"], redacted["redacted_at"]) == ("", T0 + 2_000)
+    assert await store.prune("dead", T0 + 1_000, 10, T0 + 2_000) == 1
+    assert await store.prune("rejections", T0 + 1, 10, T0 + 2_000) == 1
+    assert await store.read(lambda r: r.rejections()) == []
+
+
+async def test_gauges_count_the_backlog_and_dead_not_yet_replayed(store: Store) -> None:
+    await _dead(store, 1)
+    await _dead(store, 2)
+    await store.ingest(event(3, ("a", "b")))
+    await store.replay(DeadFilter(deliveries=(1,)), T0 + 300)
+    gauges = await store.gauges()
+    assert gauges.dead == {"a": 1}
+    assert gauges.pending == {"a": (2, T0 + 3), "b": (1, T0 + 3)}  # the replay is pending
+
+
+# -- reads for people -------------------------------------------------------------------------
+
+
+async def test_event_lists_filter_and_page_by_keyset(store: Store) -> None:
+    for n in range(5):
+        await store.ingest(event(n, key=f"k{n}", event_type="invoice.paid" if n % 2 else "ping"))
+    paid = await store.read(lambda r: r.events(EventFilter(event_type="invoice.*")))
+    assert [e["id"] for e in paid] == ["evt_000003", "evt_000001"]
+    page = await store.read(lambda r: r.events(EventFilter(limit=2)))
+    older = await store.read(lambda r: r.events(EventFilter(limit=2, before=page[-1]["id"])))
+    assert [e["id"] for e in page + older] == [f"evt_{n:06d}" for n in (4, 3, 2, 1)]
+    by_key = await store.read(lambda r: r.events(EventFilter(key="k2")))
+    assert [e["id"] for e in by_key] == ["evt_000002"]
+    by_text = await store.read(lambda r: r.events(EventFilter(text='"n": 4')))
+    assert [e["id"] for e in by_text] == ["evt_000004"]
+    since = await store.read(lambda r: r.events(EventFilter(since=T0 + 3, until=T0 + 4)))
+    assert [e["id"] for e in since] == ["evt_000003"]
+    with pytest.raises(ValueError, match="status"):
+        EventFilter(status="lost")
+
+
+async def test_tail_reads_what_came_after(store: Store) -> None:
+    assert await store.read(lambda r: r.latest_event_id()) == ""
+    for n in range(3):
+        await store.ingest(event(n, source="s" if n != 1 else "t"))
+    after = await store.read(lambda r: r.events_after("evt_000000", None, 10))
+    assert [e["id"] for e in after] == ["evt_000001", "evt_000002"]
+    only_s = await store.read(lambda r: r.events_after("", "s", 10))
+    assert [e["id"] for e in only_s] == ["evt_000000", "evt_000002"]
+    assert await store.read(lambda r: r.latest_event_id()) == "evt_000002"
+
+
+async def test_dead_lists_counts_and_groups(store: Store) -> None:
+    for n in range(3):
+        await _dead(store, n, destination="a" if n else "b")
+    dead = await store.read(lambda r: r.dead(DeadFilter(destination="a")))
+    assert [d["event_id"] for d in dead] == ["evt_000002", "evt_000001"]
+    assert await store.read(lambda r: r.count_dead(DeadFilter())) == 3
+    assert await store.read(lambda r: r.dead_by_destination(DeadFilter())) == {"a": 2, "b": 1}
+    groups = await store.read(lambda r: r.dead_groups())
+    assert groups[0] == {"destination": "a", "error": "HTTP 422", "count": 2}
+
+
+async def test_stats_per_source_and_destination(store: Store) -> None:
+    now = T0 + 1_000
+    await store.ingest(event(1, ("a", "b"), at=now - 100))
+    await _dead(store, 2, destination="b")
+    store.note_rejection(Rejection(now - 10, "s", 401, "bad", None, "POST", "[]"))
+    await store.set_paused("a", True, "x")
+    stats = await store.read(lambda r: r.stats(now))
+    assert stats["sources"]["s"] == {"events_last_hour": 2, "rejected_last_hour": 1}
+    a, b = stats["destinations"]["a"], stats["destinations"]["b"]
+    assert (a["pending"], a["dead"], a["paused"]) == (1, 0, True)
+    assert (b["pending"], b["dead"]) == (1, 1)
+    assert a["oldest_pending_seconds"] == 99
+
+
+async def test_last_hour_counts_events_per_minute(store: Store) -> None:
+    now = T0 + 7_200
+    for n in range(3):
+        await store.ingest(event(n, at=now - 120))
+    chart = await store.read(lambda r: r.last_hour(now))
+    assert len(chart["events"]) == 60
+    assert sum(chart["events"]) == 3
+
+
+async def test_backup_is_a_consistent_copy(store: Store, tmp_path: Path) -> None:
+    for n in range(3):
+        await store.ingest(event(n))
+    target = tmp_path / "copy.db"
+    size = await store.read(lambda r: r.backup(target))
+    assert size == target.stat().st_size > 0
+    with open_reader(target) as copy:
+        assert len(copy.events(EventFilter())) == 3
+    with pytest.raises(StorageError, match="already exists"):
+        await store.read(lambda r: r.backup(target))
+
+
+async def test_check_commits_and_reports(store: Store) -> None:
+    assert store.healthy
+    assert await store.check(1.0) is None
+    database, _ = store.size()
+    assert database > 0
+
+
+async def test_reopening_releases_the_leases_of_the_last_process(
+    backend: str, tmp_path: Path
+) -> None:
+    config = StorageConfig(path=tmp_path / "r.db")
+    first = await open_store(config)
+    first.start()
+    await first.ingest(event(1))
+    await first.claim("a", T0 + 10, 1, lease=3_600)
+    await first.close()
+    second = await open_store(config)
+    second.start()
+    try:
+        assert second.released == 1
+        [claim] = await second.claim("a", T0 + 11, 1, lease=30)
+        assert claim.attempt == 2
+    finally:
+        await second.close()

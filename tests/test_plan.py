@@ -1,0 +1,140 @@
+"""A lane's wake-up plan and its queue bookkeeping, as tables (relay.scheduler.plan):
+no server, no database, the clocks passed in."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.scheduler.plan import REFILL_WAIT, Claim, Knowledge, LaneState, Sleep, plan
+
+NOW, CLOCK = 1_000.0, 50.0
+
+
+def knowledge(
+    news: bool = False, backlog: bool = False, timer: float | None = None, known: bool = True
+) -> Knowledge:
+    k = Knowledge()
+    k.news, k.backlog, k.timer, k.timer_known = news, backlog, timer, known
+    return k
+
+
+def state(**changes: object) -> LaneState:
+    values: dict[str, object] = {
+        "paused": False,
+        "free": 10,
+        "sending": 0,
+        "refill_at": 5,
+        "allowance": None,
+        "circuit_wait": None,
+        "known": knowledge(news=True),
+        "hold_until": None,
+    }
+    values.update(changes)
+    return LaneState(**values)  # type: ignore[arg-type]
+
+
+CASES = [
+    ("new deliveries: claim all free slots", state(), Claim(10, due=False)),
+    ("paused: sleep until resumed", state(paused=True), Sleep(None, None)),
+    ("no free slot: sleep until an attempt ends", state(free=0, sending=10), Sleep(None, None)),
+    ("circuit open: wait for it", state(allowance=0, circuit_wait=7.5), Sleep(7.5, None)),
+    ("circuit open, no wait known", state(allowance=0, circuit_wait=None), Sleep(None, None)),
+    ("circuit half-open: one probe", state(allowance=1), Claim(1, due=False)),
+    (
+        "nothing known to be due: sleep until woken",
+        state(known=knowledge()),
+        Sleep(None, None),
+    ),
+    (
+        "a retry later: sleep until it",
+        state(known=knowledge(timer=NOW + 30)),
+        Sleep(30.0, None),
+    ),
+    (
+        "a retry due now: claim, marked due",
+        state(known=knowledge(timer=NOW - 1)),
+        Claim(10, due=True),
+    ),
+    (
+        "the last claim was full: claim again",
+        state(known=knowledge(backlog=True)),
+        Claim(10, False),
+    ),
+    ("the timer is unknown: claim and ask", state(known=knowledge(known=False)), Claim(10, False)),
+    (
+        "busy and few slots free: hold to batch the claim",
+        state(free=2, sending=8),
+        Sleep(pytest.approx(REFILL_WAIT), CLOCK + REFILL_WAIT),
+    ),
+    (
+        "the hold is over: claim what is free",
+        state(free=2, sending=8, hold_until=CLOCK - 0.001),
+        Claim(2, due=False),
+    ),
+    (
+        "a hold in progress is kept by other sleeps",
+        state(paused=True, hold_until=CLOCK + 1),
+        Sleep(None, CLOCK + 1),
+    ),
+    ("enough slots free: no hold", state(free=6, sending=4), Claim(6, due=False)),
+]
+
+
+@pytest.mark.parametrize(("name", "given", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_plan(name: str, given: LaneState, expected: Sleep | Claim) -> None:
+    assert plan(given, NOW, CLOCK) == expected
+
+
+def test_a_claim_takes_the_news_and_a_full_claim_means_more() -> None:
+    k = Knowledge()
+    k.claiming(due=False)
+    k.claimed(got=10, asked=10)
+    assert (k.news, k.backlog) == (False, True)
+    k.claiming(due=False)
+    k.claimed(got=3, asked=10)
+    assert (k.news, k.backlog) == (False, False)
+    assert k.has_work(NOW)  # the timer is still unknown: ask
+    k.answer(k.asking(), None)
+    assert not k.has_work(NOW)
+    assert k.idle
+
+
+def test_a_notify_during_a_claim_counts_as_news() -> None:
+    k = knowledge()
+    k.claiming(due=False)
+    k.notify()  # committed while the claim ran
+    k.claimed(got=0, asked=10)
+    assert k.has_work(NOW)
+
+
+def test_a_retry_recorded_while_the_timer_was_asked_is_not_lost() -> None:
+    k = knowledge(known=False)
+    token = k.asking()
+    k.retry_at(NOW + 5)  # recorded meanwhile, maybe after the query's snapshot
+    k.answer(token, NOW + 60)
+    assert k.timer == NOW + 5
+    assert k.timer_known
+
+
+def test_an_earlier_retry_moves_the_timer_and_rearms_the_lane() -> None:
+    k = knowledge(timer=NOW + 60)
+    k.retry_at(NOW + 60 + 1)
+    assert (k.timer, k.rearm) == (NOW + 60, False)
+    k.retry_at(NOW + 2)
+    assert (k.timer, k.rearm) == (NOW + 2, True)
+    assert k.wake_for(NOW)
+
+
+def test_forgetting_distrusts_answers_asked_before() -> None:
+    k = knowledge()
+    token = k.asking()
+    k.forget()
+    k.answer(token, NOW + 10)
+    assert not k.timer_known
+    assert k.news
+
+
+def test_a_due_claim_makes_the_timer_unknown() -> None:
+    k = knowledge(timer=NOW - 1)
+    k.claiming(due=True)
+    assert not k.timer_known
