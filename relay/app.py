@@ -25,7 +25,8 @@ from typing import Any
 from aiohttp import web
 
 from relay import systemd
-from relay.admin import start_admin
+from relay.admin import Who, start_admin
+from relay.alerting import Alerting
 from relay.clock import Clock
 from relay.config import Settings, load_config, split_address
 from relay.control import Control
@@ -34,7 +35,7 @@ from relay.ingress import Ingress
 from relay.listener import Guard, GuardedSite
 from relay.metrics import Metrics
 from relay.retention import Pruner, SizeWatch
-from relay.scheduler import Alerts, Scheduler
+from relay.scheduler import Scheduler
 from relay.store import Store, open_store
 
 log = logging.getLogger("relay")
@@ -62,6 +63,7 @@ class Relay:
         self._size: SizeWatch | None = None
         self._background: list[asyncio.Task[None]] = []
         self.control: Control | None = None
+        self.alerting: Alerting | None = None
         self.guard: Guard | None = None
 
     @property
@@ -96,7 +98,14 @@ class Relay:
         store.start()
         if store.released:
             log.info("store.leases_released", extra={"fields": {"deliveries": store.released}})
-        alerts = Alerts(store.ingest)
+        self.alerting = alerting = Alerting(
+            settings.alerts, store.ingest, settings.admin.public_url
+        )
+        if settings.alerts.quiet:
+            quiet = list(settings.alerts.quiet)
+            alerting.seen(await store.read(lambda r: r.last_received(quiet)))
+        self._background.append(asyncio.create_task(alerting.run(store.gauges), name="alerts"))
+        alerts = alerting
         self._scheduler = scheduler = Scheduler(
             settings.destinations, store, self.metrics, alerts, self._clock
         )
@@ -107,15 +116,21 @@ class Relay:
         pruner = Pruner(settings.retention, store)
         if pruner.enabled:
             self._background.append(asyncio.create_task(pruner.run(), name="pruner"))
-        self._size = size = SizeWatch(settings.storage, store.size, alerts.send)
+        self._size = size = SizeWatch(settings.storage, store.size, alerting.storage_full)
         if settings.storage.max_size is not None:
             self._background.append(asyncio.create_task(size.run(), name="size"))
         self._ingress = ingress = Ingress(
-            settings, store, self.problems, self.metrics, lambda: size.full
+            settings, store, self.problems, self.metrics, lambda: size.full, alerting.request
         )
         await self._listen(ingress)
         self.control = Control(
-            lambda: self.settings, store, scheduler, self.metrics, self.reload, lambda: size.full
+            lambda: self.settings,
+            store,
+            scheduler,
+            self.metrics,
+            self.reload,
+            lambda: size.full,
+            lambda: self.config_path,
         )
         token = settings.admin.token
         if token is not None:
@@ -208,6 +223,8 @@ class Relay:
         assert self._ingress is not None
         await self.scheduler.update(new.destinations, old.server.shutdown_grace)
         self._ingress.update(new)
+        if self.alerting is not None:
+            self.alerting.update(new.alerts)
         self.settings = new.model_copy(
             update={"server": old.server, "storage": old.storage, "admin": old.admin}
         )
@@ -249,7 +266,9 @@ async def serve(settings: Settings, config_path: str | Path | None = None) -> No
 
     def reload() -> None:
         systemd.notify("RELOADING=1")
-        task = asyncio.ensure_future(relay.reload())
+        control = relay.control
+        again = control.reload(Who("signal", None)) if control is not None else relay.reload()
+        task = asyncio.ensure_future(again)
         reloads.add(task)
         task.add_done_callback(reloaded)
 

@@ -134,6 +134,9 @@ class AdminConfig(StrictModel):
         "127.0.0.1:8081", description="host:port, or unix:/path, of the admin API and /metrics"
     )
     token: SecretRef | None = Field(None, description="bearer token; unset: no admin listener")
+    public_url: str | None = Field(
+        None, description="the console's address as people reach it, for links in alerts"
+    )
     tls: ListenerTls | None = Field(
         None, description="serve the admin API and the console over HTTPS (cert_file, key_file)"
     )
@@ -157,8 +160,37 @@ class RetentionConfig(StrictModel):
     redact_after: Duration | None = Field(
         None, description="empty the body of events delivered everywhere this old"
     )
+    audit_after: Duration | None = Field(None, description="delete audit rows this old")
     interval: Duration = Field(60.0, description="how often the pruner runs")
     batch: int = Field(500, ge=1, le=10_000, description="rows per pruning transaction")
+
+
+class RejectionsAlert(StrictModel):
+    share: float = Field(gt=0.0, le=1.0, description="refused share of a source's requests")
+    window: Duration = Field(600.0, description="over this long")
+    min: int = Field(20, ge=1, description="and at least this many requests in the window")
+
+
+class AlertsConfig(StrictModel):
+    destination: str | None = Field(
+        None, description="where alerts go: any [[destinations]] entry (unset: no alerts)"
+    )
+    format: Literal["json", "slack"] = Field(
+        "json", description='json: the documented schema; slack: {"text": …}'
+    )
+    every: Duration = Field(
+        300.0, description="at most one alert per kind and subject per interval"
+    )
+    dead: bool = Field(True, description="deliveries died")
+    backlog: Duration | None = Field(
+        None, description="a destination's oldest pending delivery is older than this"
+    )
+    rejections: RejectionsAlert | None = Field(
+        None, description="a source refuses more than this share of its requests"
+    )
+    quiet: dict[str, Duration] = Field(
+        {}, description="per source: it received nothing for this long"
+    )
 
 
 class LogConfig(StrictModel):
@@ -287,6 +319,7 @@ class Settings(BaseSettings):
     log: LogConfig = LogConfig()
     admin: AdminConfig = AdminConfig()
     retention: RetentionConfig = RetentionConfig()
+    alerts: AlertsConfig = AlertsConfig()
     sources: list[SourceConfig] = []
     destinations: list[DestinationConfig] = []
     routes: list[RouteConfig] = []
@@ -294,6 +327,12 @@ class Settings(BaseSettings):
     def routes_for(self, source: str) -> tuple[Route, ...]:
         """The compiled routes of one source, in config order."""
         return tuple(Route.build(r) for r in self.routes if r.source == source)
+
+    def ordering(self) -> dict[str, tuple[str, str | None]]:
+        """The ordered destinations: {name: (mode, key rule)} (see route.ordering_keys)."""
+        return {
+            d.name: (d.ordering, d.ordering_key) for d in self.destinations if d.ordering != "none"
+        }
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data with every secret masked."""
@@ -365,6 +404,15 @@ def check_references(settings: Settings) -> None:
                     f"routes[{index}].destinations[{j}]: {dest!r} is not a defined destination; "
                     f"add a [[destinations]] entry named {dest!r} or fix the name"
                 )
+    target = settings.alerts.destination
+    if target is not None and target not in destinations:
+        problems.append(
+            f"alerts.destination: {target!r} is not a defined destination; add a "
+            f"[[destinations]] entry named {target!r} or fix the name"
+        )
+    for name in settings.alerts.quiet:
+        if name not in sources:
+            problems.append(f"alerts.quiet.{name}: {name!r} is not a defined source; fix the name")
     alert = settings.storage.alert
     if alert is not None and alert not in destinations:
         problems.append(

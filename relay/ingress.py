@@ -25,7 +25,7 @@ from relay.ids import new_event_id
 from relay.metrics import Metrics
 from relay.network import client_address, parse_address, within
 from relay.ratelimit import Buckets, TokenBucket
-from relay.route import Route, destinations_for
+from relay.route import Route, destinations_for, ordering_keys
 from relay.store import NewEvent, Rejection, Store, Stored
 from relay.verify import Inbound, Rejected, SourceConfig, Verifier
 from relay.verify.base import (
@@ -149,7 +149,9 @@ class Ingress:
         problems: Callable[[], Awaitable[list[str]]],
         metrics: Metrics | None = None,
         storage_full: Callable[[], bool] = lambda: False,
+        observe: Callable[[str, bool, float], None] | None = None,
     ) -> None:
+        self._observe = observe  # (source, refused, now): what the alerts count
         self._store = store
         self._metrics = metrics or Metrics()
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
@@ -163,11 +165,7 @@ class Ingress:
         self._sources = {
             s.name: Source.build(s, settings.routes_for(s.name), now) for s in settings.sources
         }
-        self._ordering = {
-            d.name: (d.ordering, d.ordering_key)
-            for d in settings.destinations
-            if d.ordering != "none"
-        }
+        self._ordering = settings.ordering()
         self.unrouted = 0  # events stored that no route matched
 
     def update(self, settings: Settings) -> None:
@@ -177,11 +175,7 @@ class Ingress:
         self._sources = {
             s.name: Source.build(s, settings.routes_for(s.name), now) for s in settings.sources
         }
-        self._ordering = {
-            d.name: (d.ordering, d.ordering_key)
-            for d in settings.destinations
-            if d.ordering != "none"
-        }
+        self._ordering = settings.ordering()
         self._trusted = settings.server.trusted_proxies
 
     def app(self) -> web.Application:
@@ -242,6 +236,8 @@ class Ingress:
             counter.inc()
             if outcome in ("accepted", "duplicate"):
                 latency.observe(time.monotonic() - started)
+            if self._observe is not None and outcome in ("accepted", "duplicate", "rejected"):
+                self._observe(name, outcome == "rejected", time.time())
         return response
 
     def _series(self, source: str, outcome: str) -> tuple[Any, Any]:
@@ -336,7 +332,7 @@ class Ingress:
             headers=_stored_headers(headers, source.secret_headers),
             body=body,
             destinations=destinations,
-            ordering_keys=self._ordering_keys(config.name, destinations, headers, parsed),
+            ordering_keys=ordering_keys(self._ordering, config.name, destinations, headers, parsed),
             occurred_at=(
                 parse_instant(extract(config.occurred_at, headers, parsed))
                 if config.occurred_at is not None
@@ -365,24 +361,6 @@ class Ingress:
         if ack is not None:
             return _answer(ack, _identity(stored))
         return _accepted(stored)
-
-    def _ordering_keys(
-        self, source: str, destinations: tuple[str, ...], headers: Mapping[str, str], parsed: Parsed
-    ) -> tuple[str | None, ...]:
-        """Per destination: None (unordered), the source (FIFO per source), or the source and
-        the event's key (FIFO per key; events without the key are in order among themselves)."""
-        if not self._ordering or not any(d in self._ordering for d in destinations):
-            return ()
-        keys: list[str | None] = []
-        for name in destinations:
-            mode, rule = self._ordering.get(name, ("none", None))
-            if mode == "source":
-                keys.append(source)
-            elif mode == "key":
-                keys.append(f"{source}:{extract(rule, headers, parsed) or ''}")
-            else:
-                keys.append(None)
-        return tuple(keys)
 
     def _refuse(
         self, source: Source, request: web.Request, client: str | None, status: int, reason: str

@@ -38,7 +38,13 @@ class Pruner:
         c = self._config
         return any(
             v is not None
-            for v in (c.delivered_after, c.dead_after, c.rejections_after, c.redact_after)
+            for v in (
+                c.delivered_after,
+                c.dead_after,
+                c.rejections_after,
+                c.redact_after,
+                c.audit_after,
+            )
         )
 
     async def run(self) -> None:
@@ -59,6 +65,7 @@ class Pruner:
             ("dead", c.dead_after),
             ("rejections", c.rejections_after),
             ("redacted", c.redact_after),
+            ("audit", c.audit_after),
         ]
         for kind, age in plan:
             if age is None:
@@ -91,7 +98,7 @@ class SizeWatch:
         self,
         config: StorageConfig,
         sizes: Callable[[], tuple[int, int]],
-        alert: Callable[[str, dict[str, Any]], Awaitable[None]],
+        alert: Callable[[dict[str, Any], str | None], Awaitable[None]],
     ) -> None:
         self._config = config
         self._sizes = sizes
@@ -112,17 +119,16 @@ class SizeWatch:
             log.error(
                 "storage.full", extra={"fields": {"bytes": database + wal, "max_size": limit}}
             )
-            if self._config.alert is not None:
-                await self._alert(
-                    self._config.alert,
-                    {
-                        "type": "storage.full",
-                        "text": f"relay refuses new events: database is {database + wal}"
-                        f" bytes, over storage.max_size ({limit}). Prune or raise the limit.",
-                        "bytes": database + wal,
-                        "max_size": limit,
-                    },
-                )
+            await self._alert(
+                {
+                    "type": "storage.full",
+                    "text": f"relay refuses new events: database is {database + wal}"
+                    f" bytes, over storage.max_size ({limit}). Prune or raise the limit.",
+                    "bytes": database + wal,
+                    "max_size": limit,
+                },
+                self._config.alert,
+            )
         elif self.full and not full:
             log.info("storage.ok", extra={"fields": {"bytes": database + wal}})
         self.full = full

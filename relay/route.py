@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from relay.configtypes import StrictModel
-from relay.extract import Parsed, resolve_pointer
+from relay.extract import Parsed, extract, resolve_pointer
 
 Scalar = str | int | float | bool | None
 REGEX_INPUT = 4096  # a regex sees at most this many characters of a value
@@ -162,3 +162,30 @@ def destinations_for(
         if route.matches(event_type, headers, parsed):
             chosen.update(dict.fromkeys(route.destinations))
     return tuple(chosen)
+
+
+Ordering = Mapping[str, tuple[str, str | None]]  # destination: (mode, key rule)
+
+
+def ordering_keys(
+    ordering: Ordering,
+    source: str,
+    destinations: Sequence[str],
+    headers: Mapping[str, str],
+    parsed: Parsed,
+) -> tuple[str | None, ...]:
+    """Per destination: None (unordered), the source (FIFO per source), or the source and
+    the event's key (FIFO per key; events without the key are in order among themselves).
+    Empty when no destination is ordered."""
+    if not ordering or not any(d in ordering for d in destinations):
+        return ()
+    keys: list[str | None] = []
+    for name in destinations:
+        mode, rule = ordering.get(name, ("none", None))
+        if mode == "source":
+            keys.append(source)
+        elif mode == "key":
+            keys.append(f"{source}:{extract(rule, headers, parsed) or ''}")
+        else:
+            keys.append(None)
+    return tuple(keys)

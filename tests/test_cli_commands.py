@@ -118,7 +118,8 @@ async def test_replay_counts_first_refuses_to_guess_and_replays_once(
     operated: Operated,
 ) -> None:
     code, out, _ = await operated.run("replay", "--destination", "app", "--dry-run")
-    assert (code, out.strip()) == (0, "3 dead deliveries would be replayed")
+    assert code == 0
+    assert out.startswith("3 deliveries of 3 events would be replayed; for example:")
     code, _, err = await operated.run("replay")
     assert code == 2  # nothing said: refuse, do not guess
     assert "say what to replay" in err

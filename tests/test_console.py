@@ -350,3 +350,106 @@ async def test_an_ended_session_sends_the_browser_to_sign_in_and_back(
         await page.get_by_role("heading", name="Overview").wait_for()
         assert await page.locator("#token").count() == 0  # no sign-in form in the page
         await context.close()
+
+
+@needs_chromium
+async def test_replay_forms_replay_once_and_replay_all_never_more_than_shown(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession, browser: Any
+) -> None:
+    """Issue 16: a second click on "Replay to app" after a replay, "Replay selected" from two
+    tabs and "Replay all 517" (which replayed 9,234) each doubled or overshot."""
+    db = tmp_path / "relay.db"
+    receiver.default = 422  # every delivery dies, replays too
+    async with running(console_settings(db, receiver)) as relay:
+        base = f"http://{relay.admin_address}"
+        ids = []
+        for i in range(3):
+            _, headers, _ = await post(client, relay.port, BODY_JSON, key=f"d{i}")
+            ids.append(headers["X-Relay-Event-Id"])
+        await wait_for(lambda: query(db, "SELECT COUNT(*) FROM v_dead") == [(3,)])
+        context = await browser.new_context()
+        page = await context.new_page()
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await page.goto(base + "/ui/login")
+        await page.get_by_label("Admin token").fill(TOKEN)
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Overview").wait_for()
+
+        def replays(event: str) -> int:
+            rows = query(
+                db,
+                "SELECT COUNT(*) FROM deliveries WHERE event_id = ? AND replay_of IS NOT NULL",
+                (event,),
+            )
+            return int(rows[0][0])
+
+        # The same form sent twice (as a double click or a reload-and-resubmit sends it):
+        # replayed once; and once replayed, that dead delivery's button is gone.
+        original = query(db, "SELECT id FROM deliveries WHERE event_id = ?", (ids[0],))[0][0]
+        await page.goto(f"{base}/ui/events/{ids[0]}")
+        form = page.locator("form[action='/ui/replay']").first
+        fields = {
+            name: await form.locator(f"input[name={name}]").get_attribute("value") or ""
+            for name in ("csrf", "request", "delivery", "back")
+        }
+        answers = []
+        for _ in range(2):
+            response = await page.request.post(base + "/ui/replay", form=fields)
+            answers.append(await response.text())
+        assert "Replayed 1 delivery." in answers[0]
+        assert "Already replayed" in answers[1]
+        assert replays(ids[0]) == 1
+        await page.reload()
+        assert await page.locator(f'input[name=delivery][value="{original}"]').count() == 0
+
+        # Two tabs, the same delivery selected in each: one replay.
+        await wait_for(
+            lambda: query(db, "SELECT COUNT(*) FROM v_dead WHERE NOT replayed") == [(3,)]
+        )
+        tabs = [page, await context.new_page()]
+        tabs[1].on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        target = query(
+            db, "SELECT id FROM deliveries WHERE event_id = ? AND replay_of IS NULL", (ids[1],)
+        )[0][0]
+        for tab in tabs:
+            await tab.goto(base + "/ui/dead")
+            await tab.locator(f"#d{target}").check()
+        for tab in tabs:
+            await tab.get_by_role("button", name="Replay selected").click()
+            await tab.get_by_role("status").wait_for()
+        assert replays(ids[1]) == 1
+
+        # "Replay all N" replays the N it showed: one that died after the page was shown is
+        # not among them; and if some of the N were replayed meanwhile, it says so and
+        # replays nothing.
+        receiver.default = 200  # replays are delivered from here on
+        unreplayed = "SELECT COUNT(*) FROM v_dead WHERE NOT replayed"
+        await wait_for(
+            lambda: query(db, "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'") == [(0,)]
+        )
+        shown = int(query(db, unreplayed)[0][0])
+        await page.goto(base + "/ui/dead")
+        button = page.get_by_role("button", name=f"Replay all {shown}")
+        receiver.script = [422]
+        await post(client, relay.port, BODY_JSON, key="late")  # dies after the page was shown
+        await wait_for(lambda: query(db, unreplayed) == [(shown + 1,)])
+        before = query(db, "SELECT COUNT(*) FROM deliveries")[0][0]
+        await button.click()
+        await page.get_by_role("status").wait_for()
+        assert f"Replayed {shown} deliveries" in await page.get_by_role("status").inner_text()
+        assert query(db, "SELECT COUNT(*) FROM deliveries")[0][0] == before + shown
+        assert query(db, unreplayed) == [(1,)]  # the late one waits for its own replay
+
+        await page.goto(base + "/ui/dead")
+        stale = page.get_by_role("button", name="Replay all 1")
+        await tabs[1].goto(base + "/ui/dead")  # meanwhile, another tab replays it
+        await tabs[1].locator("input[name=delivery]").first.check()
+        await tabs[1].get_by_role("button", name="Replay selected").click()
+        await tabs[1].get_by_role("status").wait_for()
+        before = query(db, "SELECT COUNT(*) FROM deliveries")[0][0]
+        await stale.click()
+        await page.get_by_role("status").wait_for()
+        said = await page.get_by_role("status").inner_text()
+        assert "Not replayed: 0 deliveries match now, not the 1 shown" in said
+        assert query(db, "SELECT COUNT(*) FROM deliveries")[0][0] == before
+        await context.close()

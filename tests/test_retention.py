@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
+from relay.admin import Who
 from relay.metrics import Metrics
 from relay.retention import Pruner
 from tests.helpers import BODY_JSON, Receiver, post, query, running, settings_for, wait_for
@@ -40,7 +41,7 @@ async def test_pruning_and_redaction(
         await wait_for(lambda: query(db, "SELECT COUNT(*) FROM rejections") == [(1,)])
         # Redaction now (redact_after = 0); nothing is old enough to delete yet.
         assert relay.control is not None
-        first = await relay.control.prune()
+        first = await relay.control.prune(Who("test", None))
         assert first == {"delivered": 0, "dead": 0, "rejections": 0, "redacted": 2}
         redacted = query(
             db, "SELECT idempotency_key, length(body) FROM events WHERE redacted_at IS NOT NULL"

@@ -14,11 +14,13 @@ from pydantic import BaseModel
 from relay import sql
 from relay.config import (
     AdminConfig,
+    AlertsConfig,
     CircuitConfig,
     DestinationConfig,
     HeaderTransform,
     ListenerTls,
     LogConfig,
+    RejectionsAlert,
     RetentionConfig,
     RetryPolicy,
     ServerConfig,
@@ -98,6 +100,8 @@ def test_example_config_documents_every_key() -> None:
     commented = tomllib.loads(_uncommented(text, "[admin.tls]"))
     assert _keys(ListenerTls) == set(commented["admin"]["tls"])
     assert _keys(RetentionConfig) == set(example["retention"])
+    assert _keys(AlertsConfig) == set(example["alerts"])
+    assert _keys(RejectionsAlert) == set(example["alerts"]["rejections"])
     by_scheme = {s["verify"]: s for s in example["sources"]}
     assert _keys(HmacSource) == set(by_scheme["hmac"])
     assert _keys(TokenSource) == set(by_scheme["token"])

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from relay.config import StorageConfig
-from relay.store import AttemptRecord, DeadFilter, NewEvent, open_store
+from relay.store import Action, AttemptRecord, NewEvent, ReplaySelection, open_store
 from tests.helpers import query
 from tests.process import run_cli
 
@@ -44,7 +44,10 @@ async def test_views_agree_with_relay_stats(tmp_path: Path) -> None:
                 AttemptRecord(claim.id, 1, now, 1.0, 200, None, None, state, now + 60, now)
             )
         dead = [c.id for i, c in enumerate(claims) if i % 3 == 1]
-        await store.replay(DeadFilter(deliveries=tuple(dead[:1])), now)  # one dead replayed
+        [target] = await store.read(
+            lambda r: r.replay_targets(ReplaySelection(deliveries=tuple(dead[:1])))
+        )
+        await store.replay([target], Action("test", None, "replay"), False, now)  # one replayed
         await store.set_paused("b", True, "operator")
     finally:
         await store.close()

@@ -14,12 +14,12 @@ from aiohttp import web
 
 from relay.admin.api import Api
 from relay.admin.console import Console
-from relay.admin.surface import DestinationView, Surface
+from relay.admin.surface import DestinationView, Surface, Who
 from relay.config import AdminConfig, split_address
 
 log = logging.getLogger("relay.admin")
 
-__all__ = ["DestinationView", "Surface", "start_admin"]
+__all__ = ["DestinationView", "Surface", "Who", "start_admin"]
 
 
 def admin_app(surface: Surface, token: bytes) -> web.Application:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from relay.admin.surface import Surface
-from relay.store import DeadFilter, EventFilter, since_to_time
+from relay.admin.surface import Surface, Who
+from relay.errors import RelayError
+from relay.store import MAX_LIMIT, DeadFilter, EventFilter, ReplaySelection, since_to_time
 from relay.verify.base import any_equal, header_bytes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -53,6 +55,8 @@ class Api:
         r.add_get("/api/rejections", self.rejections)
         r.add_post("/api/reload", self.reload)
         r.add_post("/api/prune", self.prune)
+        r.add_get("/api/audit", self.audit)
+        r.add_post("/api/backup", self.backup)
 
     @web.middleware
     async def auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -83,6 +87,8 @@ class Api:
             before=q.get("before"),
             limit=_int(q.get("limit"), 50),
         )
+        if f.limit > MAX_LIMIT:  # a larger page would stop short, silently
+            raise ValueError(f"limit is at most {MAX_LIMIT}")
         rows = await self._surface.read(lambda r: r.events(f))
         following = rows[-1]["id"] if len(rows) == f.limit else None
         return _json({"events": rows, "next_before": following})
@@ -126,6 +132,8 @@ class Api:
     async def rejections(self, request: web.Request) -> web.Response:
         source = request.query.get("source") or None
         limit = _int(request.query.get("limit"), 50)
+        if limit > MAX_LIMIT:
+            raise ValueError(f"limit is at most {MAX_LIMIT}")
         rows = await self._surface.read(lambda r: r.rejections(source, limit))
         return _json({"rejections": rows})
 
@@ -142,46 +150,85 @@ class Api:
     # -- changes ----------------------------------------------------------------------------
 
     async def replay(self, request: web.Request) -> web.Response:
-        """Body: {"delivery_id": N} | {"event_id": "evt_…"} | {"filter": {…}}, and
-        optionally "dry_run": true. Each replay is a new delivery; the dead one stays."""
+        """Body: one of "event_id", "delivery_id" or "filter" ({source, type, since, until,
+        error}), and optionally "destination", "state" (dead, delivered, unrouted, any),
+        "again", "dry_run". An Idempotency-Key header makes it at most once: the same key
+        again answers with the first answer and replays nothing."""
         try:
             body = await request.json()
         except ValueError:
             return _error(400, "the body must be JSON")
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")
-        dry = bool(body.get("dry_run"))
-        if "delivery_id" in body:
-            f = DeadFilter(include_replayed=True, deliveries=(_int(str(body["delivery_id"]), 0),))
-        elif "event_id" in body:
-            f = DeadFilter(event=str(body["event_id"]))
-        elif isinstance(body.get("filter"), dict):
-            f = _dead_filter(body["filter"])
-        else:
-            return _error(400, 'give "delivery_id", "event_id" or "filter"')
-        count = await self._surface.replay(f, dry_run=dry)
-        return _json({"replayed": 0 if dry else count, "matched": count, "dry_run": dry})
+        given = body.get("filter")
+        if not ("event_id" in body or "delivery_id" in body or isinstance(given, dict)):
+            return _error(400, 'give "event_id", "delivery_id" or "filter"')
+        q = given if isinstance(given, dict) else {}
+        sel = ReplaySelection(
+            event=str(body["event_id"]) if "event_id" in body else None,
+            delivery=_int(str(body["delivery_id"]), 0) if "delivery_id" in body else None,
+            source=q.get("source") or None,
+            event_type=q.get("type") or None,
+            since=since_to_time(q.get("since")),
+            until=since_to_time(q.get("until")),
+            error=q.get("error") or None,
+            state=str(body.get("state") or q.get("state") or "dead"),
+            destination=body.get("destination") or q.get("destination") or None,
+            again=bool(body.get("again")),
+        )
+        key = request.headers.get("Idempotency-Key") or None
+        try:
+            answer = await self._surface.replay(sel, who(request), key, bool(body.get("dry_run")))
+        except LookupError as exc:
+            return _error(404, str(exc.args[0]))
+        return _json(answer)
 
     async def pause(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if not await self._surface.pause(name, "paused by an operator"):
+        if not await self._surface.pause(name, "paused by an operator", who(request)):
             return _error(404, f"no destination {name}")
         return _json({"destination": name, "paused": True})
 
     async def resume(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if not await self._surface.resume(name):
+        if not await self._surface.resume(name, who(request)):
             return _error(404, f"no destination {name}")
         return _json({"destination": name, "paused": False})
 
+    async def audit(self, request: web.Request) -> web.Response:
+        since = since_to_time(request.query.get("since"))
+        limit = _int(request.query.get("limit"), 50)
+        if limit > MAX_LIMIT:
+            raise ValueError(f"limit is at most {MAX_LIMIT}")
+        return _json({"audit": await self._surface.read(lambda r: r.audit(since, limit))})
+
+    async def backup(self, request: web.Request) -> web.Response:
+        """Body: {"path": "/var/backups/relay.db"}: a consistent copy, written by relay (on
+        its machine, as its user), recorded in the audit trail."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body must be JSON")
+        path = body.get("path") if isinstance(body, dict) else None
+        if not isinstance(path, str) or not path:
+            return _error(400, 'give "path"')
+        target = Path(path)
+        try:
+            size = await self._surface.read(lambda r: r.backup(target))
+        except RelayError as exc:
+            await self._surface.audit(who(request), "backup", path, {"error": str(exc)})
+            return _error(409, str(exc))
+        await self._surface.audit(who(request), "backup", path, {"bytes": size})
+        return _json({"path": path, "bytes": size})
+
     async def reload(self, request: web.Request) -> web.Response:
-        problem = await self._surface.reload()
+        problem = await self._surface.reload(who(request))
         if problem is not None:
             return _json({"reloaded": False, "error": problem}, 409)
         return _json({"reloaded": True})
 
     async def prune(self, request: web.Request) -> web.Response:
-        counts = await self._surface.prune()
+        counts = await self._surface.prune(who(request))
         return _json({"deleted": counts})
 
 
@@ -203,3 +250,12 @@ def _dead_filter(q: dict[str, Any]) -> DeadFilter:
         until=since_to_time(q.get("until")),
         error=q.get("error") or None,
     )
+
+
+def who(request: web.Request) -> Who:
+    """The audit trail's actor and origin for an API call: the CLI says who runs it
+    (X-Relay-Actor: cli:user@host); anything else is 'api'."""
+    actor = request.headers.get("X-Relay-Actor", "")[:100] or "api"
+    transport = request.transport
+    unix = transport is not None and isinstance(transport.get_extra_info("sockname"), str)
+    return Who(actor, "unix" if unix else request.remote)

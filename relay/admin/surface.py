@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from relay.config import DestinationConfig
 from relay.configtypes import IPNetwork
-from relay.store import DeadFilter, Reader
+from relay.store import Reader, ReplaySelection
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """Who asked, for the audit trail: ``actor`` ('console', 'cli:alice@host', 'api', or
+    'relay' itself) and ``origin`` (the client's address, 'unix' for the socket)."""
+
+    actor: str
+    origin: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,21 +56,35 @@ class Surface(Protocol):
         """People's reads, in a thread, on a read-only connection."""
         ...
 
-    async def replay(self, f: DeadFilter, dry_run: bool = False) -> int:
-        """Replay the dead deliveries ``f`` selects (or only count them); how many."""
+    async def replay(
+        self,
+        sel: ReplaySelection,
+        who: Who,
+        request_id: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Send again what ``sel`` selects, at most once per ``request_id``: the answer has
+        matched, events, replayed, destinations, sample, repeated. LookupError: no such
+        event or delivery; ValueError: no such destination."""
         ...
 
-    async def pause(self, name: str, reason: str) -> bool:
+    async def audit(
+        self, who: Who, action: str, target: str | None, result: dict[str, Any]
+    ) -> None:
+        """Record an action the surface itself carried out (a sign-in, a backup)."""
+        ...
+
+    async def pause(self, name: str, reason: str, who: Who) -> bool:
         """False when there is no such destination."""
         ...
 
-    async def resume(self, name: str) -> bool: ...
+    async def resume(self, name: str, who: Who) -> bool: ...
 
-    async def reload(self) -> str | None:
+    async def reload(self, who: Who) -> str | None:
         """Re-read the config file; why not, when it was refused."""
         ...
 
-    async def prune(self) -> dict[str, int]:
+    async def prune(self, who: Who) -> dict[str, int]:
         """Run retention now; rows changed by kind."""
         ...
 

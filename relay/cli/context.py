@@ -9,6 +9,7 @@ through its admin API, so its scheduler acts at once (exit 3 when it is not runn
 
 from __future__ import annotations
 
+import getpass
 import http.client
 import json
 import os
@@ -89,7 +90,13 @@ class NotRunning(RelayError):
     pass
 
 
-def admin_call(ctx: Context, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def admin_call(
+    ctx: Context,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     if ctx.admin_token is None:
         raise RelayError(
             f"{ctx.config}: [admin] token is not set, so relay has no admin API to ask; set "
@@ -102,7 +109,12 @@ def admin_call(ctx: Context, method: str, path: str, body: Any = None) -> tuple[
     else:
         host, _, port = listen.rpartition(":")
         conn = http.client.HTTPConnection(host.strip("[]") or "127.0.0.1", int(port), timeout=30)
-    headers = {"Authorization": f"Bearer {ctx.admin_token}", "Content-Type": "application/json"}
+    headers = {
+        "Authorization": f"Bearer {ctx.admin_token}",
+        "Content-Type": "application/json",
+        "X-Relay-Actor": actor(),
+        **(headers or {}),
+    }
     try:
         conn.request(
             method, path, body=json.dumps(body) if body is not None else None, headers=headers
@@ -123,6 +135,15 @@ def admin_call(ctx: Context, method: str, path: str, body: Any = None) -> tuple[
         return response.status, json.loads(raw)
     except ValueError:
         return response.status, raw.decode("utf-8", "replace")
+
+
+def actor() -> str:
+    """Who runs the command, for relay's audit trail: cli:user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"cli:{user}@{socket.gethostname()}"
 
 
 @contextmanager

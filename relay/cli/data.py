@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from relay.cli.context import Context, database
-from relay.cli.output import emit, table
+from relay.cli.context import Context, NotRunning, actor, admin_call, database
+from relay.cli.output import emit, table, when
+from relay.errors import RelayError
+from relay.store import record_offline, since_to_time
 
 
 def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
@@ -39,11 +43,49 @@ def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_backup(ctx: Context, args: argparse.Namespace) -> int:
-    """An online, consistent copy, taken while relay runs (it does not block it)."""
-    target = Path(args.path)
-    with database(ctx) as reader:
-        size = reader.backup(target)
+    """An online, consistent copy (it does not block relay). With relay running, relay
+    writes it and records it in the audit trail; otherwise this command does both."""
+    target = Path(args.path).resolve()
+    try:
+        status, answer = admin_call(ctx, "POST", "/api/backup", {"path": str(target)})
+    except (NotRunning, RelayError) as exc:
+        if not isinstance(exc, NotRunning) and ctx.admin_token is not None:
+            raise
+        with database(ctx) as reader:
+            size = reader.backup(target)
+        recorded = record_offline(ctx.database, "backup", str(target), {"bytes": size}, actor())
+        if not recorded:
+            print(
+                "relay: the backup is not in the audit trail (relay holds the database)",
+                file=sys.stderr,
+            )
+    else:
+        if status != 200:
+            error = answer.get("error", answer) if isinstance(answer, dict) else answer
+            raise RelayError(str(error))
+        size = int(answer["bytes"])
     emit(args, {"path": str(target), "bytes": size}, f"{target}: {size} bytes, consistent copy")
+    return 0
+
+
+def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
+    since = since_to_time(args.since)
+    with database(ctx) as reader:
+        rows = reader.audit(since, args.limit)
+    text = table(
+        [
+            (
+                when(r["at"]),
+                r["actor"],
+                r["action"],
+                r["target"],
+                json.dumps(r["result"], separators=(",", ":")),
+            )
+            for r in rows
+        ],
+        ("WHEN (UTC)", "ACTOR", "ACTION", "TARGET", "RESULT"),
+    )
+    emit(args, rows, text)
     return 0
 
 
@@ -53,3 +95,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("backup", parents=[common], help="a consistent copy of the database")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(command_run=cmd_backup)
+    p = sub.add_parser("audit", parents=[common], help="operator actions, newest first")
+    p.add_argument("--since", help="a duration ago (2h) or a time")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(command_run=cmd_audit)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from typing import Any
 
-from relay.cli.context import Context, admin_call, database
+from relay.cli.context import NOT_FOUND, Context, admin_call, database
 from relay.cli.output import emit, table, when
-from relay.store import DeadFilter, since_to_time
+from relay.store import REPLAY_STATES, DeadFilter, since_to_time
 
 
 def _dead_filter(args: argparse.Namespace) -> DeadFilter:
@@ -38,66 +39,112 @@ def cmd_dead(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _selection(args: argparse.Namespace) -> tuple[dict[str, Any], DeadFilter] | None:
-    """What to replay, as the admin API's request body and as a filter; None: nothing said."""
+def _request(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The admin API's replay request for these arguments; None: nothing was said."""
+    body: dict[str, Any] = {}
     if args.delivery is not None:
-        return {"delivery_id": args.delivery}, DeadFilter(
-            include_replayed=True, deliveries=(args.delivery,)
-        )
-    if args.event is not None:
-        return {"event_id": args.event}, DeadFilter(event=args.event)
-    if not (args.destination or args.source or args.type or args.since or args.error or args.all):
-        return None
-    given = {
-        "destination": args.destination,
-        "source": args.source,
-        "type": args.type,
-        "since": args.since,
-        "error": args.error,
-    }
-    return {"filter": {k: v for k, v in given.items() if v}}, _dead_filter(args)
+        body["delivery_id"] = args.delivery
+    elif args.event is not None:
+        body["event_id"] = args.event
+    else:
+        given = {
+            "source": args.source,
+            "type": args.type,
+            "since": args.since,
+            "until": args.until,
+            "error": args.error,
+        }
+        chosen = {k: v for k, v in given.items() if v}
+        if not (chosen or args.destination or args.all or args.state != "dead"):
+            return None
+        body["filter"] = chosen
+    body.update(
+        {"state": args.state, "again": args.again, "dry_run": args.dry_run}
+        | ({"destination": args.destination} if args.destination else {})
+    )
+    return body
 
 
 def cmd_replay(ctx: Context, args: argparse.Namespace) -> int:
-    selection = _selection(args)
-    if selection is None:
+    body = _request(args)
+    if body is None:
         print(
-            "relay: say what to replay: --delivery N, --event ID, a filter "
-            "(--destination, --source, --type, --since, --error) or --all",
+            "relay: say what to replay: --event ID, --delivery N, a filter (--source, --type,"
+            " --since, --until, --destination, --error), --state or --all",
             file=sys.stderr,
         )
         return 2
-    body, f = selection
-    if args.dry_run:
-        with database(ctx) as reader:
-            count = reader.count_dead(f)
-        emit(
-            args, {"matched": count, "dry_run": True}, f"{count} dead deliveries would be replayed"
-        )
-        return 0
-    status, answer = admin_call(ctx, "POST", "/api/replay", body)
+    key = args.request_id or f"cli-{uuid.uuid4()}"  # this invocation replays at most once
+    status, answer = admin_call(ctx, "POST", "/api/replay", body, {"Idempotency-Key": key})
+    if status == 404:
+        print(f"relay: {answer.get('error', answer)}", file=sys.stderr)
+        return NOT_FOUND
     if status != 200:
         error = answer.get("error", answer) if isinstance(answer, dict) else answer
         print(f"relay: {error}", file=sys.stderr)
         return 1
-    emit(args, answer, f"replayed {answer['replayed']} dead deliveries")
+    if args.dry_run:
+        sample = "".join(
+            f"\n  {s['event_id']} → {s['destination']}" for s in answer.get("sample", [])
+        )
+        text = (
+            f"{answer['matched']} deliveries of {answer['events']} events would be replayed"
+            + (
+                f" ({answer['skipped']} to destinations no longer configured are left out)"
+                if answer.get("skipped")
+                else ""
+            )
+            + (f"; for example:{sample}" if sample else "")
+        )
+        emit(args, answer, text)
+        return 0
+    repeated = " (this request was answered before: nothing new)" if answer.get("repeated") else ""
+    emit(
+        args,
+        answer,
+        f"replayed {answer['replayed']} deliveries of {answer['events']} events{repeated}",
+    )
     return 0
 
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
-    for name, text in (("dead", "list dead deliveries"), ("replay", "replay dead deliveries")):
-        p = sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("--destination")
-        p.add_argument("--source")
-        p.add_argument("--type", help="event type glob")
-        p.add_argument("--since", help="died within this long ago (2h) or since a time")
-        p.add_argument("--error", metavar="TEXT", help="text in the last error")
-        if name == "dead":
-            p.add_argument("--limit", type=int, default=20)
-            p.set_defaults(command_run=cmd_dead)
-        else:
-            p.add_argument("--delivery", type=int, metavar="N", help="one dead delivery")
-            p.add_argument("--event", metavar="ID", help="an event's dead deliveries")
-            p.add_argument("--all", action="store_true", help="every dead delivery")
-            p.add_argument("--dry-run", action="store_true", help="only count them")
-            p.set_defaults(command_run=cmd_replay)
+    p = sub.add_parser("dead", parents=[common], help="list dead deliveries")
+    p.add_argument("--destination")
+    p.add_argument("--source")
+    p.add_argument("--type", help="event type glob")
+    p.add_argument("--since", help="died within this long ago (2h) or since a time")
+    p.add_argument("--error", metavar="TEXT", help="text in the last error")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(command_run=cmd_dead)
+
+    p = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="send events again: by id, or by filter (dead ones by default)",
+        description="Each replay is a new delivery; what was sent before stays as history. "
+        "One invocation replays at most once, whatever happens to the connection.",
+    )
+    p.add_argument("--event", metavar="ID", help="one event, to where it went (or --destination)")
+    p.add_argument("--delivery", type=int, metavar="N", help="one delivery, whatever its state")
+    p.add_argument("--source")
+    p.add_argument("--type", help="event type glob, e.g. 'invoice.*'")
+    p.add_argument("--since", help="received since: a duration ago (2h) or a time (RFC 3339)")
+    p.add_argument("--until", help="received before: a duration ago or a time")
+    p.add_argument(
+        "--destination",
+        metavar="NAME",
+        help="with --state dead or delivered: only those of NAME; with --event, --state "
+        "unrouted or any: send them to NAME (a back-fill; NAME need not be routed)",
+    )
+    p.add_argument(
+        "--state",
+        choices=REPLAY_STATES,
+        default="dead",
+        help="which: dead (not replayed yet), delivered, unrouted, any (default: dead)",
+    )
+    p.add_argument("--error", metavar="TEXT", help="dead ones whose last error has TEXT")
+    p.add_argument("--again", action="store_true", help="dead ones a replay repeated already too")
+    p.add_argument("--all", action="store_true", help="every dead delivery not replayed yet")
+    p.add_argument("--dry-run", action="store_true", help="only count them, with a sample")
+    p.add_argument("--request-id", metavar="KEY", help="the Idempotency-Key (default: new)")
+    p.set_defaults(command_run=cmd_replay)

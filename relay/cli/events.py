@@ -83,11 +83,11 @@ def cmd_tail(ctx: Context, args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout if args.timeout else None
     printed = 0
     with database(ctx) as reader:
-        last = reader.latest_event_id()
+        last = reader.latest_position()
         print("relay: following new events (Ctrl-C stops)", file=sys.stderr, flush=True)
         while deadline is None or time.monotonic() < deadline:
             for r in reader.events_after(last, args.source, 500):
-                last = r["id"]
+                last = r.pop("position")
                 if args.json:
                     print(json.dumps(r), flush=True)
                 else:

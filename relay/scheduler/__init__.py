@@ -2,8 +2,8 @@
 
 The app wires it to the store: ``Store.add_listener(scheduler.notify)`` wakes the lanes that
 got new deliveries, and ``Store.hand_off = scheduler`` lets idle lanes take new deliveries
-already leased, at commit. Alerts go out through ``alerts.Alerts``, which the app gives the
-ingest path.
+already leased, at commit. Alerts go out through ``relay.alerting.Alerting``, which the app
+gives the ingest path.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 
+from relay.alerting import Alerting
 from relay.clock import Clock
 from relay.config import DestinationConfig
 from relay.metrics import Metrics
-from relay.scheduler.alerts import ALERT_SOURCE, Alerts
 from relay.scheduler.lane import Lane
 from relay.store import Claim, EventPayload, Store
 
 log = logging.getLogger("relay.scheduler")
 
-__all__ = ["ALERT_SOURCE", "Alerts", "Lane", "Scheduler"]
+__all__ = ["Lane", "Scheduler"]
 
 
 class Scheduler:
@@ -32,7 +32,7 @@ class Scheduler:
         destinations: Iterable[DestinationConfig],
         store: Store,
         metrics: Metrics | None = None,
-        alerts: Alerts | None = None,
+        alerts: Alerting | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._store = store

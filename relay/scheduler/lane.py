@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from relay import delivery, retry
+from relay.alerting import Alerting
 from relay.circuit import Circuit
 from relay.clock import Clock
 from relay.config import DestinationConfig
@@ -33,9 +34,8 @@ from relay.errors import StorageUnavailable
 from relay.log import Fault
 from relay.metrics import Metrics
 from relay.ratelimit import TokenBucket
-from relay.scheduler.alerts import Alerts
 from relay.scheduler.plan import Knowledge, LaneState, Sleep, plan
-from relay.store import AttemptRecord, Claim, EventPayload, Store
+from relay.store import Action, AttemptRecord, Claim, EventPayload, Store
 
 log = logging.getLogger("relay.scheduler")
 
@@ -51,7 +51,7 @@ class Lane:
         destination: DestinationConfig,
         store: Store,
         metrics: Metrics | None = None,
-        alerts: Alerts | None = None,
+        alerts: Alerting | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._clock = clock or Clock()
@@ -241,7 +241,7 @@ class Lane:
                 # committed (the lease keeps the delivery from being claimed again meanwhile).
                 self._sending -= 1
                 self._nudge()
-            await self._settle(claim, result, decision)
+            await self._settle(claim, result, decision, payload.source if payload else "")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -273,7 +273,11 @@ class Lane:
         return result, decision
 
     async def _settle(
-        self, claim: Claim, result: delivery.AttemptResult, decision: retry.Decision
+        self,
+        claim: Claim,
+        result: delivery.AttemptResult,
+        decision: retry.Decision,
+        source: str,
     ) -> None:
         now = self._clock.time()
         self._count(decision.state, result.duration_ms, now - claim.created_at)
@@ -294,6 +298,8 @@ class Lane:
                 finished_at=now,
             )
         )
+        if decision.state == "dead" and self._alerts is not None:
+            await self._alerts.died(self.name, source, claim.event_id, error)
         if decision.state == "pending":
             self._known.retry_at(decision.next_attempt_at)
         elif self.destination.ordering != "none":
@@ -361,13 +367,17 @@ class Lane:
             "destination.paused",
             extra={"fields": {"destination": self.name, "reason": reason, "auto": automatic}},
         )
+        if automatic:
+            action = Action("relay", None, "pause", self.name, {"reason": reason})
+            with contextlib.suppress(StorageUnavailable):
+                await self._store.audit(action, {"paused": True}, self._clock.time())
         alert = self.destination.circuit.alert if self.destination.circuit else None
-        if automatic and alert is not None and self._alerts is not None:
+        if automatic and self._alerts is not None:
             waiting = await self._store.pending_count(self.name)
             started = since if since is not None else self._clock.time()
             iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
-            await self._alerts.send(
-                alert,
+            await self._alerts.paused(
+                self.name,
                 {
                     "type": "destination.paused",
                     "text": (
@@ -379,6 +389,7 @@ class Lane:
                     "waiting": waiting,
                     "reason": reason,
                 },
+                alert,
             )
 
     async def resume(self) -> None:

@@ -151,16 +151,18 @@ SELECT number, started_at, duration_ms, status, error, response_excerpt, outcome
   FROM attempts WHERE delivery_id = ? ORDER BY id;
 
 -- name: events_after
--- relay tail: what came in since the last event shown, oldest first.
-SELECT id, received_at, source, event_type, idempotency_key FROM events
- WHERE id > :after AND (:source IS NULL OR source = :source)
- ORDER BY id LIMIT :limit;
+-- relay tail: what was committed since the last event shown, in commit order. Ids are
+-- made when a request arrives, so a slow request's id sorts before events committed ahead
+-- of it; the rowid grows with each insert of the single writer, which is commit order.
+SELECT rowid, id, received_at, source, event_type, idempotency_key FROM events
+ WHERE rowid > :after AND (:source IS NULL OR source = :source)
+ ORDER BY rowid LIMIT :limit;
 
--- name: latest_event_id
-SELECT COALESCE(MAX(id), '') FROM events;
+-- name: latest_position
+SELECT COALESCE(MAX(rowid), 0) FROM events;
 
 -- name: dead_groups
-SELECT destination, last_error, COUNT(*) FROM dead_unreplayed
+SELECT destination, last_error, COUNT(*), MAX(updated_at) FROM dead_unreplayed
  GROUP BY destination, last_error ORDER BY COUNT(*) DESC LIMIT ?;
 
 -- name: stats_sources
@@ -199,3 +201,39 @@ SELECT CAST((received_at - :start) / 60 AS INTEGER), COUNT(*) FROM events
 SELECT CAST((updated_at - :start) / 60 AS INTEGER), delivered_at - created_at
   FROM deliveries
  WHERE state = 'delivered' AND destination = :destination AND updated_at >= :start;
+
+-- name: routing_inputs
+SELECT id, event_type, headers, body FROM events
+ WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: audit_latest
+SELECT id, at, actor, origin, action, target, params, result FROM audit
+ WHERE (:since IS NULL OR at >= :since)
+ ORDER BY id DESC LIMIT :limit;
+
+-- name: audit_insert
+-- One operator action. A request_id already used (the same request again) inserts nothing.
+INSERT INTO audit (at, actor, origin, action, target, params, result, request_id)
+VALUES (:at, :actor, :origin, :action, :target, :params, :result, :request_id)
+ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING;
+
+-- name: audit_answered
+SELECT result FROM audit WHERE request_id = ?;
+
+-- name: replay_delivery
+-- A replay: a new pending delivery. Unless :again, one that repeats a dead delivery is not
+-- made when a replay of that delivery exists already (so two requests, two tabs or a
+-- filter after a replay by hand never double it); delivered ones are sent as asked.
+INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at, updated_at,
+                        ordering_key, replay_of)
+SELECT :event_id, :destination, :now, :now, :now, :ordering_key, :replay_of
+ WHERE :again OR :replay_of IS NULL
+    OR NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.replay_of = :replay_of)
+    OR (SELECT o.state FROM deliveries o WHERE o.id = :replay_of) != 'dead';
+
+-- name: prune_audit
+DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < :before LIMIT :batch);
+
+-- name: last_received
+-- When a source last received an event: the time index, newest first, to the first match.
+SELECT received_at FROM events WHERE source = ? ORDER BY received_at DESC LIMIT 1;

@@ -96,6 +96,25 @@ CREATE TABLE destination_state (
     updated_at  REAL NOT NULL
 );
 
+-- Every operator action: replay (with its count), pause, resume, config reload (with a
+-- digest of the file), prune, backup, console sign-in and failed sign-in. Only ever
+-- inserted; retention.audit_after prunes it like the rest. request_id is the
+-- Idempotency-Key of the request: a replay asked for twice with the same key answers with
+-- the first one's result instead of replaying again.
+CREATE TABLE audit (
+    id          INTEGER PRIMARY KEY,
+    at          REAL NOT NULL,
+    actor       TEXT NOT NULL,               -- 'console', 'cli:alice@host', 'api', or 'relay' itself
+    origin      TEXT,                        -- the client's address, 'unix' for the socket
+    action      TEXT NOT NULL,               -- replay, pause, resume, reload, prune, backup, sign-in, …
+    target      TEXT,                        -- what it acted on: a destination, an event, a path
+    params      TEXT NOT NULL DEFAULT '{}',  -- JSON: what was asked
+    result      TEXT NOT NULL DEFAULT '{}',  -- JSON: what came of it (counts, error)
+    request_id  TEXT
+);
+CREATE UNIQUE INDEX audit_request ON audit (request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX audit_at ON audit (at);
+
 -- Views for operators and their scripts. Their columns are stable across versions: new
 -- columns may be added at the end, none is renamed or removed. docs/schema.md lists them.
 CREATE VIEW v_events AS

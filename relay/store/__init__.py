@@ -14,7 +14,9 @@ from relay.config import StorageConfig
 from relay.store.base import HandOff, Reader, Store
 from relay.store.records import (
     MAX_LIMIT,
+    REPLAY_STATES,
     STATUSES,
+    Action,
     AttemptRecord,
     Claim,
     DeadFilter,
@@ -23,14 +25,19 @@ from relay.store.records import (
     Gauges,
     NewEvent,
     Rejection,
+    ReplaySelection,
+    ReplayTarget,
     Stored,
     since_to_time,
 )
 from relay.store.sqlite import SqliteStore, migrate, read_only
+from relay.store.sqlite.files import record_offline
 
 __all__ = [
     "MAX_LIMIT",
+    "REPLAY_STATES",
     "STATUSES",
+    "Action",
     "AttemptRecord",
     "Claim",
     "DeadFilter",
@@ -41,11 +48,14 @@ __all__ = [
     "NewEvent",
     "Reader",
     "Rejection",
+    "ReplaySelection",
+    "ReplayTarget",
     "Store",
     "Stored",
     "migrate",
     "open_reader",
     "open_store",
+    "record_offline",
     "since_to_time",
 ]
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from relay.store.records import (
+    Action,
     AttemptRecord,
     Claim,
     DeadFilter,
@@ -32,6 +33,8 @@ from relay.store.records import (
     Gauges,
     NewEvent,
     Rejection,
+    ReplaySelection,
+    ReplayTarget,
     Stored,
 )
 
@@ -66,12 +69,13 @@ class Reader(Protocol):
         with its attempts; None if there is no such event."""
         ...
 
-    def events_after(self, after: str, source: str | None, limit: int) -> list[dict[str, Any]]:
-        """Events with an id greater than ``after``, oldest first (``relay tail``)."""
+    def events_after(self, after: int, source: str | None, limit: int) -> list[dict[str, Any]]:
+        """Events committed after ``position`` ``after``, in commit order (``relay tail``);
+        each has its ``position``."""
         ...
 
-    def latest_event_id(self) -> str:
-        """The newest event's id, '' when there is none."""
+    def latest_position(self) -> int:
+        """The position of the last event committed (0: none yet)."""
         ...
 
     def dead(self, f: DeadFilter, limit: int = 50) -> list[dict[str, Any]]:
@@ -100,6 +104,23 @@ class Reader(Protocol):
 
     def last_hour(self, now: float | None = None) -> dict[str, list[float]]:
         """Per minute over the last hour: events received, p95 received → delivered."""
+        ...
+
+    def replay_targets(self, sel: ReplaySelection) -> list[ReplayTarget]:
+        """The deliveries a replay selection would make (see ReplaySelection); a target
+        whose destination is None is an event that went nowhere, for the routes to place."""
+        ...
+
+    def routing(self, event_ids: list[str]) -> dict[str, tuple[str | None, str, bytes]]:
+        """Per event: its type, headers (JSON) and body, for routes and ordering keys."""
+        ...
+
+    def audit(self, since: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Operator actions, newest first."""
+        ...
+
+    def last_received(self, sources: list[str]) -> dict[str, float]:
+        """When each of these sources last received an event (absent: never)."""
         ...
 
     def backup(self, target: Path) -> int:
@@ -174,16 +195,27 @@ class Store(Protocol):
 
     async def set_paused(self, destination: str, paused: bool, reason: str | None) -> None: ...
 
-    async def replay(self, f: DeadFilter, now: float) -> dict[str, int]:
-        """A new pending delivery for every dead delivery matching ``f``, pointing back at
-        it (the dead one stays as history); returns how many, per destination."""
+    async def replay(
+        self, targets: list[ReplayTarget], action: Action, again: bool, now: float
+    ) -> tuple[dict[str, object], bool]:
+        """Make the deliveries ``targets`` name (each pending, pointing back at the delivery
+        it repeats, which stays as history) and record ``action`` in the audit trail, in one
+        transaction. Unless ``again``, a target that repeats a dead delivery some replay
+        already repeats is skipped (two requests, two tabs, or a filter after a replay by
+        hand, never double a dead delivery); delivered ones are sent again as asked.
+        If ``action.request_id`` was seen before, nothing is made and the first answer is
+        returned. Returns (the answer: replayed, events, destinations; repeated)."""
+        ...
+
+    async def audit(self, action: Action, result: dict[str, object], now: float) -> None:
+        """Append an operator action to the audit trail (it is never changed after)."""
         ...
 
     async def prune(self, kind: str, before: float, limit: int, now: float) -> int:
         """One bounded batch of retention; ``kind``: 'delivered' (events delivered
         everywhere or routed nowhere), 'dead' (with a dead delivery and none pending),
-        'rejections', 'redacted' (empty the bodies of delivered events). Events go with
-        their deliveries and attempts. Returns the rows changed."""
+        'rejections', 'audit', 'redacted' (empty the bodies of delivered events). Events go
+        with their deliveries and attempts. Returns the rows changed."""
         ...
 
     async def gauges(self) -> Gauges: ...

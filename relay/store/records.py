@@ -163,3 +163,69 @@ def since_to_time(value: str | float | None, now: float | None = None) -> float 
         raise ValueError(
             f"{value!r} is not a time (Unix seconds, RFC 3339) or a duration like 2h"
         ) from None
+
+
+REPLAY_STATES = ("dead", "delivered", "unrouted", "any")
+
+
+@dataclass(frozen=True)
+class ReplaySelection:
+    """Which events to send again, and where.
+
+    By id (``event``, or ``delivery`` for one delivery), or by a filter (``source``,
+    ``event_type`` glob, ``since``/``until`` on the time received, ``state``): ``dead``
+    (the default) takes the dead deliveries no replay has repeated yet (``again``: every dead
+    one); ``delivered`` the delivered ones; ``unrouted`` events that went nowhere; ``any``
+    all of these. Each goes to the destination it went to, or to ``destination`` when one
+    is named (which need not be routed from the event's source: a back-fill). An event that
+    went nowhere goes where the routes now send it, or to ``destination``.
+
+    The console narrows a dead-letter replay further: ``deliveries`` (the ones selected),
+    ``error`` (with ``exact_error``: one group) and ``died_before`` (the set it showed).
+    """
+
+    event: str | None = None
+    delivery: int | None = None
+    source: str | None = None
+    event_type: str | None = None
+    since: float | None = None
+    until: float | None = None
+    state: str = "dead"
+    destination: str | None = None
+    again: bool = False
+    deliveries: tuple[int, ...] = ()
+    error: str | None = None
+    exact_error: bool = False
+    died_before: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in REPLAY_STATES:
+            raise ValueError(f"state must be one of {', '.join(REPLAY_STATES)}")
+
+    @property
+    def by_id(self) -> bool:
+        return self.event is not None or self.delivery is not None or bool(self.deliveries)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayTarget:
+    """One delivery a replay will create. ``destination`` None: the event went nowhere and
+    the current routes decide (the caller fills it in)."""
+
+    event_id: str
+    source: str
+    destination: str | None
+    replay_of: int | None  # the delivery it repeats, if any
+    ordering_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """An operator's action, for the audit trail."""
+
+    actor: str
+    origin: str | None
+    action: str
+    target: str | None = None
+    params: dict[str, object] = field(default_factory=dict)
+    request_id: str | None = None

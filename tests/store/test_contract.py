@@ -6,6 +6,7 @@ operation takes one, so nothing here waits for time to pass.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -14,11 +15,13 @@ import pytest
 from relay.config import StorageConfig
 from relay.errors import StorageError
 from relay.store import (
+    Action,
     AttemptRecord,
     DeadFilter,
     EventFilter,
     NewEvent,
     Rejection,
+    ReplaySelection,
     Store,
     open_reader,
     open_store,
@@ -193,29 +196,108 @@ async def _dead(store: Store, n: int, destination: str = "a") -> int:
     return claim.id
 
 
+async def replay(
+    store: Store, sel: ReplaySelection, key: str | None = None, now: float = T0 + 200
+) -> dict[str, object]:
+    """What Control does for a selection whose targets all have a destination."""
+    targets = await store.read(lambda r: r.replay_targets(sel))
+    action = Action("test", None, "replay", request_id=key)
+    answer, repeated = await store.replay(targets, action, sel.again, now)
+    return answer | {"repeated": repeated}
+
+
 async def test_replay_makes_one_new_delivery_per_dead_one_once(store: Store) -> None:
     first = await _dead(store, 1)
     await _dead(store, 2)
     await _dead(store, 3, destination="b")
-    assert await store.replay(DeadFilter(destination="a"), T0 + 200) == {"a": 2}
-    assert await store.replay(DeadFilter(destination="a"), T0 + 201) == {}  # already replayed
+    answer = await replay(store, ReplaySelection(destination="a"))
+    assert (answer["replayed"], answer["destinations"]) == (2, {"a": 2})
+    again = await replay(store, ReplaySelection(destination="a"))
+    assert again["replayed"] == 0  # already replayed: a filter never doubles a dead one
     assert await store.pending_count("a") == 2
-    assert await store.replay(DeadFilter(include_replayed=True, deliveries=(first,)), T0) == {
-        "a": 1
-    }
+    by_hand = await replay(store, ReplaySelection(delivery=first))
+    assert by_hand["replayed"] == 0  # by hand too: it has a replay already
+    forced = await replay(store, ReplaySelection(delivery=first, again=True))
+    assert forced["replayed"] == 1
     found = await store.read(lambda r: r.event("evt_000001"))
     assert found is not None
     assert [d["state"] for d in found["deliveries"]] == ["dead", "pending", "pending"]
     assert found["deliveries"][1]["replay_of"] == first  # the dead one stays as history
 
 
-async def test_replay_by_event_and_by_exact_error(store: Store) -> None:
+async def test_a_dead_replay_can_be_replayed_but_not_its_original(store: Store) -> None:
     await _dead(store, 1)
-    await _dead(store, 2)
-    assert await store.replay(DeadFilter(event="evt_000002"), T0) == {"a": 1}
-    exact = DeadFilter(destination="a", error="HTTP 422", exact_error=True)
-    assert await store.replay(exact, T0) == {"a": 1}
-    assert await store.replay(DeadFilter(error="HTTP 4"), T0) == {}
+    await replay(store, ReplaySelection())
+    [claim] = await store.claim("a", T0 + 300, 1, lease=30)
+    await store.record(outcome(claim.id, "dead", T0 + 301))  # the replay died too
+    answer = await replay(store, ReplaySelection())
+    assert answer["replayed"] == 1  # the replay, once; not the original beside it
+    assert (await replay(store, ReplaySelection(again=True)))["replayed"] == 2
+
+
+async def test_the_same_request_replays_once(store: Store) -> None:
+    await _dead(store, 1)
+    first = await replay(store, ReplaySelection(delivery=1), key="k-1")
+    second = await replay(store, ReplaySelection(delivery=1), key="k-1")
+    assert (first["replayed"], first["repeated"]) == (1, False)
+    assert (second["replayed"], second["repeated"]) == (1, True)  # the first answer
+    assert await store.pending_count("a") == 1
+    again = ReplaySelection(delivery=1, again=True)  # once more, on purpose: another key
+    both = await asyncio.gather(*(replay(store, again, key="k-2") for _ in range(5)))
+    assert sorted(a["repeated"] for a in both) == [False, True, True, True, True]
+    assert await store.pending_count("a") == 2
+    audit = await store.read(lambda r: r.audit())
+    assert [(a["action"], a["result"]["replayed"]) for a in audit] == [("replay", 1)] * 2
+
+
+async def test_replay_targets_by_state(store: Store) -> None:
+    await _dead(store, 1)  # a dead delivery to a
+    await store.ingest(event(2))  # delivered below
+    [claim] = await store.claim("a", T0 + 500, 1, lease=30)
+    await store.record(outcome(claim.id, "delivered", T0 + 501))
+    await store.ingest(event(3, ()))  # went nowhere
+    await store.ingest(event(4))  # pending: no state takes it but "any"
+
+    async def targets(sel: ReplaySelection) -> list[tuple[str, str | None, int | None]]:
+        found = await store.read(lambda r: r.replay_targets(sel))
+        return sorted((t.event_id, t.destination, t.replay_of) for t in found)
+
+    assert await targets(ReplaySelection()) == [("evt_000001", "a", 1)]
+    assert await targets(ReplaySelection(state="delivered")) == [("evt_000002", "a", 2)]
+    assert await targets(ReplaySelection(state="unrouted")) == [("evt_000003", None, None)]
+    assert await targets(ReplaySelection(state="any")) == [
+        ("evt_000001", "a", 1),
+        ("evt_000002", "a", 2),
+        ("evt_000003", None, None),
+        ("evt_000004", "a", 3),
+    ]
+    assert await targets(ReplaySelection(event="evt_000002")) == [("evt_000002", "a", 2)]
+    window = ReplaySelection(state="any", since=T0 + 2, until=T0 + 4)
+    assert [t[0] for t in await targets(window)] == ["evt_000002", "evt_000003"]
+    assert await targets(ReplaySelection(source="other", state="any")) == []
+    with pytest.raises(ValueError, match="state"):
+        ReplaySelection(state="lost")
+
+
+async def test_audit_rows_are_kept_and_pruned(store: Store) -> None:
+    await store.audit(Action("cli:ann@host", "unix", "pause", "a", {"reason": "x"}), {"ok": 1}, T0)
+    await store.audit(Action("console", "10.0.0.1", "sign-in"), {}, T0 + 10)
+    rows = await store.read(lambda r: r.audit())
+    assert [(r["actor"], r["action"], r["target"]) for r in rows] == [
+        ("console", "sign-in", None),
+        ("cli:ann@host", "pause", "a"),
+    ]
+    assert rows[1]["params"] == {"reason": "x"}
+    assert rows[1]["result"] == {"ok": 1}
+    assert [r["action"] for r in await store.read(lambda r: r.audit(since=T0 + 5))] == ["sign-in"]
+    assert await store.prune("audit", T0 + 5, 10, T0 + 100) == 1
+
+
+async def test_last_received_per_source(store: Store) -> None:
+    await store.ingest(event(1, source="s"))
+    await store.ingest(event(5, source="s"))
+    found = await store.read(lambda r: r.last_received(["s", "never"]))
+    assert found == {"s": T0 + 5}
 
 
 async def test_prune_removes_only_finished_events_in_bounded_batches(store: Store) -> None:
@@ -252,7 +334,7 @@ async def test_gauges_count_the_backlog_and_dead_not_yet_replayed(store: Store) 
     await _dead(store, 1)
     await _dead(store, 2)
     await store.ingest(event(3, ("a", "b")))
-    await store.replay(DeadFilter(deliveries=(1,)), T0 + 300)
+    await replay(store, ReplaySelection(deliveries=(1,)), now=T0 + 300)
     gauges = await store.gauges()
     assert gauges.dead == {"a": 1}
     assert gauges.pending == {"a": (2, T0 + 3), "b": (1, T0 + 3)}  # the replay is pending
@@ -279,15 +361,17 @@ async def test_event_lists_filter_and_page_by_keyset(store: Store) -> None:
         EventFilter(status="lost")
 
 
-async def test_tail_reads_what_came_after(store: Store) -> None:
-    assert await store.read(lambda r: r.latest_event_id()) == ""
-    for n in range(3):
-        await store.ingest(event(n, source="s" if n != 1 else "t"))
-    after = await store.read(lambda r: r.events_after("evt_000000", None, 10))
-    assert [e["id"] for e in after] == ["evt_000001", "evt_000002"]
-    only_s = await store.read(lambda r: r.events_after("", "s", 10))
-    assert [e["id"] for e in only_s] == ["evt_000000", "evt_000002"]
-    assert await store.read(lambda r: r.latest_event_id()) == "evt_000002"
+async def test_tail_reads_what_was_committed_after_in_commit_order(store: Store) -> None:
+    assert await store.read(lambda r: r.latest_position()) == 0
+    await store.ingest(event(5))
+    start = await store.read(lambda r: r.latest_position())
+    for n in (7, 1, 6):  # ids out of order: 1 is older than 5, but committed later
+        await store.ingest(event(n, source="s" if n != 6 else "t"))
+    after = await store.read(lambda r: r.events_after(start, None, 10))
+    assert [e["id"] for e in after] == ["evt_000007", "evt_000001", "evt_000006"]
+    only_t = await store.read(lambda r: r.events_after(0, "t", 10))
+    assert [e["id"] for e in only_t] == ["evt_000006"]
+    assert await store.read(lambda r: r.latest_position()) == after[-1]["position"]
 
 
 async def test_dead_lists_counts_and_groups(store: Store) -> None:
@@ -298,7 +382,12 @@ async def test_dead_lists_counts_and_groups(store: Store) -> None:
     assert await store.read(lambda r: r.count_dead(DeadFilter())) == 3
     assert await store.read(lambda r: r.dead_by_destination(DeadFilter())) == {"a": 2, "b": 1}
     groups = await store.read(lambda r: r.dead_groups())
-    assert groups[0] == {"destination": "a", "error": "HTTP 422", "count": 2}
+    assert groups[0] == {
+        "destination": "a",
+        "error": "HTTP 422",
+        "count": 2,
+        "last_died_at": T0 + 103,
+    }
 
 
 async def test_stats_per_source_and_destination(store: Store) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from relay import sql
 from relay.config import StorageConfig
-from relay.store import DeadFilter, EventFilter, open_store
+from relay.store import Action, DeadFilter, EventFilter, ReplaySelection, open_store
 
 T0 = 1_700_000_000.0
 VERSIONS = [n for n, _, _ in sql.migrations()]
@@ -128,7 +128,9 @@ async def test_upgrade_from_every_earlier_version(tmp_path: Path, version: int) 
         assert stats["destinations"]["a"]["dead"] == 1
         [claim] = await store.claim("a", T0 + 10, 5, lease=30)
         assert (claim.event_id, claim.attempt) == ("evt_2", 2)
-        assert await store.replay(DeadFilter(), T0 + 20) == {"a": 1}
+        targets = await store.read(lambda r: r.replay_targets(ReplaySelection()))
+        answer, _ = await store.replay(targets, Action("test", None, "replay"), False, T0 + 20)
+        assert answer["destinations"] == {"a": 1}
         assert (await store.load_events(["evt_0"]))["evt_0"].body == b'{"n": 0}'
         duplicate = await store.ingest(_again())  # the old unique index still decides
         assert (duplicate.event_id, duplicate.duplicate) == ("evt_0", True)

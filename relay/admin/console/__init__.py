@@ -15,8 +15,10 @@ is refused with what to do instead.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -27,9 +29,9 @@ import jinja2
 from aiohttp import web
 
 from relay.admin.console.sessions import SESSION_SECONDS, Sessions, Throttle
-from relay.admin.surface import Surface
+from relay.admin.surface import Surface, Who
 from relay.network import parse_address, within
-from relay.store import STATUSES, DeadFilter, EventFilter, since_to_time
+from relay.store import STATUSES, DeadFilter, EventFilter, ReplaySelection, since_to_time
 
 COOKIE = "relay_session"
 PAGE = 50
@@ -155,6 +157,7 @@ class Console:
         r.add_get("/ui/destinations", self.destinations)
         r.add_post("/ui/destinations/{name}/{action}", self.pause_resume)
         r.add_get("/ui/rejections", self.rejections)
+        r.add_get("/ui/audit", self.audit)
 
     async def home(self, request: web.Request) -> web.Response:
         return _redirect("/ui/")
@@ -188,11 +191,14 @@ class Console:
         if not self._private(request):
             return _redirect("/ui/login?" + urlencode({"error": INSECURE}))
         given = str(form.get("token", "")).encode()
+        who = Who("console", request.remote or "unix")
         if not hmac.compare_digest(given, self._token):
+            await self._surface.audit(who, "sign-in-failed", None, {})
             # Wrong: answered later each time (per address); a right token never waits.
             await asyncio.sleep(self._throttle.wrong(request.remote or "-", time.monotonic()))
             retry = {"error": "That token is not right.", "next": back}
             return _redirect("/ui/login?" + urlencode(retry))
+        await self._surface.audit(who, "sign-in", None, {})
         response = _redirect(back)
         response.set_cookie(
             COOKIE,
@@ -299,7 +305,17 @@ class Console:
             body = json.dumps(ev["body"], indent=2, ensure_ascii=False)
         else:
             body = str(ev["body"])
-        return self.render(request, "event.html", ev["id"], "/ui/events", ev=ev, body=body)
+        replayed = {d["replay_of"] for d in ev["deliveries"] if d["replay_of"] is not None}
+        return self.render(
+            request,
+            "event.html",
+            ev["id"],
+            "/ui/events",
+            ev=ev,
+            body=body,
+            replayed=replayed,
+            form_id=_form_id(),
+        )
 
     async def dead(self, request: web.Request) -> web.Response:
         q = request.query
@@ -307,26 +323,59 @@ class Console:
         groups = await self._surface.read(lambda r: r.dead_groups())
         rows = await self._surface.read(lambda r: r.dead(f, 200))
         return self.render(
-            request, "dead.html", "Dead letters", "/ui/dead", groups=groups, rows=rows
+            request,
+            "dead.html",
+            "Dead letters",
+            "/ui/dead",
+            groups=[g | {"form_id": _form_id()} for g in groups],
+            rows=rows,
+            form_id=_form_id(),
         )
 
     async def replay(self, request: web.Request) -> web.Response:
+        """Every replay form carries a request id made when the page was rendered: sent
+        twice (a double click, a reload and resubmit), it replays once. "Replay all N" also
+        carries N and when the last of them died: if the set changed meanwhile, it says so
+        instead of replaying something else."""
         form = await request.post()
         ids = tuple(int(str(v)) for v in form.getall("delivery", []) if str(v).isdigit())
-        back = str(form.get("back", "/ui/dead"))
-        if not back.startswith("/ui/"):
-            back = "/ui/dead"
+        back = _local_path(str(form.get("back", "/ui/dead")))
+        key = str(form.get("request", "")) or None
+        who = Who("console", request.remote or "unix")
         if ids:
-            count = await self._surface.replay(DeadFilter(include_replayed=True, deliveries=ids))
+            sel = ReplaySelection(deliveries=ids)
+            if key is not None:  # the same form with another selection is another request
+                chosen = ",".join(str(i) for i in sorted(ids)).encode()
+                key = f"{key}:{hashlib.sha256(chosen).hexdigest()[:16]}"
         else:
             destination = str(form.get("destination", "")) or None
             if destination is None:
                 return _redirect(back + "?" + urlencode({"done": "Nothing selected."}))
-            error = str(form.get("error", "")) or None
-            f = DeadFilter(destination=destination, error=error, exact_error=True)
-            count = await self._surface.replay(f)
+            sel = ReplaySelection(
+                destination=destination,
+                error=str(form.get("error", "")) or None,
+                exact_error=True,
+                died_before=_float(form.get("died_before")),
+            )
+            expect = _float(form.get("expect"))
+            if expect is not None:
+                seen = await self._surface.replay(sel, who, dry_run=True)
+                if seen["matched"] != int(expect):
+                    changed = (
+                        f"Not replayed: {seen['matched']} deliveries match now, not the "
+                        f"{int(expect)} shown. Look again, then replay them if you still want to."
+                    )
+                    return _redirect(back + "?" + urlencode({"done": changed}))
+        answer = await self._surface.replay(sel, who, key)
+        count = int(answer["replayed"])
         message = f"Replayed {count} deliver{'y' if count == 1 else 'ies'}."
+        if answer.get("repeated"):
+            message = "Already replayed: this form was sent before."
         return _redirect(back + "?" + urlencode({"done": message}))
+
+    async def audit(self, request: web.Request) -> web.Response:
+        rows = await self._surface.read(lambda r: r.audit(None, 200))
+        return self.render(request, "audit.html", "Audit", "/ui/audit", rows=rows)
 
     async def destinations(self, request: web.Request) -> web.Response:
         stats = await self._surface.read(lambda r: r.stats())
@@ -362,10 +411,11 @@ class Console:
 
     async def pause_resume(self, request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
+        who = Who("console", request.remote or "unix")
         if action == "pause":
-            found = await self._surface.pause(name, "paused from the console")
+            found = await self._surface.pause(name, "paused from the console", who)
         elif action == "resume":
-            found = await self._surface.resume(name)
+            found = await self._surface.resume(name, who)
         else:
             found = False
         if not found:
@@ -397,6 +447,18 @@ def _local_path(path: str | None) -> str:
     if path and path.startswith("/ui/") and not path.startswith("//"):
         return path
     return "/ui/"
+
+
+def _form_id() -> str:
+    """A replay form's request id: made once per rendered form (see Console.replay)."""
+    return "ui-" + secrets.token_urlsafe(16)
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(str(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def _redirect(location: str) -> web.Response:

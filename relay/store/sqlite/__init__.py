@@ -27,16 +27,17 @@ from relay.config import StorageConfig
 from relay.errors import StorageError
 from relay.store.base import HandOff, Reader
 from relay.store.records import (
+    Action,
     AttemptRecord,
     Claim,
-    DeadFilter,
     EventPayload,
     Gauges,
     NewEvent,
     Rejection,
+    ReplayTarget,
     Stored,
 )
-from relay.store.sqlite import clauses, files
+from relay.store.sqlite import files
 from relay.store.sqlite.files import migrate
 from relay.store.sqlite.reader import SqliteReader, read_only
 from relay.store.sqlite.writer import Writer
@@ -50,6 +51,7 @@ PRUNE = {
     "dead": "prune_dead",
     "rejections": "prune_rejections",
     "redacted": "redact_delivered",
+    "audit": "prune_audit",
 }
 
 
@@ -243,18 +245,51 @@ class SqliteStore:
         statement = self._q["set_paused"]
         await self._writer.call(lambda db: db.execute(statement, params).rowcount)
 
-    async def replay(self, f: DeadFilter, now: float) -> dict[str, int]:
-        where, params = clauses.dead_where(f)
-        count_sql, insert_sql = clauses.dead_by_destination(where), clauses.replay(where)
+    async def replay(
+        self, targets: list[ReplayTarget], action: Action, again: bool, now: float
+    ) -> tuple[dict[str, object], bool]:
+        q = self._q
 
-        def work(db: sqlite3.Connection) -> dict[str, int]:
-            # Counted and inserted in one transaction: the counts are what was replayed.
-            matched = {name: int(n) for name, n in db.execute(count_sql, params)}
-            if matched:
-                db.execute(insert_sql, [now, now, now, *params])
-            return matched
+        def work(db: sqlite3.Connection) -> tuple[dict[str, object], bool]:
+            # The same request again (a double click, a retry, two tabs with one form) finds
+            # its audit row and replays nothing. One transaction: nothing between the look
+            # and the insert below (the writer runs one at a time).
+            if action.request_id is not None:
+                found = db.execute(q["audit_answered"], (action.request_id,)).fetchone()
+                if found is not None:
+                    return json.loads(found[0]), True
+            counts: dict[str, int] = {}
+            events: set[str] = set()
+            for t in targets:
+                made = db.execute(
+                    q["replay_delivery"],
+                    {
+                        "event_id": t.event_id,
+                        "destination": t.destination,
+                        "now": now,
+                        "ordering_key": t.ordering_key,
+                        "replay_of": t.replay_of,
+                        "again": again,
+                    },
+                )
+                if made.rowcount:
+                    assert t.destination is not None
+                    counts[t.destination] = counts.get(t.destination, 0) + 1
+                    events.add(t.event_id)
+            result: dict[str, object] = {
+                "replayed": sum(counts.values()),
+                "events": len(events),
+                "destinations": counts,
+            }
+            db.execute(q["audit_insert"], _audit_row(action, now) | {"result": json.dumps(result)})
+            return result, False
 
         return await self._writer.call(work)
+
+    async def audit(self, action: Action, result: dict[str, object], now: float) -> None:
+        row = _audit_row(action, now) | {"result": json.dumps(result)}
+        statement = self._q["audit_insert"]
+        await self._writer.call(lambda db: db.execute(statement, row).rowcount)
 
     async def prune(self, kind: str, before: float, limit: int, now: float) -> int:
         statement = self._q[PRUNE[kind]]
@@ -277,6 +312,19 @@ class SqliteStore:
                 return work(reader)
 
         return await asyncio.to_thread(run)
+
+
+def _audit_row(action: Action, now: float) -> dict[str, object]:
+    return {
+        "at": now,
+        "actor": action.actor,
+        "origin": action.origin,
+        "action": action.action,
+        "target": action.target,
+        "params": json.dumps(action.params, default=str),
+        "result": "{}",
+        "request_id": action.request_id,
+    }
 
 
 def database_bytes(path: Path) -> tuple[int, int]:

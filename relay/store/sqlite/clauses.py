@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.store.records import DeadFilter, EventFilter
+from relay.store.records import DeadFilter, EventFilter, ReplaySelection
 
 Clause = tuple[str, list[Any]]
 
@@ -126,3 +126,79 @@ def replay(where: str) -> str:
 def ids_in(count: int) -> str:
     """``?,?,…``: the marks of an IN list of ``count`` values."""
     return ",".join("?" * count)
+
+
+def replay_candidates(sel: ReplaySelection) -> Clause:
+    """The deliveries (or events that went nowhere) a replay selection takes, as rows of
+    (event id, source, destination or NULL, delivery id or NULL, ordering key)."""
+    events: list[str] = []
+    params: list[Any] = []
+
+    def on_events(fragment: str, value: Any) -> None:
+        events.append(fragment)
+        params.append(value)
+
+    if sel.event is not None:
+        on_events("e.id = ?", sel.event)
+    if sel.source:
+        on_events("e.source = ?", sel.source)
+    if sel.event_type:
+        on_events("e.event_type GLOB ?", sel.event_type)
+    if sel.since is not None:
+        on_events("e.received_at >= ?", sel.since)
+    if sel.until is not None:
+        on_events("e.received_at < ?", sel.until)
+    where_events = "".join(f" AND {c}" for c in events)
+    event_params = list(params)
+
+    if sel.delivery is not None:
+        return (
+            f"{_CANDIDATES} WHERE d.id = ?{where_events}",
+            [sel.delivery, *event_params],
+        )
+    if sel.event is not None or sel.state == "any":
+        # Each destination the event went to, once (its latest delivery there), and the
+        # events that went nowhere.
+        return (
+            f"{_LATEST_PER_DESTINATION} WHERE 1{where_events} GROUP BY d.event_id, d.destination"
+            f" UNION ALL {_UNROUTED}{where_events}",
+            [*event_params, *event_params],
+        )
+    if sel.state == "unrouted":
+        return f"{_UNROUTED}{where_events}", event_params
+    deliveries = ["d.state = ?"]
+    params = [sel.state]
+    if sel.destination:  # the dead (or delivered) of that destination, back to it
+        deliveries.append("d.destination = ?")
+        params.append(sel.destination)
+    if sel.state == "dead":
+        if not sel.again:
+            deliveries.append(NOT_REPLAYED)
+        if sel.deliveries:
+            deliveries.append(f"d.id IN ({ids_in(len(sel.deliveries))})")
+            params.extend(sel.deliveries)
+        if sel.exact_error:
+            deliveries.append("d.last_error IS ?")
+            params.append(sel.error)
+        elif sel.error:
+            deliveries.append("instr(d.last_error, ?) > 0")
+            params.append(sel.error)
+        if sel.died_before is not None:
+            deliveries.append("d.updated_at <= ?")
+            params.append(sel.died_before)
+    where = " AND ".join(deliveries)
+    return f"{_CANDIDATES} WHERE {where}{where_events} ORDER BY d.id", [*params, *event_params]
+
+
+_CANDIDATES = (
+    "SELECT e.id, e.source, d.destination, d.id, d.ordering_key"
+    " FROM deliveries d JOIN events e ON e.id = d.event_id"
+)
+_LATEST_PER_DESTINATION = (
+    "SELECT e.id, e.source, d.destination, MAX(d.id), d.ordering_key"
+    " FROM deliveries d JOIN events e ON e.id = d.event_id"
+)
+_UNROUTED = (
+    "SELECT e.id, e.source, NULL, NULL, NULL FROM events e"
+    " WHERE NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.event_id = e.id)"
+)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from relay import sql
@@ -135,3 +137,34 @@ def migrate(db: sqlite3.Connection, path: Path | str = "database") -> int:
             raise StorageError(f"{path}: migration {name} failed: {exc}") from None
         log.info("store.migrated", extra={"fields": {"migration": name}})
     return latest
+
+
+def record_offline(
+    path: Path, action: str, target: str | None, result: dict[str, object], actor: str
+) -> bool:
+    """Append an operator action to the audit trail of a database no relay has open (the
+    CLI's backup while relay is stopped). False, and nothing written, if a relay holds it:
+    that relay records what goes through it."""
+    try:
+        lock = lock_database(path)
+    except StorageError:
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+            migrate(db, path)
+            db.execute(
+                sql.queries()["audit_insert"],
+                {
+                    "at": time.time(),
+                    "actor": actor,
+                    "origin": "local",
+                    "action": action,
+                    "target": target,
+                    "params": "{}",
+                    "result": json.dumps(result),
+                    "request_id": None,
+                },
+            )
+    finally:
+        os.close(lock)
+    return True

@@ -18,7 +18,13 @@ from typing import Any
 
 from relay import sql
 from relay.errors import StorageError
-from relay.store.records import MAX_LIMIT, DeadFilter, EventFilter
+from relay.store.records import (
+    MAX_LIMIT,
+    DeadFilter,
+    EventFilter,
+    ReplaySelection,
+    ReplayTarget,
+)
 from relay.store.sqlite import clauses
 from relay.verify.base import redacted
 
@@ -122,14 +128,14 @@ class SqliteReader:
         ]
         return event
 
-    def events_after(self, after: str, source: str | None, limit: int) -> list[dict[str, Any]]:
+    def events_after(self, after: int, source: str | None, limit: int) -> list[dict[str, Any]]:
         params = {"after": after, "source": source, "limit": _limit(limit)}
-        keys = ("id", "received_at", "source", "event_type", "idempotency_key")
+        keys = ("position", "id", "received_at", "source", "event_type", "idempotency_key")
         rows = self._conn.execute(self._q["events_after"], params)
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
-    def latest_event_id(self) -> str:
-        return str(self._conn.execute(self._q["latest_event_id"]).fetchone()[0])
+    def latest_position(self) -> int:
+        return int(self._conn.execute(self._q["latest_position"]).fetchone()[0])
 
     def dead(self, f: DeadFilter, limit: int = 50) -> list[dict[str, Any]]:
         where, params = clauses.dead_where(f)
@@ -158,7 +164,9 @@ class SqliteReader:
 
     def dead_groups(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._conn.execute(self._q["dead_groups"], (_limit(limit),))
-        return [{"destination": r[0], "error": r[1], "count": r[2]} for r in rows]
+        return [
+            {"destination": r[0], "error": r[1], "count": r[2], "last_died_at": r[3]} for r in rows
+        ]
 
     def delivered_destinations(self) -> list[str]:
         return [row[0] for row in self._conn.execute(self._q["delivered_destinations"])]
@@ -225,6 +233,40 @@ class SqliteReader:
                     latency[minute].append(float(seconds))
         p95 = [sorted(v)[int(len(v) * 0.95)] if v else 0.0 for v in latency]
         return {"events": events, "p95": p95}
+
+    def replay_targets(self, sel: ReplaySelection) -> list[ReplayTarget]:
+        statement, params = clauses.replay_candidates(sel)
+        return [ReplayTarget(*row) for row in self._conn.execute(statement, params)]
+
+    def routing(self, event_ids: list[str]) -> dict[str, tuple[str | None, str, bytes]]:
+        """What routing and ordering look at, per event: (type, headers JSON, body)."""
+        found = {}
+        for start in range(0, len(event_ids), 500):
+            ids = json.dumps(event_ids[start : start + 500])
+            for row in self._conn.execute(self._q["routing_inputs"], {"ids": ids}):
+                found[row[0]] = (row[1], row[2], row[3])
+        return found
+
+    def last_received(self, sources: list[str]) -> dict[str, float]:
+        found = {}
+        for source in sources:
+            row = self._conn.execute(self._q["last_received"], (source,)).fetchone()
+            if row is not None:
+                found[source] = float(row[0])
+        return found
+
+    def audit(self, since: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest operator actions first."""
+        params = {"since": since, "limit": _limit(limit)}
+        keys = ("id", "at", "actor", "origin", "action", "target", "params", "result")
+        return [
+            {
+                **dict(zip(keys, row, strict=False)),
+                "params": json.loads(row[6]),
+                "result": json.loads(row[7]),
+            }
+            for row in self._conn.execute(self._q["audit_latest"], params)
+        ]
 
     def backup(self, target: Path) -> int:
         """An online, consistent copy: SQLite's backup API in one step, under one read

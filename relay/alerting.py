@@ -1,0 +1,269 @@
+"""Alerts that reach a person: ``[alerts]`` conditions, each throttled, sent as events.
+
+An alert is an event of relay's own source ``_relay``, delivered like any other to the
+destination the operator names (a Slack incoming webhook, a pager, anything that takes
+JSON), so it is stored, retried, visible and replayable. It enters through the ingest path
+the app hands ``Alerting`` (never behind ingress's back).
+
+Kinds (``docs/operations.md``): ``dead`` (deliveries died, per destination), ``backlog``
+(the oldest pending delivery of a destination is too old), ``quiet`` (a source received
+nothing for too long), ``rejections`` (a source refuses too large a share of its requests),
+``paused`` (the circuit breaker paused a destination) and ``storage_full``. Each kind and
+subject alerts at most once per ``every``; what happens meanwhile is counted into the next
+one, so a long outage sends a few messages, not thousands. Deliveries of alerts, and to the
+alert destination, never raise alerts about themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from relay.config import AlertsConfig
+from relay.errors import StorageUnavailable
+from relay.ids import new_event_id
+from relay.store import Gauges, NewEvent, Stored
+
+log = logging.getLogger("relay.alerts")
+
+ALERT_SOURCE = "_relay"  # relay's own events; no [[sources]] name can start with _
+TICK = 1.0  # seconds between looks at the backlog, quiet sources and rejection shares
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What happened since the last alert of one kind and subject."""
+
+    count: int = 0
+    first_event: str | None = None
+    first_error: str | None = None
+
+
+@dataclass(slots=True)
+class _Window:
+    """Requests of one source per second, over the rejection window."""
+
+    seconds: dict[int, tuple[int, int]] = field(default_factory=dict)  # second: (all, refused)
+
+    def add(self, now: float, refused: bool) -> None:
+        second = int(now)
+        total, bad = self.seconds.get(second, (0, 0))
+        self.seconds[second] = (total + 1, bad + refused)
+
+    def share(self, now: float, window: float) -> tuple[int, float]:
+        start = int(now - window)
+        for second in [s for s in self.seconds if s < start]:
+            del self.seconds[second]
+        total = sum(t for t, _ in self.seconds.values())
+        bad = sum(b for _, b in self.seconds.values())
+        return total, (bad / total if total else 0.0)
+
+
+class Alerting:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        ingest: Callable[[NewEvent], Awaitable[Stored]],
+        console_url: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._ingest = ingest
+        self._console = console_url.rstrip("/") if console_url else None
+        self._clock = clock
+        self._sent: dict[tuple[str, str], float] = {}  # (kind, subject): when last sent
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._last_seen: dict[str, float] = {}  # source: last request received
+        self._windows: dict[str, _Window] = {}
+        self._started = clock()
+        self.ignored = 0  # deaths of alerts, or at the alert destination: never alerted on
+
+    def update(self, config: AlertsConfig) -> None:
+        """A reloaded config."""
+        self._config = config
+
+    # -- what happens, reported by ingress and the lanes ---------------------------------------
+
+    def request(self, source: str, refused: bool, now: float) -> None:
+        """A request to a source, accepted or refused (cheap: on the ingest path)."""
+        if not refused:
+            self._last_seen[source] = now
+        if self._config.rejections is not None:
+            window = self._windows.get(source)
+            if window is None:
+                window = self._windows[source] = _Window()
+            window.add(now, refused)
+
+    def seen(self, last: dict[str, float]) -> None:
+        """When each source last received something, from the database at start."""
+        for source, at in last.items():
+            self._last_seen[source] = max(at, self._last_seen.get(source, 0.0))
+
+    async def died(self, destination: str, source: str, event_id: str, error: str | None) -> None:
+        """A delivery died."""
+        config = self._config
+        if config.destination is None:
+            return
+        if source == ALERT_SOURCE or destination == config.destination:
+            self.ignored += 1  # an alert never alerts about itself
+            return
+        if not config.dead:
+            return
+        key = ("dead", destination)
+        pending = self._pending.setdefault(key, _Pending())
+        pending.count += 1
+        if pending.first_event is None:
+            pending.first_event, pending.first_error = event_id, error
+        await self._flush_dead(key, self._clock())
+
+    async def _flush_dead(self, key: tuple[str, str], now: float) -> None:
+        pending = self._pending.get(key)
+        if pending is None or not pending.count or not self._due(key, now):
+            return
+        del self._pending[key]
+        destination = key[1]
+        n = pending.count
+        await self._send(
+            "dead",
+            destination,
+            f"{n} deliver{'y' if n == 1 else 'ies'} to {destination} died: {pending.first_error}",
+            {
+                "destination": destination,
+                "count": n,
+                "first_event_id": pending.first_event,
+                "first_error": pending.first_error,
+            },
+            now,
+            event=pending.first_event,
+        )
+
+    async def paused(self, destination: str, fields: dict[str, Any], to: str | None) -> None:
+        """The circuit breaker paused a destination (``to``: circuit.alert, if set)."""
+        await self._send("paused", destination, str(fields["text"]), fields, self._clock(), to=to)
+
+    async def storage_full(self, fields: dict[str, Any], to: str | None) -> None:
+        await self._send("storage_full", "storage", str(fields["text"]), fields, self._clock(), to)
+
+    # -- the conditions that are looked at -------------------------------------------------
+
+    async def run(self, gauges: Callable[[], Awaitable[Gauges]]) -> None:
+        while True:
+            try:
+                await self.look(self._clock(), gauges)
+            except StorageUnavailable as exc:
+                log.warning("alerts.look_failed", extra={"fields": {"error": str(exc)}})
+            await asyncio.sleep(TICK)
+
+    async def look(self, now: float, gauges: Callable[[], Awaitable[Gauges]]) -> None:
+        config = self._config
+        if config.destination is None:
+            return
+        for key in list(self._pending):
+            await self._flush_dead(key, now)
+        if config.backlog is not None:
+            for destination, (count, oldest) in (await gauges()).pending.items():
+                age = now - oldest
+                if age > config.backlog and destination != config.destination:
+                    await self._once(
+                        "backlog",
+                        destination,
+                        f"{destination}: the oldest of {count} pending deliveries is "
+                        f"{_span(age)} old (alert above {_span(config.backlog)})",
+                        {"destination": destination, "count": count, "oldest_seconds": int(age)},
+                        now,
+                    )
+        for source, limit in config.quiet.items():
+            last = self._last_seen.get(source, self._started)
+            if now - last > limit:
+                await self._once(
+                    "quiet",
+                    source,
+                    f"{source} has received nothing for {_span(now - last)} "
+                    f"(alert above {_span(limit)})",
+                    {"source": source, "silent_seconds": int(now - last)},
+                    now,
+                )
+        rule = config.rejections
+        if rule is not None:
+            for source, window in self._windows.items():
+                total, share = window.share(now, rule.window)
+                if total >= rule.min and share > rule.share:
+                    await self._once(
+                        "rejections",
+                        source,
+                        f"{source} refused {share:.0%} of {total} requests in the last "
+                        f"{_span(rule.window)} (alert above {rule.share:.0%})",
+                        {"source": source, "count": total, "share": round(share, 3)},
+                        now,
+                    )
+
+    async def _once(
+        self, kind: str, subject: str, summary: str, fields: dict[str, Any], now: float
+    ) -> None:
+        if self._due((kind, subject), now):
+            await self._send(kind, subject, summary, fields, now)
+
+    def _due(self, key: tuple[str, str], now: float) -> bool:
+        last = self._sent.get(key)
+        return last is None or now - last >= self._config.every
+
+    async def _send(
+        self,
+        kind: str,
+        subject: str,
+        summary: str,
+        fields: dict[str, Any],
+        now: float,
+        to: str | None = None,
+        event: str | None = None,
+    ) -> None:
+        destination = to or self._config.destination
+        if destination is None:  # no alerts configured: the log has its own lines about it
+            return
+        self._sent[(kind, subject)] = now
+        link = f"{self._console}/ui/events/{event}" if self._console and event else None
+        if self._config.format == "slack":
+            payload: dict[str, Any] = {"text": summary + (f" <{link}|open it>" if link else "")}
+        else:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+            payload = {"kind": kind, "summary": summary, **fields, "at": stamp}
+            if link:
+                payload["console"] = link
+        await self.send(destination, f"alert.{kind}", payload)
+
+    async def send(self, destination: str, event_type: str, payload: dict[str, Any]) -> None:
+        """One alert event to ``destination``: its body is ``payload`` as JSON."""
+        now = time.time()
+        event = NewEvent(
+            id=new_event_id(now),
+            source=ALERT_SOURCE,
+            received_at=now,
+            idempotency_key=None,
+            event_type=event_type,
+            content_type="application/json",
+            remote_addr=None,
+            headers=json.dumps([["Content-Type", "application/json"]]),
+            body=json.dumps(payload).encode(),
+            destinations=(destination,),
+        )
+        log.warning("alert.sent", extra={"fields": {"type": event_type, "to": destination}})
+        try:
+            await self._ingest(event)
+        except StorageUnavailable:
+            log.error("alert.failed", extra={"fields": {"to": destination}})
+
+
+def _span(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
