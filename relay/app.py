@@ -26,6 +26,7 @@ from aiohttp import web
 
 from relay import systemd
 from relay.admin import Who, start_admin
+from relay.agents import AgentHub
 from relay.alerting import Alerting
 from relay.clock import Clock
 from relay.config import Settings, load_config, split_address
@@ -64,6 +65,7 @@ class Relay:
         self._background: list[asyncio.Task[None]] = []
         self.control: Control | None = None
         self.alerting: Alerting | None = None
+        self.hub: AgentHub | None = None
         self.guard: Guard | None = None
 
     @property
@@ -106,9 +108,16 @@ class Relay:
             alerting.seen(await store.read(lambda r: r.last_received(quiet)))
         self._background.append(asyncio.create_task(alerting.run(store.gauges), name="alerts"))
         alerts = alerting
-        self._scheduler = scheduler = Scheduler(
-            settings.destinations, store, self.metrics, alerts, self._clock
+        self.hub = hub = AgentHub(
+            settings.agents,
+            self.metrics,
+            trusted=settings.server.trusted_proxies,
+            max_body=settings.server.max_body_size,
         )
+        self._scheduler = scheduler = Scheduler(
+            settings.destinations, store, self.metrics, alerts, self._clock, hub
+        )
+        hub.wake = scheduler.wake_group
         store.add_listener(scheduler.notify)
         store.hand_off = scheduler
         await scheduler.load()
@@ -120,7 +129,7 @@ class Relay:
         if settings.storage.max_size is not None:
             self._background.append(asyncio.create_task(size.run(), name="size"))
         self._ingress = ingress = Ingress(
-            settings, store, self.problems, self.metrics, lambda: size.full, alerting.request
+            settings, store, self.problems, self.metrics, lambda: size.full, alerting.request, hub
         )
         await self._listen(ingress)
         self.control = Control(
@@ -131,6 +140,7 @@ class Relay:
             self.reload,
             lambda: size.full,
             lambda: self.config_path,
+            hub,
         )
         token = settings.admin.token
         if token is not None:
@@ -225,6 +235,8 @@ class Relay:
         self._ingress.update(new)
         if self.alerting is not None:
             self.alerting.update(new.alerts)
+        if self.hub is not None:
+            self.hub.update(new.agents)
         self.settings = new.model_copy(
             update={"server": old.server, "storage": old.storage, "admin": old.admin}
         )

@@ -279,6 +279,9 @@ class DestinationConfig(StrictModel):
     )
     tls: TlsConfig = TlsConfig()
     proxy: str | None = Field(None, description="HTTP proxy URL for this destination")
+    agent: str | None = Field(
+        None, description="deliver through this [[agents]] group (the URL as the agent sees it)"
+    )
 
     @field_validator("url", "proxy")
     @classmethod
@@ -309,6 +312,26 @@ class DestinationConfig(StrictModel):
         return self
 
 
+class AgentGroupConfig(StrictModel):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    token: SecretRef | None = Field(None, description="the token its agents present")
+    tokens: tuple[SecretRef, ...] = Field(
+        (), description="more accepted tokens (a rotation); kept hashed in memory"
+    )
+    heartbeat: Duration = Field(
+        15.0, description="seconds between pings to its agents; silent for 1.5 of them: gone"
+    )
+
+    @model_validator(mode="after")
+    def _some_token(self) -> AgentGroupConfig:
+        if self.token is None and not self.tokens:
+            raise ValueError('an agent group needs a token: token = "env:NAME"')
+        return self
+
+    def token_values(self) -> list[str]:
+        return [t.value for t in (self.token, *self.tokens) if t is not None]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RELAY_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -323,6 +346,7 @@ class Settings(BaseSettings):
     sources: list[SourceConfig] = []
     destinations: list[DestinationConfig] = []
     routes: list[RouteConfig] = []
+    agents: list[AgentGroupConfig] = []
 
     def routes_for(self, source: str) -> tuple[Route, ...]:
         """The compiled routes of one source, in config order."""
@@ -382,7 +406,7 @@ def _check_toml(path: Path) -> None:
 def check_references(settings: Settings) -> None:
     """Names are unique and every route points at things that exist."""
     problems: list[str] = []
-    for section in ("sources", "destinations"):
+    for section in ("sources", "destinations", "agents"):
         seen: set[str] = set()
         for index, item in enumerate(getattr(settings, section)):
             if item.name in seen:
@@ -404,6 +428,18 @@ def check_references(settings: Settings) -> None:
                     f"routes[{index}].destinations[{j}]: {dest!r} is not a defined destination; "
                     f"add a [[destinations]] entry named {dest!r} or fix the name"
                 )
+    groups = {a.name for a in settings.agents}
+    for index, destination in enumerate(settings.destinations):
+        if destination.agent is not None and destination.agent not in groups:
+            problems.append(
+                f"destinations[{index}].agent: {destination.agent!r} is not a defined agent "
+                f"group; add an [[agents]] entry named {destination.agent!r} or fix the name"
+            )
+        if destination.agent is not None and destination.proxy is not None:
+            problems.append(
+                f"destinations[{index}]: proxy and agent cannot be used together (the agent "
+                "calls the URL from inside the private network); remove one"
+            )
     target = settings.alerts.destination
     if target is not None and target not in destinations:
         problems.append(

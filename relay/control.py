@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from multidict import CIMultiDict
 
 from relay.admin.surface import DestinationView, Who
+from relay.agents import AgentHub
 from relay.config import Settings
 from relay.configtypes import IPNetwork
 from relay.errors import StorageUnavailable
@@ -43,8 +44,10 @@ class Control:
         reload: Callable[[], Awaitable[str | None]],
         full: Callable[[], bool],
         config_path: Callable[[], str | Path | None] = lambda: None,
+        hub: AgentHub | None = None,
     ) -> None:
         self._config_path = config_path
+        self._hub = hub
         self._settings = settings
         self._store = store
         self._scheduler = scheduler
@@ -66,6 +69,9 @@ class Control:
             )
             for name, lane in sorted(self._scheduler.lanes.items())
         ]
+
+    def agents(self) -> dict[str, dict[str, Any]]:
+        return self._hub.status() if self._hub is not None else {}
 
     def duplicates(self, source: str) -> int:
         value = self._metrics.registry.get_sample_value(
@@ -234,6 +240,7 @@ class Control:
     async def metrics(self) -> tuple[bytes, str]:
         lanes = [(v.name, v.circuit or "closed", v.paused is not None) for v in self.destinations()]
         gauges = await self._store.gauges()
+        self._metrics.agent_gauges(self.agents())
         self._metrics.refresh(gauges, lanes, self._store.size(), self._full(), time.time())
         return self._metrics.exposition()
 

@@ -54,6 +54,7 @@ class AttemptResult:
     error: str | None
     excerpt: str | None
     retry_after: str | None
+    permanent: bool = False  # refused before it was sent (an agent's allow list): dead now
 
 
 SIGNATURE_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature"})
@@ -181,6 +182,23 @@ async def attempt(
     claim: Claim,
     outgoing: Outgoing | None = None,
 ) -> AttemptResult:
+    """One direct attempt: the stored request, as the destination transforms it."""
+    headers = outgoing_headers(event, claim, outgoing, time.time())
+    return await send(
+        session, destination.url, headers, event.body, destination.timeout, destination.proxy
+    )
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    timeout: float,  # noqa: ASYNC109 - it is the receiver's time limit, not this call's
+    proxy: str | None = None,
+) -> AttemptResult:
+    """POST it and report what happened. The agent calls this too, so a delivery through
+    an agent ends exactly as a direct one would."""
     started_at = time.time()
     clock = time.monotonic()
     status: int | None = None
@@ -189,20 +207,20 @@ async def attempt(
     retry_after: str | None = None
     try:
         async with session.post(
-            destination.url,
-            data=event.body,
-            headers=outgoing_headers(event, claim, outgoing, started_at),
-            proxy=destination.proxy,
+            url,
+            data=body,
+            headers=headers,
+            proxy=proxy,
             skip_auto_headers=("Content-Type",),  # the original's, or none, never a default
             allow_redirects=False,  # a redirect could point anywhere: treat it as permanent
-            timeout=aiohttp.ClientTimeout(total=destination.timeout),
+            timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
             status = response.status
             retry_after = response.headers.get("Retry-After")
             raw = await response.content.read(EXCERPT_BYTES)
             excerpt = raw.decode("utf-8", "replace") or None
     except TimeoutError:
-        error = f"timed out after {destination.timeout:g}s"
+        error = f"timed out after {timeout:g}s"
     except aiohttp.ClientError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     except OSError as exc:

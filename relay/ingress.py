@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from relay import encoding
+from relay.agents import AgentHub
 from relay.config import Settings
 from relay.errors import StorageUnavailable
 from relay.extract import Parsed, as_text, extract
@@ -150,7 +151,9 @@ class Ingress:
         metrics: Metrics | None = None,
         storage_full: Callable[[], bool] = lambda: False,
         observe: Callable[[str, bool, float], None] | None = None,
+        agents: AgentHub | None = None,
     ) -> None:
+        self._agents = agents
         self._observe = observe  # (source, refused, now): what the alerts count
         self._store = store
         self._metrics = metrics or Metrics()
@@ -185,6 +188,8 @@ class Ingress:
         app.router.add_get("/in/{source}", self.challenge, expect_handler=expect)
         app.router.add_get("/healthz", self.healthz, expect_handler=expect)
         app.router.add_get("/readyz", self.readyz, expect_handler=expect)
+        if self._agents is not None:  # agents dial out to the public listener
+            app.router.add_get("/agent/connect", self._agents.connect, expect_handler=expect)
         # Last: everything else, so no request reaches aiohttp's own 404/405 routes, whose
         # Expect handling answers 500 to odd bytes.
         app.router.add_route("*", "/{path:.*}", self.elsewhere, expect_handler=expect)

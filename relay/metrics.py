@@ -114,6 +114,21 @@ class Metrics:
             ["destination"],
             registry=r,
         )
+        self.agents_connected = Gauge(
+            "relay_agents_connected", "Agents connected, per group", ["group"], registry=r
+        )
+        self.agent_offline = Gauge(
+            "relay_agent_offline_seconds",
+            "Seconds since an agent of the group was last connected (0: one is)",
+            ["group"],
+            registry=r,
+        )
+        self.agent_refusals = Counter(
+            "relay_agent_refusals",
+            "Agent connections refused, by reason (unknown group, missing or wrong token)",
+            ["reason"],
+            registry=r,
+        )
         self.database_bytes = Gauge("relay_database_bytes", "Size of the SQLite file", registry=r)
         self.wal_bytes = Gauge("relay_wal_bytes", "Size of the SQLite WAL file", registry=r)
         self.storage_full = Gauge(
@@ -121,6 +136,12 @@ class Metrics:
             "1 while ingress refuses events: storage.max_size reached",
             registry=r,
         )
+
+    def agent_gauges(self, status: dict[str, dict[str, object]]) -> None:
+        for group, st in status.items():
+            self.agents_connected.labels(group).set(float(str(st["connected"])))
+            offline = st.get("offline_seconds")
+            self.agent_offline.labels(group).set(float(str(offline)) if offline is not None else 0)
 
     def refresh(
         self,

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from relay import sql
 from relay.config import (
     AdminConfig,
+    AgentGroupConfig,
     AlertsConfig,
     CircuitConfig,
     DestinationConfig,
@@ -101,6 +102,7 @@ def test_example_config_documents_every_key() -> None:
     assert _keys(ListenerTls) == set(commented["admin"]["tls"])
     assert _keys(RetentionConfig) == set(example["retention"])
     assert _keys(AlertsConfig) == set(example["alerts"])
+    assert _keys(AgentGroupConfig) == set(example["agents"][0])
     assert _keys(RejectionsAlert) == set(example["alerts"]["rejections"])
     by_scheme = {s["verify"]: s for s in example["sources"]}
     assert _keys(HmacSource) == set(by_scheme["hmac"])

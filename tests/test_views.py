@@ -41,7 +41,9 @@ async def test_views_agree_with_relay_stats(tmp_path: Path) -> None:
         for i, claim in enumerate(claims):
             state = ("delivered", "dead", "pending")[i % 3]
             await store.record(
-                AttemptRecord(claim.id, 1, now, 1.0, 200, None, None, state, now + 60, now)
+                AttemptRecord(
+                    claim.id, 1, now, 1.0, 200, None, None, state, now + 60, now, claim.lease
+                )
             )
         dead = [c.id for i, c in enumerate(claims) if i % 3 == 1]
         [target] = await store.read(

@@ -56,6 +56,7 @@ class Api:
         r.add_post("/api/reload", self.reload)
         r.add_post("/api/prune", self.prune)
         r.add_get("/api/audit", self.audit)
+        r.add_get("/api/agents", self.agents)
         r.add_post("/api/backup", self.backup)
 
     @web.middleware
@@ -194,6 +195,9 @@ class Api:
         if not await self._surface.resume(name, who(request)):
             return _error(404, f"no destination {name}")
         return _json({"destination": name, "paused": False})
+
+    async def agents(self, request: web.Request) -> web.Response:
+        return _json({"agents": self._surface.agents()})
 
     async def audit(self, request: web.Request) -> web.Response:
         since = since_to_time(request.query.get("since"))

@@ -48,6 +48,10 @@ class Surface(Protocol):
         """Every destination with its live state, by name."""
         ...
 
+    def agents(self) -> dict[str, dict[str, Any]]:
+        """Per agent group: connected agents, credits, free, last_seen, offline_seconds."""
+        ...
+
     def duplicates(self, source: str) -> int:
         """Duplicates answered for a source since relay started."""
         ...

@@ -38,8 +38,31 @@ def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
         ],
         ("DESTINATION", "PENDING", "DEAD", "DELIVERED/1H", "OLDEST (S)", "PAUSED"),
     )
-    emit(args, data, f"{sources}\n\n{destinations}")
+    text = f"{sources}\n\n{destinations}"
+    groups = _agents(ctx)  # live state: only the running relay knows it
+    if groups:
+        data["agents"] = groups
+        text += "\n\n" + table(
+            [
+                (name, g["connected"], g["free"], "-" if g["connected"] else g["offline_seconds"])
+                for name, g in sorted(groups.items())
+            ],
+            ("AGENT GROUP", "CONNECTED", "FREE CREDITS", "OFFLINE (S)"),
+        )
+    emit(args, data, text)
     return 0
+
+
+def _agents(ctx: Context) -> dict[str, Any]:
+    """The agent groups' live state from the running relay; empty if it cannot say."""
+    if ctx.admin_token is None:
+        return {}
+    try:
+        status, answer = admin_call(ctx, "GET", "/api/agents")
+    except RelayError:
+        return {}
+    groups = answer.get("agents", {}) if status == 200 and isinstance(answer, dict) else {}
+    return dict(groups)
 
 
 def cmd_backup(ctx: Context, args: argparse.Namespace) -> int:

@@ -86,6 +86,19 @@ def cmd_sink(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from relay import app, log
+    from relay.agent import load_agent_config, serve_agent
+
+    settings = load_agent_config(args.config)
+    log.setup(settings.log.level, settings.log.format)
+    app.run(serve_agent(settings, check=args.check))
+    if args.check:
+        name, url = settings.agent.name, settings.agent.relay
+        print(f"{args.config}: OK; connected to {url} as an agent of {name}")
+    return 0
+
+
 def add(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the relay")
     serve.add_argument(
@@ -102,6 +115,16 @@ def add(sub: Any) -> None:
 
     version = sub.add_parser("version", help="print version, commit, Python and SQLite versions")
     version.set_defaults(command_run=cmd_version)
+
+    agent = sub.add_parser(
+        "agent",
+        help="deliver into a private network: dial out to a relay and take its deliveries",
+    )
+    agent.add_argument("--config", "-c", metavar="PATH", required=True, help="the agent's file")
+    agent.add_argument(
+        "--check", action="store_true", help="check the file and the connection, then exit"
+    )
+    agent.set_defaults(command_run=cmd_agent)
 
     sink = sub.add_parser("sink", help="a receiver that prints the webhooks it gets (for trials)")
     sink.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT")

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 
+from relay.agents import AgentHub
 from relay.alerting import Alerting
 from relay.clock import Clock
 from relay.config import DestinationConfig
@@ -34,9 +35,11 @@ class Scheduler:
         metrics: Metrics | None = None,
         alerts: Alerting | None = None,
         clock: Clock | None = None,
+        hub: AgentHub | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
+        self._hub = hub
         self.metrics = metrics or Metrics()
         self._alerts = alerts
         self._lanes = {d.name: self._lane(d) for d in destinations}
@@ -45,7 +48,7 @@ class Scheduler:
         self._offered: dict[str, tuple[Lane, int]] = {}  # the writer has one batch at a time
 
     def _lane(self, destination: DestinationConfig) -> Lane:
-        return Lane(destination, self._store, self.metrics, self._alerts, self._clock)
+        return Lane(destination, self._store, self.metrics, self._alerts, self._clock, self._hub)
 
     async def load(self) -> None:
         """Apply pauses kept in the database, then each destination's ``paused`` switch."""
@@ -95,6 +98,12 @@ class Scheduler:
                     new.notify()
                 continue
             lane.take(reserved, claims, payloads)
+
+    def wake_group(self, group: str) -> None:
+        """An agent of ``group`` connected, or one of its credits came free."""
+        for lane in self._lanes.values():
+            if lane.destination.agent == group:
+                lane.notify()
 
     def notify(self, destinations: Iterable[str]) -> None:
         for name in destinations:

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from relay import delivery, retry
+from relay.agents import AgentHub, Returned
 from relay.alerting import Alerting
 from relay.circuit import Circuit
 from relay.clock import Clock
@@ -53,7 +54,9 @@ class Lane:
         metrics: Metrics | None = None,
         alerts: Alerting | None = None,
         clock: Clock | None = None,
+        hub: AgentHub | None = None,
     ) -> None:
+        self._hub = hub if destination.agent is not None else None
         self._clock = clock or Clock()
         self.destination = destination
         self._metrics = metrics or Metrics()
@@ -96,6 +99,7 @@ class Lane:
             or self.stopping
             or not self._known.idle
             or self._bucket is not None
+            or self._hub is not None
             or self.destination.ordering != "none"
             or (self.circuit is not None and self.circuit.state != "closed")
         ):
@@ -151,7 +155,7 @@ class Lane:
         allowance = circuit.allowance(self._clock.time()) if circuit is not None else None
         return LaneState(
             paused=self.paused is not None,
-            free=self.destination.max_concurrency - self._sending,
+            free=self._free(),
             sending=self._sending,
             refill_at=self._refill_at,
             allowance=allowance,
@@ -161,6 +165,19 @@ class Lane:
             known=self._known,
             hold_until=self._hold_until,
         )
+
+    def _free(self) -> int:
+        """Slots free: the destination's concurrency, and through an agent group no more
+        than its connected agents take (none while it is offline: deliveries wait then,
+        spending no attempts, and a connecting agent wakes the lane)."""
+        free = self.destination.max_concurrency - self._sending
+        if self._hub is not None:
+            free = min(free, self._hub.free(self.name_of_group))
+        return free
+
+    @property
+    def name_of_group(self) -> str:
+        return self.destination.agent or ""
 
     async def _step(self) -> None:
         """One decision (relay.scheduler.plan) and what it takes to carry it out."""
@@ -236,6 +253,15 @@ class Lane:
         try:
             try:
                 result, decision = await self._attempt(claim, payload)
+            except Returned as exc:
+                # It never got to the receiver: the lease goes back, the attempt does not
+                # count, and the lane looks again (when an agent can take it).
+                await self._store.release(claim, self._clock.time())
+                self._known.notify()
+                self._wake.set()
+                fields = {"delivery": claim.id, "destination": self.name, "why": str(exc)}
+                log.info("delivery.returned", extra={"fields": fields})
+                return
             finally:
                 # The receiver is done with it: its slot is free while the outcome is being
                 # committed (the lease keeps the delivery from being claimed again meanwhile).
@@ -261,6 +287,8 @@ class Lane:
             return result, retry.Decision("dead", now, "event no longer stored")
         result = await self._send(payload, claim)
         now = self._clock.time()
+        if result.permanent:  # refused before it was sent: trying again cannot help
+            return result, retry.Decision("dead", now, result.error or "refused")
         decision = retry.decide(
             self.destination.retry,
             attempt=claim.attempt,
@@ -296,6 +324,8 @@ class Lane:
                 state=decision.state,
                 next_attempt_at=decision.next_attempt_at,
                 finished_at=now,
+                lease=claim.lease,
+                strict=self.destination.agent is not None,
             )
         )
         if decision.state == "dead" and self._alerts is not None:
@@ -426,10 +456,12 @@ class Lane:
         assert self._session is not None
         started = self._clock.time()
         try:
+            if self._hub is not None:
+                return await self._hub.attempt(self.destination, event, claim, self._outgoing)
             return await delivery.attempt(
                 self._session, self.destination, event, claim, self._outgoing
             )
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Returned):
             raise
         except Exception as exc:
             log.exception("scheduler.attempt_bug", extra={"fields": {"delivery": claim.id}})

@@ -18,8 +18,8 @@ VALUES (?, ?, ?, ?, ?, ?);
 -- A delivery handed straight to its idle lane by the commit that stores its event: born
 -- leased, as if claimed (see Writer in store.py).
 INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at, updated_at,
-                        ordering_key, attempts, lease_until)
-VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+                        ordering_key, attempts, lease_until, lease_seq)
+VALUES (?, ?, ?, ?, ?, ?, 1, ?, 1)
 RETURNING id;
 
 -- name: claim_due
@@ -27,7 +27,8 @@ RETURNING id;
 -- expired (its holder crashed or hung) is taken again: delivery is at least once.
 -- An ordered delivery (ordering_key set) waits while an earlier one of its key is pending.
 UPDATE deliveries
-   SET lease_until = :lease_until, attempts = attempts + 1, updated_at = :now
+   SET lease_until = :lease_until, attempts = attempts + 1, updated_at = :now,
+       lease_seq = lease_seq + 1
  WHERE id IN (SELECT d.id FROM deliveries d
                WHERE d.destination = :destination AND d.state = 'pending'
                  AND d.next_attempt_at <= :now
@@ -38,7 +39,7 @@ UPDATE deliveries
                            AND p.ordering_key = d.ordering_key AND p.id < d.id))
                ORDER BY d.next_attempt_at, d.id
                LIMIT :limit)
-RETURNING id, event_id, attempts, created_at;
+RETURNING id, event_id, attempts, created_at, lease_seq;
 
 -- name: next_due
 -- When this destination next has work: a retry timer, or a lease that will expire.
@@ -54,16 +55,30 @@ SELECT MIN(CASE WHEN d.lease_until IS NULL THEN d.next_attempt_at
              AND p.ordering_key = d.ordering_key AND p.id < d.id));
 
 -- name: insert_attempt
+-- An attempt's outcome, kept only if it came under the delivery's current lease (the
+-- fencing id, lease_seq); with :strict (an agent's result), only if that lease has not run
+-- out either. finish_attempt then applies it under the same condition.
 INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status, error,
                       response_excerpt, outcome)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+SELECT :id, :number, :started_at, :duration_ms, :status, :error, :excerpt, :outcome
+ WHERE EXISTS (SELECT 1 FROM deliveries d
+                WHERE d.id = :id AND d.lease_seq = :lease AND d.state = 'pending'
+                  AND d.lease_until IS NOT NULL AND (NOT :strict OR d.lease_until >= :now));
 
 -- name: finish_attempt
 UPDATE deliveries
    SET state = :state, next_attempt_at = :next_attempt_at, lease_until = NULL,
        updated_at = :now, last_status = :status, last_error = :error,
        delivered_at = CASE WHEN :state = 'delivered' THEN :now ELSE delivered_at END
- WHERE id = :id;
+ WHERE id = :id AND lease_seq = :lease AND state = 'pending'
+   AND lease_until IS NOT NULL AND (NOT :strict OR lease_until >= :now);
+
+-- name: release_lease
+-- An attempt that never reached the receiver's side (its agent went away with it): the
+-- lease ends and the attempt is not counted; the delivery goes again.
+UPDATE deliveries
+   SET lease_until = NULL, attempts = MAX(0, attempts - 1), updated_at = :now
+ WHERE id = :id AND lease_seq = :lease AND state = 'pending';
 
 -- name: release_leases
 -- At start: no attempt of an earlier process is still running, so every lease is stale.

@@ -43,8 +43,11 @@ CREATE TABLE deliveries (
     last_status     INTEGER,                 -- HTTP status of the latest attempt, NULL if none
     last_error      TEXT,                    -- why the latest attempt failed
     ordering_key    TEXT,                    -- ordered destinations: waits for earlier ones of its key
-    replay_of       INTEGER REFERENCES deliveries (id) ON DELETE SET NULL
+    replay_of       INTEGER REFERENCES deliveries (id) ON DELETE SET NULL,
                                              -- a replay: the dead delivery it repeats (kept as history)
+    lease_seq       INTEGER NOT NULL DEFAULT 0
+                                             -- the lease's fencing id: grows with every claim; an
+                                             -- outcome is written only under the lease it came from
 );
 -- What the scheduler asks: the next due pending deliveries of one destination.
 CREATE INDEX deliveries_due ON deliveries (destination, next_attempt_at) WHERE state = 'pending';

@@ -174,7 +174,14 @@ class Store(Protocol):
         ...
 
     async def record(self, record: AttemptRecord) -> None:
-        """Store an attempt and its delivery's new state; the lease ends."""
+        """Store an attempt and its delivery's new state; the lease ends. Only under the
+        lease it was claimed with (``record.lease``, the fencing id; with ``strict``, only
+        while that lease lasts): a result for a lease that was re-issued changes nothing."""
+        ...
+
+    async def release(self, claim: Claim, now: float) -> None:
+        """End a lease whose attempt never got to the receiver (its agent went away): the
+        attempt is not counted, and the delivery is due again."""
         ...
 
     async def next_due(self, destination: str) -> float | None:

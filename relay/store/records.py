@@ -63,6 +63,7 @@ class Claim:
     event_id: str
     attempt: int  # this attempt's number, 1-based
     created_at: float
+    lease: int = 0  # the lease's fencing id: an outcome is written only under it
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,8 @@ class AttemptRecord:
     state: str  # 'pending' (retry later), 'delivered' or 'dead'
     next_attempt_at: float
     finished_at: float
+    lease: int = 0  # the fencing id of the lease it was tried under
+    strict: bool = False  # an agent's result: also void once the lease has run out
 
     @property
     def outcome(self) -> str:

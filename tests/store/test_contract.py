@@ -17,6 +17,7 @@ from relay.errors import StorageError
 from relay.store import (
     Action,
     AttemptRecord,
+    Claim,
     DeadFilter,
     EventFilter,
     NewEvent,
@@ -55,12 +56,10 @@ def event(
     )
 
 
-def outcome(
-    claim_id: int, state: str, at: float, number: int = 1, retry_at: float = 0.0
-) -> AttemptRecord:
+def outcome(claim: Claim, state: str, at: float, retry_at: float = 0.0) -> AttemptRecord:
     return AttemptRecord(
-        delivery_id=claim_id,
-        number=number,
+        delivery_id=claim.id,
+        number=claim.attempt,
         started_at=at,
         duration_ms=1.0,
         status={"delivered": 200, "dead": 422, "pending": 503}[state],
@@ -69,6 +68,7 @@ def outcome(
         state=state,
         next_attempt_at=retry_at or at,
         finished_at=at,
+        lease=claim.lease,
     )
 
 
@@ -134,9 +134,9 @@ async def test_outcomes_end_the_lease_and_set_the_state(store: Store) -> None:
         await store.ingest(event(n))
     claims = await store.claim("a", T0 + 10, 3, lease=30)
     now = T0 + 11
-    await store.record(outcome(claims[0].id, "delivered", now))
-    await store.record(outcome(claims[1].id, "dead", now))
-    await store.record(outcome(claims[2].id, "pending", now, retry_at=now + 60))
+    await store.record(outcome(claims[0], "delivered", now))
+    await store.record(outcome(claims[1], "dead", now))
+    await store.record(outcome(claims[2], "pending", now, retry_at=now + 60))
     assert await store.pending_count("a") == 1
     assert await store.next_due("a") == now + 60
     assert await store.claim("a", now + 59, 1, lease=30) == []
@@ -146,6 +146,40 @@ async def test_outcomes_end_the_lease_and_set_the_state(store: Store) -> None:
     assert history is not None
     [delivery] = history["deliveries"]
     assert (delivery["state"], delivery["history"][0]["status"]) == ("dead", 422)
+
+
+async def test_an_outcome_counts_only_under_the_lease_it_came_from(store: Store) -> None:
+    await store.ingest(event(1))
+    [first] = await store.claim("a", T0 + 10, 1, lease=30)
+    [second] = await store.claim("a", T0 + 41, 1, lease=30)  # the first lease ran out
+    assert second.lease > first.lease
+    await store.record(outcome(first, "delivered", T0 + 42))  # late: changes nothing
+    assert await store.pending_count("a") == 1
+    late = outcome(second, "delivered", T0 + 80)  # an agent's result, after its lease
+    await store.record(_strict(late))
+    assert await store.pending_count("a") == 1
+    await store.record(outcome(second, "delivered", T0 + 42))
+    assert await store.pending_count("a") == 0
+    found = await store.read(lambda r: r.event("evt_000001"))
+    assert found is not None
+    assert [a["number"] for a in found["deliveries"][0]["history"]] == [2]
+
+
+async def test_a_returned_lease_is_due_again_and_not_counted(store: Store) -> None:
+    await store.ingest(event(1))
+    [claim] = await store.claim("a", T0 + 10, 1, lease=30)
+    await store.release(claim, T0 + 11)
+    [again] = await store.claim("a", T0 + 12, 1, lease=30)
+    assert (again.id, again.attempt) == (claim.id, 1)  # not counted as an attempt
+    assert again.lease > claim.lease
+    await store.release(claim, T0 + 13)  # the old lease: nothing happens
+    assert await store.claim("a", T0 + 14, 1, lease=30) == []
+
+
+def _strict(record: AttemptRecord) -> AttemptRecord:
+    from dataclasses import replace
+
+    return replace(record, strict=True)
 
 
 async def test_next_due_counts_a_lease_until_it_ends(store: Store) -> None:
@@ -162,7 +196,7 @@ async def test_ordered_deliveries_wait_for_the_earlier_one_of_their_key(store: S
     await store.ingest(event(3, ordering=("s:k2",)))
     claims = await store.claim("a", T0 + 10, 10, lease=30)
     assert [c.event_id for c in claims] == ["evt_000001", "evt_000003"]
-    await store.record(outcome(claims[0].id, "delivered", T0 + 11))
+    await store.record(outcome(claims[0], "delivered", T0 + 11))
     [next_one] = await store.claim("a", T0 + 12, 10, lease=30)
     assert next_one.event_id == "evt_000002"
 
@@ -192,7 +226,7 @@ async def test_pauses_are_kept(store: Store) -> None:
 async def _dead(store: Store, n: int, destination: str = "a") -> int:
     await store.ingest(event(n, (destination,)))
     [claim] = await store.claim(destination, T0 + 100 + n, 1, lease=30)
-    await store.record(outcome(claim.id, "dead", T0 + 101 + n))
+    await store.record(outcome(claim, "dead", T0 + 101 + n))
     return claim.id
 
 
@@ -229,7 +263,7 @@ async def test_a_dead_replay_can_be_replayed_but_not_its_original(store: Store) 
     await _dead(store, 1)
     await replay(store, ReplaySelection())
     [claim] = await store.claim("a", T0 + 300, 1, lease=30)
-    await store.record(outcome(claim.id, "dead", T0 + 301))  # the replay died too
+    await store.record(outcome(claim, "dead", T0 + 301))  # the replay died too
     answer = await replay(store, ReplaySelection())
     assert answer["replayed"] == 1  # the replay, once; not the original beside it
     assert (await replay(store, ReplaySelection(again=True)))["replayed"] == 2
@@ -254,7 +288,7 @@ async def test_replay_targets_by_state(store: Store) -> None:
     await _dead(store, 1)  # a dead delivery to a
     await store.ingest(event(2))  # delivered below
     [claim] = await store.claim("a", T0 + 500, 1, lease=30)
-    await store.record(outcome(claim.id, "delivered", T0 + 501))
+    await store.record(outcome(claim, "delivered", T0 + 501))
     await store.ingest(event(3, ()))  # went nowhere
     await store.ingest(event(4))  # pending: no state takes it but "any"
 
@@ -305,7 +339,7 @@ async def test_prune_removes_only_finished_events_in_bounded_batches(store: Stor
         await store.ingest(event(n))
     claims = await store.claim("a", T0 + 10, 3, lease=30)
     for claim in claims:
-        await store.record(outcome(claim.id, "delivered", T0 + 11))
+        await store.record(outcome(claim, "delivered", T0 + 11))
     await store.ingest(event(9, ()))  # routed nowhere: finished too
     assert await store.prune("delivered", T0 + 1_000, 2, T0 + 2_000) == 2
     assert await store.prune("delivered", T0 + 1_000, 10, T0 + 2_000) == 2
@@ -318,7 +352,7 @@ async def test_prune_dead_rejections_and_redaction(store: Store) -> None:
     await _dead(store, 1)
     await store.ingest(event(2))
     [claim] = await store.claim("a", T0 + 500, 1, lease=30)
-    await store.record(outcome(claim.id, "delivered", T0 + 501))
+    await store.record(outcome(claim, "delivered", T0 + 501))
     store.note_rejection(Rejection(T0, "s", 401, "bad", None, "POST", "[]"))
     await store.ingest(event(3))
     assert await store.prune("redacted", T0 + 1_000, 10, T0 + 2_000) == 1

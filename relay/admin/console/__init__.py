@@ -379,6 +379,7 @@ class Console:
 
     async def destinations(self, request: web.Request) -> web.Response:
         stats = await self._surface.read(lambda r: r.stats())
+        groups = self._surface.agents()
         cards = []
         for view in self._surface.destinations():
             d, s = view.config, stats["destinations"].get(view.name, {})
@@ -403,6 +404,7 @@ class Console:
                     "ordering": d.ordering,
                     "signed": d.signing_secret is not None,
                     "action": "resume" if view.paused else "pause",
+                    "agent": _agent_line(d.agent, groups),
                 }
             )
         return self.render(
@@ -447,6 +449,18 @@ def _local_path(path: str | None) -> str:
     if path and path.startswith("/ui/") and not path.startswith("//"):
         return path
     return "/ui/"
+
+
+def _agent_line(group: str | None, groups: dict[str, dict[str, Any]]) -> str | None:
+    """How a destination behind an agent group is reached right now."""
+    if group is None:
+        return None
+    g = groups.get(group, {})
+    if g.get("connected"):
+        return f"{group}: {g['connected']} connected, {g['free']} of {g['credits']} credits free"
+    offline = g.get("offline_seconds")
+    since = f" for {ago(offline)}" if offline is not None else " (never connected)"
+    return f"{group}: offline{since}; deliveries wait, spending no attempts"
 
 
 def _form_id() -> str:

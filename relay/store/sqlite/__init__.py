@@ -200,6 +200,11 @@ class SqliteStore:
     async def record(self, record: AttemptRecord) -> None:
         await self._writer.record(record)
 
+    async def release(self, claim: Claim, now: float) -> None:
+        params = {"id": claim.id, "lease": claim.lease, "now": now}
+        statement = self._q["release_lease"]
+        await self._writer.call(lambda db: db.execute(statement, params).rowcount)
+
     async def next_due(self, destination: str) -> float | None:
         params = {"destination": destination}
         rows = list(await self._rdb.execute_fetchall(self._q["next_due"], params))

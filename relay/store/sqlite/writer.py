@@ -406,7 +406,7 @@ class Writer:
                     left[name] -= 1
                     lease_until = row[2] + offers[name][1]
                     found = db.execute(q["insert_delivery_leased"], (*row, lease_until))
-                    claim = Claim(found.fetchone()[0], row[0], 1, row[2])
+                    claim = Claim(found.fetchone()[0], row[0], 1, row[2], 1)
                     leased.setdefault(name, []).append(claim)
                 else:
                     plain.append(row)
@@ -435,17 +435,20 @@ def _rejection_row(r: Rejection) -> tuple[Any, ...]:
     return (r.at, r.source, r.status, r.reason, r.remote_addr, r.method, r.headers)
 
 
-def _attempt_row(r: AttemptRecord) -> tuple[Any, ...]:
-    return (
-        r.delivery_id,
-        r.number,
-        r.started_at,
-        r.duration_ms,
-        r.status,
-        r.error,
-        r.response_excerpt,
-        r.outcome,
-    )
+def _attempt_row(r: AttemptRecord) -> dict[str, Any]:
+    return {
+        "id": r.delivery_id,
+        "number": r.number,
+        "started_at": r.started_at,
+        "duration_ms": r.duration_ms,
+        "status": r.status,
+        "error": r.error,
+        "excerpt": r.response_excerpt,
+        "outcome": r.outcome,
+        "lease": r.lease,
+        "strict": r.strict,
+        "now": r.finished_at,
+    }
 
 
 def _finish_params(r: AttemptRecord) -> dict[str, Any]:
@@ -456,4 +459,6 @@ def _finish_params(r: AttemptRecord) -> dict[str, Any]:
         "now": r.finished_at,
         "status": r.status,
         "error": r.error,
+        "lease": r.lease,
+        "strict": r.strict,
     }
