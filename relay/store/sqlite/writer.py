@@ -1,94 +1,25 @@
-"""The single writer of a SQLite store: group commit, and the hand-off at commit.
+"""The SQLite store's writer: the batches of ``relay.store.batch`` run on one thread.
 
-Every write goes through ``Writer``: a single task drains a queue of pending writes and
-commits them together in one ``BEGIN IMMEDIATE`` transaction, and each caller awaits its
-own result, which is set only after COMMIT returned. So an HTTP handler that awaits
-``ingest()`` answers 2xx only for an event that is durable, and a thousand concurrent
-requests cost a handful of fsyncs instead of a thousand.
-
-Each batch is one call on the writer's own thread, which runs BEGIN … COMMIT with the
-plain ``sqlite3`` module: one thread round trip per transaction, however many requests
-it carries.
+Each batch is one call on the writer's own thread, which runs BEGIN IMMEDIATE … COMMIT with
+the plain ``sqlite3`` module: one thread round trip per transaction, however many requests
+it carries (aiosqlite would take one per statement). Readers use other connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sqlite3
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, TypeVar
+from typing import Any
 
 from relay import sql
-from relay.errors import StorageUnavailable
-from relay.log import Fault
-from relay.store.base import HandOff
-from relay.store.records import AttemptRecord, Claim, EventPayload, NewEvent, Rejection, Stored
-
-log = logging.getLogger("relay.store")
-T = TypeVar("T")
+from relay.store.batch import Batcher, Inserted, Kind, Op
+from relay.store.records import AttemptRecord, Claim, NewEvent, Rejection, Stored
 
 
-@dataclass(slots=True)
-class _Inserted:
-    """What a transaction's ingests stored."""
-
-    events: list[NewEvent] = field(default_factory=list)  # new (not duplicates)
-    leased: dict[str, list[Claim]] = field(default_factory=dict)  # handed over, by lane
-    woken: set[str] = field(default_factory=set)  # lanes with deliveries left to claim
-
-
-class _Kind(Enum):
-    INGEST = 1
-    CLAIM = 2
-    RECORD = 3
-    CALL = 4  # a store operation's own statements (relay.store.sqlite), run in the batch
-    REJECT = 5  # nobody awaits it: the 401 does not wait for the record
-    PROBE = 6  # writes nothing: proves that a transaction can begin and commit
-
-
-@dataclass(slots=True, eq=False)
-class _Op:
-    kind: _Kind
-    payload: Any
-    future: asyncio.Future[Any] | None
-    result: Any = field(default=None)
-
-
-_STOP = object()
-_URGENT = frozenset({_Kind.INGEST, _Kind.CLAIM, _Kind.CALL, _Kind.PROBE})  # someone waits
-MIN_COMMIT_GAP = 0.001  # seconds between two commits (at most 1,000 commits a second)
-LAZY_WAIT = 0.005  # how long an outcome or rejection may wait for company
-MAX_QUEUED_REJECTIONS = 1000
-HEALTH_HOLD = 2.0  # seconds the writer reports unhealthy after a storage fault
-STALLED = 1.0  # a transaction open this long means commits are not completing
-PROBE_AGAIN = 0.5  # while the database is locked, how often the writer tries an empty commit
-
-
-def _is_lock(exc: BaseException) -> bool:
-    return getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
-
-
-def _is_storage_fault(exc: BaseException) -> bool:
-    """Faults of the database as a whole (disk full, read-only, locked, I/O), not of one op."""
-    return isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
-        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError
-    )
-
-
-class Writer:
-    """The only writer. See the module docstring.
-
-    Each batch is one call on the writer's own thread, which runs BEGIN … COMMIT with the
-    plain ``sqlite3`` module: one thread round trip per transaction, however many requests
-    it carries (aiosqlite would take one per statement). Readers use aiosqlite.
-    """
-
+class Writer(Batcher):
     def __init__(
         self,
         db: sqlite3.Connection,
@@ -97,242 +28,29 @@ class Writer:
         on_commit: Callable[[list[NewEvent], set[str]], None],
         keep_rejections: int = 10_000,
     ) -> None:
+        super().__init__(max_batch, on_commit, keep_rejections)
         self._db = db
-        self._keep_rejections = keep_rejections
-        self._rejections_queued = 0
-        self.rejections_dropped = 0
         self._thread = thread
-        self._max_batch = max_batch
-        self._on_commit = on_commit
-        self._queue: asyncio.Queue[_Op | object] = asyncio.Queue()
         self._q = sql.queries()
-        self.last_error: str | None = None
-        self._failed_at: float | None = None
-        self._locked = False  # the last fault was a lock held by another process
-        self._busy_since: float | None = None  # a transaction is on the writer's thread
-        self._probe: asyncio.Future[Any] | None = None
-        self._fault = Fault(log, "store.write")
-        self._urgent = asyncio.Event()  # an op someone is waiting on was queued
-        self.hand_off: HandOff | None = None
-        self._committed_at = 0.0
 
-    @property
-    def healthy(self) -> bool:
-        """Whether commits complete. Not while a transaction has been open for ``STALLED``
-        seconds (another process holds the write lock and busy_timeout has not run out
-        yet), nor after a lock until a commit went through, nor for ``HEALTH_HOLD`` seconds
-        after any other fault: a disk that fails now and then (full, with room for small
-        writes only) must not flap between ready and not ready."""
-        now = time.monotonic()
-        if self._busy_since is not None and now - self._busy_since > STALLED:
-            return False
-        if self._failed_at is None:
-            return True
-        return not self._locked and now - self._failed_at > HEALTH_HOLD
-
-    @property
-    def problem(self) -> str | None:
-        """Why commits do not complete; None when they do."""
-        if self._busy_since is not None and time.monotonic() - self._busy_since > STALLED:
-            waited = time.monotonic() - self._busy_since
-            return (
-                f"a commit has waited {waited:.1f}s for the database (is another process "
-                "holding a write lock?)"
-            )
-        return None if self.healthy else self.last_error
-
-    async def check(self, wait: float) -> str | None:
-        """Commit an empty transaction (sharing the next batch, if one is coming) and wait
-        up to ``wait`` seconds for it: None if it committed, else why not. What /readyz asks:
-        without traffic nothing else would find out that the database is locked."""
-        if not self.healthy:
-            self._start_probe()
-            return self.problem
-        probe = self._start_probe()
-        await asyncio.wait({probe}, timeout=wait)
-        if not probe.done():
-            return self.problem or f"a commit has not completed within {wait:g}s"
-        return self.problem
-
-    def _start_probe(self) -> asyncio.Future[Any]:
-        """The probe in flight, or a new one. Its outcome is only read through health."""
-        if self._probe is None or self._probe.done():
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())
-            self._queue.put_nowait(_Op(_Kind.PROBE, None, future))
-            self._urgent.set()
-            self._probe = future
-        return self._probe
-
-    # -- the public operations -------------------------------------------------------------
-
-    async def ingest(self, event: NewEvent) -> Stored:
-        result: Stored = await self._submit(_Kind.INGEST, event)
-        return result
-
-    async def claim(self, destination: str, now: float, limit: int, lease: float) -> list[Claim]:
-        params = {
-            "destination": destination,
-            "now": now,
-            "limit": limit,
-            "lease_until": now + lease,
-        }
-        result: list[Claim] = await self._submit(_Kind.CLAIM, params)
-        return result
-
-    async def record(self, record: AttemptRecord) -> None:
-        await self._submit(_Kind.RECORD, record)
-
-    async def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` on the writer's connection inside the next transaction (shared with
-        whatever else is queued) and return its result once that transaction committed.
-        Only the store's own operations use this; each brings fixed statements."""
-        result: T = await self._submit(_Kind.CALL, work)
-        return result
-
-    def note_rejection(self, rejection: Rejection) -> None:
-        """Record a refused request in a coming transaction, without waiting for it. A flood
-        of bad requests must not grow memory: beyond a bound, records are dropped."""
-        if self._keep_rejections == 0 or self._rejections_queued >= MAX_QUEUED_REJECTIONS:
-            self.rejections_dropped += 1
-            return
-        self._rejections_queued += 1
-        self._queue.put_nowait(_Op(_Kind.REJECT, rejection, None))
-
-    async def _submit(self, kind: _Kind, payload: Any) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Op(kind, payload, future))
-        if kind is not _Kind.RECORD:
-            self._urgent.set()
-        return await future
-
-    # -- the loop --------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Drain the queue until stop(); every batch is one transaction."""
-        while True:
-            first = await self._queue.get()
-            if first is _STOP:
-                return
-            assert isinstance(first, _Op)
-            batch = [first]
-            stop = await self._gather(batch)
-            await self._commit(batch)
-            self._committed_at = time.monotonic()
-            if stop:
-                return
-
-    async def _gather(self, batch: list[_Op]) -> bool:
-        """Fill a batch; True when stop() was reached.
-
-        A commit costs about 80 µs of CPU (mostly the fsync) whatever it carries, and on a
-        busy relay tiny commits would take a large share of the core. So commits are paced:
-        at most one per ``MIN_COMMIT_GAP``, which at low rates adds nothing (the last commit
-        is long past) and under load lets each commit carry more. Attempt outcomes and
-        rejections nobody waits for (no acknowledgement hangs on them) wait up to
-        ``LAZY_WAIT`` for a commit they can share rather than paying for their own.
-        """
-        stop = self._take(batch)
-        if stop or len(batch) >= self._max_batch:
-            return stop  # full (with max_batch = 1, always: nothing to wait for)
-        if not any(op.kind in _URGENT for op in batch):
-            self._urgent.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(LAZY_WAIT):
-                    await self._urgent.wait()
-            stop = self._take(batch)
-        wait = self._committed_at + MIN_COMMIT_GAP - time.monotonic()
-        if wait > 0 and not stop and len(batch) < self._max_batch:
-            await asyncio.sleep(wait)
-            stop = self._take(batch)
-        return stop
-
-    def _take(self, batch: list[_Op]) -> bool:
-        """Move queued ops into the batch (up to its limit); True on reaching stop()."""
-        while len(batch) < self._max_batch and not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is _STOP:
-                return True
-            assert isinstance(item, _Op)
-            batch.append(item)
-        return False
-
-    def stop(self) -> None:
-        """Ask run() to return once everything queued before this call is committed."""
-        self._queue.put_nowait(_STOP)
-        self._urgent.set()
-
-    async def _commit(self, batch: list[_Op]) -> None:
+    async def _transaction(self, batch: list[Op], offers: dict[str, tuple[int, float]]) -> Inserted:
         loop = asyncio.get_running_loop()
-        self._rejections_queued -= sum(1 for op in batch if op.kind is _Kind.REJECT)
-        # An idle lane (nothing due, free slots) takes the new deliveries of this batch
-        # as they are stored: they are inserted already leased to it, which saves a claim
-        # (a writer operation, a commit share and a wake-up) per event at moderate rates.
-        offers = self._offer(batch)
-        self._busy_since = time.monotonic()
-        try:
-            inserted = await loop.run_in_executor(self._thread, self._transaction, batch, offers)
-        except Exception as exc:
-            self._busy_since = None
-            self._hand_over({}, [])  # frees the slots
-            if len(batch) > 1 and not _is_storage_fault(exc):
-                # One bad op must not fail the others: retry each in a transaction of its own.
-                for op in batch:
-                    await self._commit([op])
-                return
-            self._fail(batch, exc)
-            return
-        self._busy_since = None
-        if self._failed_at is not None and (
-            self._locked or any(op.kind is not _Kind.PROBE for op in batch)
-        ):
-            # An empty commit proves a lock is gone, but not that a full disk has room.
-            self._failed_at, self._locked = None, False
-        if self._fault.since is not None:
-            self._fault.cleared(time.monotonic())
-        for op in batch:
-            if op.future is not None and not op.future.done():
-                op.future.set_result(op.result)
-        self._hand_over(inserted.leased, inserted.events)
-        self._on_commit(inserted.events, inserted.woken)
+        return await loop.run_in_executor(self._thread, self._run, batch, offers)
 
-    def _offer(self, batch: list[_Op]) -> dict[str, tuple[int, float]]:
-        if self.hand_off is None:
-            return {}
-        wanted: dict[str, int] = {}
-        for op in batch:
-            if op.kind is _Kind.INGEST:
-                for name in op.payload.destinations:
-                    wanted[name] = wanted.get(name, 0) + 1
-        return self.hand_off.offer(wanted) if wanted else {}
+    def _is_storage_fault(self, exc: BaseException) -> bool:
+        """Faults of the database as a whole (disk full, read-only, locked, I/O)."""
+        return isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and not (
+            isinstance(
+                exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError
+            )
+        )
 
-    def _hand_over(self, leased: dict[str, list[Claim]], stored: list[NewEvent]) -> None:
-        if self.hand_off is None:
-            return
-        handed = {claim.event_id for claims in leased.values() for claim in claims}
-        payloads = {e.id: EventPayload.of(e) for e in stored if e.id in handed}
-        self.hand_off.take(leased, payloads)
-
-    def _fail(self, batch: list[_Op], exc: Exception) -> None:
-        if _is_storage_fault(exc):
-            now = time.monotonic()
-            self._failed_at, self._locked = now, _is_lock(exc)
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            self._fault.failed(self.last_error, now)
-            if self._locked:
-                # Nothing else may come to find out when the lock is gone: try again soon.
-                asyncio.get_running_loop().call_later(PROBE_AGAIN, self._start_probe)
-            error: Exception = StorageUnavailable(str(exc))
-        else:
-            log.exception("store.op_failed", exc_info=exc)
-            error = exc
-        for op in batch:
-            if op.future is not None and not op.future.done():
-                op.future.set_exception(error)
+    def _is_lock(self, exc: BaseException) -> bool:
+        return getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
 
     # -- on the writer's thread ------------------------------------------------------------
 
-    def _transaction(self, batch: list[_Op], offers: dict[str, tuple[int, float]]) -> _Inserted:
+    def _run(self, batch: list[Op], offers: dict[str, tuple[int, float]]) -> Inserted:
         """BEGIN … COMMIT for the whole batch; ROLLBACK and re-raise on any error."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -346,28 +64,28 @@ class Writer:
             raise
         return inserted
 
-    def _apply(self, batch: list[_Op], offers: dict[str, tuple[int, float]]) -> _Inserted:
+    def _apply(self, batch: list[Op], offers: dict[str, tuple[int, float]]) -> Inserted:
         """The batch's statements; returns what its ingests stored."""
         db, q = self._db, self._q
-        ingests = [op for op in batch if op.kind is _Kind.INGEST]
-        inserted = self._insert_events(ingests, offers) if ingests else _Inserted()
-        records = [op.payload for op in batch if op.kind is _Kind.RECORD]
+        ingests = [op for op in batch if op.kind is Kind.INGEST]
+        inserted = self._insert_events(ingests, offers) if ingests else Inserted()
+        records = [op.payload for op in batch if op.kind is Kind.RECORD]
         if records:
             db.executemany(q["insert_attempt"], [_attempt_row(r) for r in records])
             db.executemany(q["finish_attempt"], [_finish_params(r) for r in records])
         for op in batch:
-            if op.kind is _Kind.CLAIM:
+            if op.kind is Kind.CLAIM:
                 rows = db.execute(q["claim_due"], op.payload).fetchall()
                 op.result = [Claim(*row) for row in rows]
-            elif op.kind is _Kind.CALL:
+            elif op.kind is Kind.CALL:
                 op.result = op.payload(db)
-        rejections = [op.payload for op in batch if op.kind is _Kind.REJECT]
+        rejections = [op.payload for op in batch if op.kind is Kind.REJECT]
         if rejections:
             db.executemany(q["insert_rejection"], [_rejection_row(r) for r in rejections])
             db.execute(q["trim_rejections"], {"keep": self._keep_rejections})
         return inserted
 
-    def _insert_events(self, ops: list[_Op], offers: dict[str, tuple[int, float]]) -> _Inserted:
+    def _insert_events(self, ops: list[Op], offers: dict[str, tuple[int, float]]) -> Inserted:
         db, q = self._db, self._q
         events: list[NewEvent] = [op.payload for op in ops]
         db.executemany(q["insert_event"], [_event_row(e) for e in events])
@@ -413,7 +131,7 @@ class Writer:
             deliveries = plain
         if deliveries:
             db.executemany(q["insert_delivery"], deliveries)
-        return _Inserted(stored, leased, {row[1] for row in deliveries})
+        return Inserted(stored, leased, {row[1] for row in deliveries})
 
 
 def _event_row(e: NewEvent) -> tuple[Any, ...]:

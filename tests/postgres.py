@@ -1,0 +1,99 @@
+"""A real PostgreSQL for tests: a cluster made with initdb in a temporary folder, listening
+only on a Unix socket there, started once per test session and removed after it.
+
+initdb refuses to run as root, so as root it runs as the ``postgres`` system user (Debian's
+package creates it). Users other than root run the suite in a user namespace (see the
+Makefile), where that is not possible: `make test` then starts the cluster before entering
+the namespace and passes its socket folder in RELAY_TEST_PG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+PORT = 5433  # only the folder's Unix socket is used; the number names the socket file
+
+
+def binaries() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    real_root = os.geteuid() == 0 and "RELAY_TEST_UID" not in os.environ
+    return ["runuser", "-u", "postgres", "--", *argv] if real_root else argv
+
+
+@contextlib.contextmanager
+def cluster(folder: Path | None = None) -> Iterator[Path]:
+    """Start a cluster; yield the folder of its socket. The caller's folder, or a new one."""
+    bindir = binaries()
+    if bindir is None:
+        raise RuntimeError(
+            "PostgreSQL is not installed: `make test` installs it when run as root "
+            "(apt-get install postgresql)"
+        )
+    owned = folder is None
+    base = Path(folder or tempfile.mkdtemp(prefix="relay-pg-"))
+    data, sockets = base / "data", base / "run"
+    sockets.mkdir(parents=True, exist_ok=True)
+    if _as_postgres(["x"])[0] == "runuser":
+        shutil.chown(base, "postgres")
+        shutil.chown(sockets, "postgres")
+    subprocess.run(
+        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "relay",
+                      "--no-sync", "-E", "UTF8"]),
+        check=True, capture_output=True,
+    )
+    options = (
+        f"-k {sockets} -c listen_addresses='' -p {PORT} -c fsync=on -c max_connections=200"
+        " -c shared_buffers=64MB"
+    )
+    subprocess.run(
+        _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
+                      "-l", str(base / "postgres.log"), "start"]),
+        check=True, capture_output=True,
+    )
+    try:
+        yield sockets
+    finally:
+        subprocess.run(
+            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
+                          "stop"]),
+            check=False, capture_output=True,
+        )
+        if owned:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def url(sockets: Path, database: str = "relay") -> str:
+    return f"postgresql://relay@/{database}?host={sockets}&port={PORT}"
+
+
+def create_database(sockets: Path, name: str) -> str:
+    """A new, empty database in the cluster; its URL."""
+    bindir = binaries()
+    assert bindir is not None
+    subprocess.run(
+        [str(bindir.parent / "bin" / "createdb") if (bindir / "createdb").exists() else
+         "createdb", "-h", str(sockets), "-p", str(PORT), "-U", "relay", name],
+        check=True, capture_output=True,
+    )
+    return url(sockets, name)
+
+
+def wait_ready(sockets: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (sockets / f".s.PGSQL.{PORT}").exists():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no PostgreSQL socket in {sockets}")
