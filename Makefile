@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test browser lint format bench soak binary clean
+.PHONY: setup run test browser postgresql lint format bench soak binary clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -35,9 +35,21 @@ run: setup
 # mounts them directly; any other user gets the suite run in a private user and mount
 # namespace (unshare), where mounts touch nothing outside the tests. RELAY_TEST_UID keeps
 # the real uid for the one test that cares (the browser, which only root can install).
-test: setup browser
+# PostgreSQL (the backend for several relays) is started by the suite itself, with initdb
+# in a temporary folder; as any other user it is started here, before the namespace, where
+# initdb would refuse to run as "root".
+test: setup browser postgresql
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/pytest; \
-	else RELAY_TEST_UID=$$(id -u) unshare --user --map-root-user --mount $(BIN)/pytest; fi
+	else pg=$$(mktemp -d) && $(BIN)/python -m tests.postgres start $$pg > /dev/null && \
+	  trap "$(BIN)/python -m tests.postgres stop $$pg" EXIT && \
+	  RELAY_TEST_PG=$$pg/run RELAY_TEST_UID=$$(id -u) \
+	  unshare --user --map-root-user --mount $(BIN)/pytest; fi
+
+# Debian's PostgreSQL server for the tests of the PostgreSQL backend; installed when root.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }; } \
+	  || { echo "make test needs PostgreSQL 15 or newer: apt-get install postgresql"; exit 1; }
 
 # The console's browser tests drive Debian's chromium with Playwright; install it when root.
 # (Without it, those tests are skipped and say why.)

@@ -151,20 +151,37 @@ class Alerting:
 
     # -- the conditions that are looked at -------------------------------------------------
 
-    async def run(self, gauges: Callable[[], Awaitable[Gauges]]) -> None:
+    async def run(
+        self,
+        gauges: Callable[[], Awaitable[Gauges]],
+        leader: Callable[[], bool] = lambda: True,
+        last_received: Callable[[list[str]], Awaitable[dict[str, float]]] | None = None,
+    ) -> None:
+        """Look every TICK. With several relays on one database, only the ``leader`` (the
+        one running housekeeping) checks backlogs and quiet sources, and reads when each
+        source last received an event from the database (``last_received``), since each
+        relay sees only its share of the requests. Dead deliveries are alerted by the
+        relay that recorded them."""
         while True:
             try:
-                await self.look(self._clock(), gauges)
+                lead = leader()
+                if lead and last_received is not None and self._config.quiet:
+                    self.seen(await last_received(list(self._config.quiet)))
+                await self.look(self._clock(), gauges, lead)
             except StorageUnavailable as exc:
                 log.warning("alerts.look_failed", extra={"fields": {"error": str(exc)}})
             await asyncio.sleep(TICK)
 
-    async def look(self, now: float, gauges: Callable[[], Awaitable[Gauges]]) -> None:
+    async def look(
+        self, now: float, gauges: Callable[[], Awaitable[Gauges]], lead: bool = True
+    ) -> None:
         config = self._config
         if config.destination is None:
             return
         for key in list(self._pending):
             await self._flush_dead(key, now)
+        if not lead:
+            return
         if config.backlog is not None:
             for destination, (count, oldest) in (await gauges()).pending.items():
                 age = now - oldest

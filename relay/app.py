@@ -28,7 +28,7 @@ from relay import systemd
 from relay.admin import Who, start_admin
 from relay.agents import AgentHub
 from relay.alerting import Alerting
-from relay.clock import Clock
+from relay.clock import Clock, DatabaseClock
 from relay.config import Settings, load_config, split_address
 from relay.control import Control
 from relay.errors import RelayError
@@ -106,7 +106,14 @@ class Relay:
         if settings.alerts.quiet:
             quiet = list(settings.alerts.quiet)
             alerting.seen(await store.read(lambda r: r.last_received(quiet)))
-        self._background.append(asyncio.create_task(alerting.run(store.gauges), name="alerts"))
+        last_received = None
+        if store.shared:
+
+            async def last_received(sources: list[str]) -> dict[str, float]:
+                return await store.read(lambda r: r.last_received(sources))
+
+        look = alerting.run(store.gauges, lambda: store.housekeeping, last_received)
+        self._background.append(asyncio.create_task(look, name="alerts"))
         alerts = alerting
         self.hub = hub = AgentHub(
             settings.agents,
@@ -114,18 +121,29 @@ class Relay:
             trusted=settings.server.trusted_proxies,
             max_body=settings.server.max_body_size,
         )
+        if self._clock is None and store.shared:
+            self._clock = DatabaseClock(lambda: store.clock_offset)
         self._scheduler = scheduler = Scheduler(
-            settings.destinations, store, self.metrics, alerts, self._clock, hub
+            settings.destinations,
+            store,
+            self.metrics,
+            alerts,
+            self._clock,
+            hub,
+            settings.storage.lease_margin,
         )
         hub.wake = scheduler.wake_group
         store.add_listener(scheduler.notify)
+        store.add_control_listener(scheduler.sync_soon)
         store.hand_off = scheduler
         await scheduler.load()
         scheduler.start()
         pruner = Pruner(settings.retention, store)
         if pruner.enabled:
             self._background.append(asyncio.create_task(pruner.run(), name="pruner"))
-        self._size = size = SizeWatch(settings.storage, store.size, alerting.storage_full)
+        self._size = size = SizeWatch(
+            settings.storage, store.size, alerting.storage_full, lambda: store.housekeeping
+        )
         if settings.storage.max_size is not None:
             self._background.append(asyncio.create_task(size.run(), name="size"))
         self._ingress = ingress = Ingress(
@@ -147,7 +165,7 @@ class Relay:
             self._admin = await start_admin(self.control, token.value.encode(), settings.admin)
         else:
             log.info("admin.off", extra={"fields": {"hint": "set [admin] token to enable it"}})
-        db = str(settings.storage.path)
+        db = settings.storage.describe()
         log.info("relay.ready", extra={"fields": {"listen": self.address, "db": db}})
 
     async def _listen(self, ingress: Ingress) -> None:

@@ -59,6 +59,20 @@ class Circuit:
         ):
             self.state, self._opened_at, self._probing = "open", now, False
 
+    @property
+    def opened_at(self) -> float | None:
+        return self._opened_at if self.state != "closed" else None
+
+    def trip(self, opened_at: float, failing_since: float | None) -> None:
+        """Open it as another relay did at ``opened_at`` (a shared database): the cooldown
+        runs from then, and the outage is as old as that relay saw it."""
+        self.state, self._opened_at, self._probing = "open", opened_at, False
+        self._streak = max(self._streak, self._threshold)
+        if failing_since is not None and (
+            self.failing_since is None or failing_since < self.failing_since
+        ):
+            self.failing_since = failing_since
+
     def reset(self) -> None:
         """Close it (an operator resumed the destination)."""
         self.state, self._streak, self._probing, self.failing_since = "closed", 0, False, None

@@ -36,6 +36,7 @@ from relay.configtypes import (
     Secret,
     SecretRef,
     StrictModel,
+    shown_url,
 )
 from relay.errors import ConfigError
 from relay.route import Route, RouteConfig
@@ -89,6 +90,11 @@ def split_address(value: str) -> tuple[str, int]:
 
 class StorageConfig(StrictModel):
     path: Path = Field(Path("relay.db"), description="SQLite database file (WAL mode)")
+    url: SecretRef | None = Field(
+        None,
+        description="postgresql://… (or env:NAME, file:/path): PostgreSQL instead of the "
+        "SQLite file, for several relays on one database (docs/scale-out.md)",
+    )
     durability: Literal["full", "normal"] = Field(
         "full",
         description="full: an acknowledged event survives power loss; normal: a process crash",
@@ -104,6 +110,38 @@ class StorageConfig(StrictModel):
         None, description="database + WAL size beyond which ingress answers 507 (unset: none)"
     )
     alert: str | None = Field(None, description="destination told when max_size is reached")
+    lease_margin: Duration = Field(
+        30.0,
+        description="how long a lease outlives its destination's timeout: after a crash, "
+        "its deliveries go again this long after the timeout",
+    )
+
+    @model_validator(mode="after")
+    def _one_database(self) -> StorageConfig:
+        if self.url is None:
+            return self
+        if "path" in self.model_fields_set:
+            raise ValueError(
+                "storage.path and storage.url both set: path selects SQLite and url "
+                "PostgreSQL; keep the one you mean"
+            )
+        scheme = urlsplit(self.url.value).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                f"storage.url: scheme {scheme or '(none)'!r} is not PostgreSQL; write "
+                "postgresql://user:password@host:5432/database"
+            )
+        return self
+
+    @property
+    def postgresql(self) -> bool:
+        return self.url is not None
+
+    def describe(self) -> str:
+        """Where the data is, for logs: the file, or the URL without its password."""
+        if self.url is None:
+            return str(self.path)
+        return shown_url(self.url.value)
 
 
 class ListenerTls(StrictModel):

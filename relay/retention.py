@@ -31,7 +31,7 @@ DUTY = 0.1  # share of the writer's time pruning may take: the pause is 9x the b
 class Pruner:
     def __init__(self, config: RetentionConfig, store: Store) -> None:
         self._config = config
-        self._store = store
+        self._store = store  # with several relays, the one with ``housekeeping`` prunes
 
     @property
     def enabled(self) -> bool:
@@ -50,7 +50,8 @@ class Pruner:
     async def run(self) -> None:
         while True:
             try:
-                await self.prune_once()
+                if self._store.housekeeping:
+                    await self.prune_once()
             except StorageUnavailable as exc:
                 log.warning("retention.skipped", extra={"fields": {"error": str(exc)}})
             await asyncio.sleep(self._config.interval)
@@ -99,10 +100,12 @@ class SizeWatch:
         config: StorageConfig,
         sizes: Callable[[], tuple[int, int]],
         alert: Callable[[dict[str, Any], str | None], Awaitable[None]],
+        leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self._config = config
         self._sizes = sizes
         self._alert = alert
+        self._leader = leader  # with several relays, one sends the alert; all refuse
         self.full = False
 
     async def run(self) -> None:
@@ -119,6 +122,7 @@ class SizeWatch:
             log.error(
                 "storage.full", extra={"fields": {"bytes": database + wal, "max_size": limit}}
             )
+        if full and not self.full and self._leader():
             await self._alert(
                 {
                     "type": "storage.full",

@@ -32,46 +32,84 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if real_root else argv
 
 
-@contextlib.contextmanager
-def cluster(folder: Path | None = None) -> Iterator[Path]:
-    """Start a cluster; yield the folder of its socket. The caller's folder, or a new one."""
+def start(base: Path) -> Path:
+    """initdb in ``base`` and start the server there; return the folder of its socket."""
     bindir = binaries()
     if bindir is None:
         raise RuntimeError(
             "PostgreSQL is not installed: `make test` installs it when run as root "
             "(apt-get install postgresql)"
         )
-    owned = folder is None
-    base = Path(folder or tempfile.mkdtemp(prefix="relay-pg-"))
     data, sockets = base / "data", base / "run"
     sockets.mkdir(parents=True, exist_ok=True)
     if _as_postgres(["x"])[0] == "runuser":
         shutil.chown(base, "postgres")
         shutil.chown(sockets, "postgres")
     subprocess.run(
-        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "relay",
-                      "--no-sync", "-E", "UTF8"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "relay",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     options = (
-        f"-k {sockets} -c listen_addresses='' -p {PORT} -c fsync=on -c max_connections=200"
+        f"-k {sockets} -c listen_addresses='' -p {PORT} -c fsync=on -c max_connections=300"
         " -c shared_buffers=64MB"
     )
     subprocess.run(
-        _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
-                      "-l", str(base / "postgres.log"), "start"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                str(base / "postgres.log"),
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
-    try:
-        yield sockets
-    finally:
+    return sockets
+
+
+def stop(base: Path) -> None:
+    bindir = binaries()
+    if bindir is not None:
         subprocess.run(
-            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
-                          "stop"]),
-            check=False, capture_output=True,
+            _as_postgres(
+                [str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "-w", "stop"]
+            ),
+            check=False,
+            capture_output=True,
         )
-        if owned:
-            shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def cluster() -> Iterator[Path]:
+    """A cluster for the length of the block; yields the folder of its socket."""
+    base = Path(tempfile.mkdtemp(prefix="relay-pg-"))
+    try:
+        yield start(base)
+    finally:
+        stop(base)
 
 
 def url(sockets: Path, database: str = "relay") -> str:
@@ -80,13 +118,10 @@ def url(sockets: Path, database: str = "relay") -> str:
 
 def create_database(sockets: Path, name: str) -> str:
     """A new, empty database in the cluster; its URL."""
-    bindir = binaries()
-    assert bindir is not None
-    subprocess.run(
-        [str(bindir.parent / "bin" / "createdb") if (bindir / "createdb").exists() else
-         "createdb", "-h", str(sockets), "-p", str(PORT), "-U", "relay", name],
-        check=True, capture_output=True,
-    )
+    import psycopg
+
+    with psycopg.connect(url(sockets, "postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
     return url(sockets, name)
 
 
@@ -97,3 +132,15 @@ def wait_ready(sockets: Path, timeout: float = 30.0) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"no PostgreSQL socket in {sockets}")
+
+
+if __name__ == "__main__":
+    # `python -m tests.postgres start DIR` / `stop DIR`: the Makefile starts the cluster
+    # before the suite enters its user namespace (initdb will not run as root there).
+    import sys
+
+    command, folder = sys.argv[1], Path(sys.argv[2])
+    if command == "start":
+        print(start(folder))
+    else:
+        stop(folder)

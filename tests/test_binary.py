@@ -58,3 +58,32 @@ async def test_binary_round_trip_and_clean_stop(
             proc.wait()
     assert query(db, "SELECT state FROM deliveries") == [("delivered",)]
     assert answer["id"] == receiver.received[0].headers["X-Relay-Event-Id"]
+
+
+async def test_binary_on_postgresql(
+    tmp_path: Path, pg_url: str, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """The executable carries the PostgreSQL driver (psycopg with its own libpq)."""
+    from tests.test_cluster import cluster_config, sql
+
+    config = cluster_config(tmp_path / "relay.toml", pg_url, receiver.url)
+    log = tmp_path / "relay.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BINARY), "serve", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        await wait_for(lambda: READY.search(log.read_text()) is not None, timeout=30)
+        match = READY.search(log.read_text())
+        assert match is not None
+        port = int(match.group(1).rsplit(":", 1)[1])
+        status, _, _ = await post(client, port, b'{"type": "binary.pg"}', key="k1")
+        assert status == 200
+        await wait_for(lambda: len(receiver.received) == 1, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert sql(pg_url, "SELECT state FROM deliveries") == [("delivered",)]

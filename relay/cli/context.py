@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.errors import RelayError
-from relay.store import Reader, open_reader
+from relay.store import Reader, is_url, open_reader
 
 NOT_RUNNING = 3
 NOT_FOUND = 4
@@ -37,6 +37,7 @@ class Context:
     database: Path
     admin_listen: str
     admin_token: str | None
+    url: str | None = None  # storage.url: PostgreSQL instead of the file
 
 
 def load_context(config: str, database: str | None) -> Context:
@@ -67,7 +68,16 @@ def load_context(config: str, database: str | None) -> Context:
         except ValueError as exc:
             raise RelayError(f"admin.token: {exc}") from None
         token = resolved.value if resolved is not None else None
-    return Context(config, Path(path), listen, token)
+    url: str | None = database if database and is_url(database) else None
+    raw_url = os.environ.get("RELAY_STORAGE__URL") or data.get("storage", {}).get("url")
+    if raw_url and database is None:
+        from relay.configtypes import resolve_secret
+
+        try:
+            url = resolve_secret(raw_url).value
+        except ValueError as exc:
+            raise RelayError(f"storage.url: {exc}") from None
+    return Context(config, Path(path), listen, token, url)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -149,6 +159,10 @@ def actor() -> str:
 @contextmanager
 def database(ctx: Context) -> Iterator[Reader]:
     """People's reads on the config's database, read-only."""
+    if ctx.url is not None:
+        with open_reader(ctx.url) as reader:
+            yield reader
+        return
     if not ctx.database.exists():
         raise RelayError(f"{ctx.database}: no database here (storage.path in {ctx.config})")
     with open_reader(ctx.database) as reader:

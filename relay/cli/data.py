@@ -75,7 +75,7 @@ def cmd_backup(ctx: Context, args: argparse.Namespace) -> int:
         if not isinstance(exc, NotRunning) and ctx.admin_token is not None:
             raise
         with database(ctx) as reader:
-            size = reader.backup(target)
+            size = reader.backup(target)  # on PostgreSQL: an error that says to use pg_dump
         recorded = record_offline(ctx.database, "backup", str(target), {"bytes": size}, actor())
         if not recorded:
             print(

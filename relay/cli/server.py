@@ -99,6 +99,23 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_db(args: argparse.Namespace) -> int:
+    """Copy a SQLite database's whole history into PostgreSQL (docs/scale-out.md)."""
+    from relay.cli.context import actor
+    from relay.configtypes import resolve_secret, shown_url
+    from relay.store.postgresql.copy import copy_sqlite
+
+    try:
+        url = resolve_secret(args.to).value
+    except ValueError as exc:
+        raise RelayError(f"--to: {exc}") from None
+    counts = copy_sqlite(Path(args.source), url, actor())
+    summary = ", ".join(f"{n} {table}" for table, n in counts.items())
+    print(f"{args.source} -> {shown_url(url)}: {summary}")
+    print("next: set [storage] url (and remove path) in the config, then start relay")
+    return 0
+
+
 def add(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the relay")
     serve.add_argument(
@@ -126,6 +143,15 @@ def add(sub: Any) -> None:
     )
     agent.set_defaults(command_run=cmd_agent)
 
+    move = sub.add_parser(
+        "migrate-db",
+        help="copy a SQLite database's history into PostgreSQL (relay stopped)",
+    )
+    move.add_argument("--from", dest="source", required=True, metavar="PATH", help="relay.db")
+    move.add_argument(
+        "--to", required=True, metavar="URL", help="postgresql://… (or env:NAME, file:/path)"
+    )
+    move.set_defaults(command_run=cmd_migrate_db)
     sink = sub.add_parser("sink", help="a receiver that prints the webhooks it gets (for trials)")
     sink.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT")
     sink.add_argument("--status", type=int, default=200, help="status to answer (default 200)")

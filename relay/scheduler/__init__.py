@@ -17,7 +17,7 @@ from relay.alerting import Alerting
 from relay.clock import Clock
 from relay.config import DestinationConfig
 from relay.metrics import Metrics
-from relay.scheduler.lane import Lane
+from relay.scheduler.lane import LEASE_MARGIN, Lane
 from relay.store import Claim, EventPayload, Store
 
 log = logging.getLogger("relay.scheduler")
@@ -36,8 +36,11 @@ class Scheduler:
         alerts: Alerting | None = None,
         clock: Clock | None = None,
         hub: AgentHub | None = None,
+        lease_margin: float = LEASE_MARGIN,
     ) -> None:
         self._store = store
+        self._lease_margin = lease_margin
+        self._syncing: asyncio.Task[None] | None = None
         self._clock = clock
         self._hub = hub
         self.metrics = metrics or Metrics()
@@ -48,7 +51,15 @@ class Scheduler:
         self._offered: dict[str, tuple[Lane, int]] = {}  # the writer has one batch at a time
 
     def _lane(self, destination: DestinationConfig) -> Lane:
-        return Lane(destination, self._store, self.metrics, self._alerts, self._clock, self._hub)
+        return Lane(
+            destination,
+            self._store,
+            self.metrics,
+            self._alerts,
+            self._clock,
+            self._hub,
+            self._lease_margin,
+        )
 
     async def load(self) -> None:
         """Apply pauses kept in the database, then each destination's ``paused`` switch."""
@@ -106,10 +117,29 @@ class Scheduler:
                 lane.notify()
 
     def notify(self, destinations: Iterable[str]) -> None:
+        """New work for these destinations (``*``: for any of them)."""
+        if "*" in destinations:
+            destinations = list(self._lanes)
         for name in destinations:
             lane = self._lanes.get(name)
             if lane is not None:
                 lane.notify()
+
+    def sync_soon(self) -> None:
+        """Another relay on the database may have paused, resumed or tripped a
+        destination: read the shared state (once, however many changes came)."""
+        if self._syncing is None or self._syncing.done():
+            self._syncing = asyncio.create_task(self._sync(), name="scheduler-sync")
+
+    async def _sync(self) -> None:
+        try:
+            paused = await self._store.paused_destinations()
+            circuits = await self._store.circuits()
+        except Exception as exc:  # the database is away: the next poll tries again
+            log.warning("scheduler.sync_failed", extra={"fields": {"error": str(exc)}})
+            return
+        for name, lane in self._lanes.items():
+            lane.adopt(paused.get(name) or "paused" if name in paused else None, circuits.get(name))
 
     def start(self) -> None:
         self._tasks = {

@@ -36,11 +36,11 @@ from relay.log import Fault
 from relay.metrics import Metrics
 from relay.ratelimit import TokenBucket
 from relay.scheduler.plan import Knowledge, LaneState, Sleep, plan
-from relay.store import Action, AttemptRecord, Claim, EventPayload, Store
+from relay.store import Action, AttemptRecord, Claim, EventPayload, Limits, Store
 
 log = logging.getLogger("relay.scheduler")
 
-LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt timeout
+LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt timeout (storage.lease_margin)
 MAX_BACKOFF = 5.0  # longest pause of a failing lane (a claim every 5 s costs nothing)
 
 
@@ -55,8 +55,10 @@ class Lane:
         alerts: Alerting | None = None,
         clock: Clock | None = None,
         hub: AgentHub | None = None,
+        lease_margin: float = LEASE_MARGIN,
     ) -> None:
         self._hub = hub if destination.agent is not None else None
+        self._lease_margin = lease_margin
         self._clock = clock or Clock()
         self.destination = destination
         self._metrics = metrics or Metrics()
@@ -68,8 +70,18 @@ class Lane:
         self._bucket = (
             TokenBucket(limit.rate, limit.burst, self._clock.monotonic()) if limit else None
         )
+        # On a database shared by several relays the store applies the limits to all of
+        # them (each claim counts the cluster's leases and takes from a shared bucket).
+        self._limits = (
+            Limits(destination.max_concurrency, limit.rate, limit.burst)
+            if store.shared and limit
+            else Limits(destination.max_concurrency)
+            if store.shared
+            else None
+        )
         breaker = destination.circuit
         self.circuit = Circuit(breaker.failures, breaker.cooldown) if breaker else None
+        self.shared_circuit: tuple[str, float | None] = ("closed", None)  # as last shared
         self.paused: str | None = None  # why, when paused
         self._alerts = alerts
         self._wake = asyncio.Event()
@@ -116,7 +128,7 @@ class Lane:
 
     @property
     def lease(self) -> float:
-        return self.destination.timeout + LEASE_MARGIN
+        return self.destination.timeout + self._lease_margin
 
     def take(
         self, reserved: int, claims: list[Claim], payloads: Mapping[str, EventPayload]
@@ -197,7 +209,8 @@ class Lane:
                 await self._sleep(wait)  # the pace of the destination's rate limit
                 return
         known.claiming(action.due)
-        claims = await self._store.claim(self.name, self._clock.time(), free, self.lease)
+        now = self._clock.time()
+        claims = await self._store.claim(self.name, now, free, self.lease, self._limits)
         known.claimed(len(claims), free)
         if self._bucket is not None and len(claims) < free:
             self._bucket.give_back(free - len(claims))
@@ -206,6 +219,13 @@ class Lane:
         payloads = await self._store.load_events([c.event_id for c in claims]) if claims else {}
         for claim in claims:
             self._start(claim, payloads.get(claim.event_id))
+        held = self._store.held(self.name) if len(claims) < free else None
+        if held is not None:
+            # Other relays hold the destination's slots or tokens: look again when the
+            # store says they may be back (or when an attempt of ours ends).
+            known.notify()
+            await self._sleep(max(0.0, held - now))
+            return
         if len(claims) == free:
             if self._bucket is not None and free < wanted:
                 # Held back by the rate limit: come back when the next token is there.
@@ -383,11 +403,63 @@ class Lane:
                 "destination.circuit",
                 extra={"fields": {"destination": self.name, "state": circuit.state}},
             )
+            await self._share_circuit()
         limit = self.destination.circuit.pause_after if self.destination.circuit else None
         since = circuit.failing_since
         if limit is not None and since is not None and now - since >= limit and not self.paused:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
             await self.pause(f"failing since {stamp}", automatic=True, since=since)
+
+    async def _share_circuit(self) -> None:
+        """Tell the other relays on the database that this circuit opened or closed."""
+        circuit = self.circuit
+        if circuit is None or not self._store.shared or circuit.state == "half-open":
+            return
+        shared = (circuit.state, circuit.opened_at)
+        if shared == self.shared_circuit:
+            return
+        self.shared_circuit = shared
+        with contextlib.suppress(StorageUnavailable):
+            await self._store.set_circuit(
+                self.name, circuit.state, circuit.opened_at, circuit.failing_since
+            )
+
+    def adopt(
+        self, paused: str | None, circuit: tuple[str, float | None, float | None] | None
+    ) -> None:
+        """What another relay on the database changed: a pause or resume, a circuit that
+        opened or closed there."""
+        config_paused = self.destination.paused is True
+        if paused is not None and self.paused is None and not config_paused:
+            self.paused = paused
+            log.warning(
+                "destination.paused",
+                extra={"fields": {"destination": self.name, "reason": paused, "by": "cluster"}},
+            )
+        elif paused is None and self.paused is not None and not config_paused:
+            self.paused = None
+            self._known.forget()
+            if self.circuit is not None:
+                self.circuit.reset()
+            self.shared_circuit = ("closed", None)
+            log.info("destination.resumed", extra={"fields": {"destination": self.name}})
+            self._wake.set()
+        if circuit is None or self.circuit is None:
+            return
+        state, opened_at, failing_since = circuit
+        if (state, opened_at) == self.shared_circuit:
+            return
+        self.shared_circuit = (state, opened_at)
+        if state == "open" and opened_at is not None and self.circuit.state == "closed":
+            self.circuit.trip(opened_at, failing_since)
+            log.warning(
+                "destination.circuit",
+                extra={"fields": {"destination": self.name, "state": "open", "by": "cluster"}},
+            )
+        elif state == "closed" and self.circuit.state != "closed":
+            self.circuit.reset()
+            self._known.forget()
+            self._wake.set()
 
     async def pause(self, reason: str, automatic: bool = False, since: float | None = None) -> None:
         """Stop sending (deliveries keep queueing); kept in the database across restarts."""
@@ -427,6 +499,7 @@ class Lane:
         self._known.forget()
         if self.circuit is not None:
             self.circuit.reset()
+            await self._share_circuit()
         await self._store.set_paused(self.name, False, None)
         log.info("destination.resumed", extra={"fields": {"destination": self.name}})
         self._wake.set()

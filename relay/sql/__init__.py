@@ -1,29 +1,37 @@
-"""The SQL of relay, kept in .sql files: schema, numbered migrations and named queries."""
+"""The SQL of relay, kept in .sql files: schema, numbered migrations and named queries, one
+set per database (SQLite here; PostgreSQL in ``postgresql/``)."""
 
 from __future__ import annotations
 
 import re
 from functools import cache
 from importlib import resources
+from typing import Any
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
-def read(name: str) -> str:
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+def _folder(dialect: str) -> Any:
+    root = resources.files(__package__)
+    return root if dialect == "sqlite" else root.joinpath(dialect)
+
+
+def read(name: str, dialect: str = "sqlite") -> str:
+    text: str = _folder(dialect).joinpath(name).read_text(encoding="utf-8")
+    return text
 
 
 @cache
-def queries() -> dict[str, str]:
+def queries(dialect: str = "sqlite") -> dict[str, str]:
     """The ``-- name: x`` blocks of queries.sql, by name."""
-    text = read("queries.sql")
+    text = read("queries.sql", dialect)
     parts = _NAME.split(text)
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
-def migrations() -> list[tuple[int, str, str]]:
+def migrations(dialect: str = "sqlite") -> list[tuple[int, str, str]]:
     """(number, file name, SQL) for every migration, in order."""
-    folder = resources.files(__package__).joinpath("migrations")
+    folder = _folder(dialect).joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):

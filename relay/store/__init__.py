@@ -23,6 +23,7 @@ from relay.store.records import (
     EventFilter,
     EventPayload,
     Gauges,
+    Limits,
     NewEvent,
     Rejection,
     ReplaySelection,
@@ -45,6 +46,7 @@ __all__ = [
     "EventPayload",
     "Gauges",
     "HandOff",
+    "Limits",
     "NewEvent",
     "Reader",
     "Rejection",
@@ -52,6 +54,7 @@ __all__ = [
     "ReplayTarget",
     "Store",
     "Stored",
+    "is_url",
     "migrate",
     "open_reader",
     "open_store",
@@ -61,10 +64,24 @@ __all__ = [
 
 
 async def open_store(config: StorageConfig) -> Store:
-    """The database the config names, opened for this relay alone."""
+    """The database the config names: the SQLite file (for this relay alone), or the
+    PostgreSQL database at ``url`` (shared with other relays)."""
+    if config.url is not None:
+        from relay.store.postgresql import PgStore  # psycopg only when asked for
+
+        return await PgStore.open(config)
     return await SqliteStore.open(config)
 
 
-def open_reader(path: Path | str) -> AbstractContextManager[Reader]:
-    """``with open_reader(path) as reader:``: people's reads, read-only, relay running or not."""
-    return read_only(path)
+def is_url(where: Path | str) -> bool:
+    return str(where).startswith(("postgresql://", "postgres://"))
+
+
+def open_reader(where: Path | str) -> AbstractContextManager[Reader]:
+    """``with open_reader(path_or_url) as reader:``: people's reads, read-only, relay
+    running or not."""
+    if is_url(where):
+        from relay.store.postgresql import read_only as pg_read_only
+
+        return pg_read_only(str(where))
+    return read_only(where)

@@ -4,7 +4,8 @@ A store keeps events, their deliveries and attempts, rejections and paused desti
 The rest of relay calls these operations and gets records back (``relay.store.records``);
 no module outside ``relay.store`` holds a SQL statement. SQLite (``relay.store.sqlite``) is
 the first implementation; ``tests/store/`` is the contract suite every implementation must
-pass, parametrised by backend.
+pass, parametrised by backend; PostgreSQL (``relay.store.postgresql``) is the second,
+for several relays on one database.
 
 Two sides:
 
@@ -31,6 +32,7 @@ from relay.store.records import (
     EventFilter,
     EventPayload,
     Gauges,
+    Limits,
     NewEvent,
     Rejection,
     ReplaySelection,
@@ -133,6 +135,9 @@ class Store(Protocol):
 
     released: int  # leases of an earlier process released when it was opened
     hand_off: HandOff | None  # set by the app: who takes deliveries at commit
+    shared: bool  # other relays may use this database at the same time (PostgreSQL)
+    clock_offset: float  # the database's clock minus this host's: the scheduler's time
+    housekeeping: bool  # this relay runs retention and alert checks (one of a cluster does)
 
     def start(self) -> None:
         """Begin taking writes (the writer's loop)."""
@@ -152,7 +157,14 @@ class Store(Protocol):
         ...
 
     def add_listener(self, listener: Callable[[set[str]], None]) -> None:
-        """Called after each commit with the destinations that got new deliveries to claim."""
+        """Called after each commit with the destinations that got new deliveries to claim
+        (``{"*"}``: perhaps any of them), this relay's commits or, on a shared database,
+        other relays'."""
+        ...
+
+    def add_control_listener(self, listener: Callable[[], None]) -> None:
+        """Called when another relay may have paused, resumed or tripped a destination
+        (only on a shared database): read ``paused_destinations`` and ``circuits`` again."""
         ...
 
     # -- the hot paths -----------------------------------------------------------------------
@@ -167,10 +179,18 @@ class Store(Protocol):
         """Keep a refused request (bounded; nobody waits for it)."""
         ...
 
-    async def claim(self, destination: str, now: float, limit: int, lease: float) -> list[Claim]:
+    async def claim(
+        self, destination: str, now: float, limit: int, lease: float, limits: Limits | None = None
+    ) -> list[Claim]:
         """Lease up to ``limit`` due deliveries of a destination for ``lease`` seconds,
         oldest due first; an ordered delivery waits while an earlier one of its key is
-        pending; an expired lease is taken again (at least once)."""
+        pending; an expired lease is taken again (at least once). On a shared database,
+        within ``limits`` for the whole cluster (its leases and its token bucket)."""
+        ...
+
+    def held(self, destination: str) -> float | None:
+        """When the last claim came back short because of the cluster's limits: the time
+        to claim again (None: it was not held back)."""
         ...
 
     async def record(self, record: AttemptRecord) -> None:
@@ -201,6 +221,17 @@ class Store(Protocol):
         ...
 
     async def set_paused(self, destination: str, paused: bool, reason: str | None) -> None: ...
+
+    async def circuits(self) -> dict[str, tuple[str, float | None, float | None]]:
+        """Circuit states other relays shared: {destination: (state, opened_at,
+        failing_since)}; empty when no other relay can share one."""
+        ...
+
+    async def set_circuit(
+        self, destination: str, state: str, opened_at: float | None, failing_since: float | None
+    ) -> None:
+        """Share a circuit's new state with the other relays (nothing to do alone)."""
+        ...
 
     async def replay(
         self, targets: list[ReplayTarget], action: Action, again: bool, now: float

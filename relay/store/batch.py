@@ -23,7 +23,15 @@ from typing import Any, TypeVar
 from relay.errors import StorageUnavailable
 from relay.log import Fault
 from relay.store.base import HandOff
-from relay.store.records import AttemptRecord, Claim, EventPayload, NewEvent, Rejection, Stored
+from relay.store.records import (
+    AttemptRecord,
+    Claim,
+    EventPayload,
+    Limits,
+    NewEvent,
+    Rejection,
+    Stored,
+)
 
 log = logging.getLogger("relay.store")
 T = TypeVar("T")
@@ -146,12 +154,15 @@ class Batcher:
         result: Stored = await self._submit(Kind.INGEST, event)
         return result
 
-    async def claim(self, destination: str, now: float, limit: int, lease: float) -> list[Claim]:
+    async def claim(
+        self, destination: str, now: float, limit: int, lease: float, limits: Limits | None = None
+    ) -> list[Claim]:
         params = {
             "destination": destination,
             "now": now,
             "limit": limit,
             "lease_until": now + lease,
+            "limits": limits,
         }
         result: list[Claim] = await self._submit(Kind.CLAIM, params)
         return result
@@ -318,3 +329,54 @@ class Batcher:
     def _is_lock(self, exc: BaseException) -> bool:
         """A lock held by another process: the fault ends as soon as a commit goes through."""
         return False
+
+
+# Rows and parameters of the named statements, the same for every backend.
+
+
+def event_row(e: NewEvent) -> tuple[Any, ...]:
+    return (
+        e.id,
+        e.source,
+        e.received_at,
+        e.idempotency_key,
+        e.event_type,
+        e.content_type,
+        e.remote_addr,
+        e.headers,
+        e.body,
+        e.occurred_at,
+    )
+
+
+def rejection_row(r: Rejection) -> tuple[Any, ...]:
+    return (r.at, r.source, r.status, r.reason, r.remote_addr, r.method, r.headers)
+
+
+def attempt_row(r: AttemptRecord) -> dict[str, Any]:
+    return {
+        "id": r.delivery_id,
+        "number": r.number,
+        "started_at": r.started_at,
+        "duration_ms": r.duration_ms,
+        "status": r.status,
+        "error": r.error,
+        "excerpt": r.response_excerpt,
+        "outcome": r.outcome,
+        "lease": r.lease,
+        "strict": r.strict,
+        "now": r.finished_at,
+    }
+
+
+def finish_params(r: AttemptRecord) -> dict[str, Any]:
+    return {
+        "id": r.delivery_id,
+        "state": r.state,
+        "next_attempt_at": r.next_attempt_at,
+        "now": r.finished_at,
+        "status": r.status,
+        "error": r.error,
+        "lease": r.lease,
+        "strict": r.strict,
+    }

@@ -67,6 +67,16 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """A destination's limits, for a store shared by several relays to apply to them all
+    (on one relay the lane applies them itself)."""
+
+    max_concurrency: int
+    rate: float | None = None  # deliveries a second
+    burst: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """The result of one attempt and what it means for its delivery."""
 

@@ -11,7 +11,7 @@ import pytest
 from relay.config import StorageConfig
 from relay.store import Store, open_store
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -19,9 +19,17 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def storage(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> StorageConfig:
+    if backend == "postgresql":
+        return StorageConfig.model_validate({"url": request.getfixturevalue("pg_url")})
+    return StorageConfig(path=tmp_path / "relay.db")
+
+
 @pytest.fixture
-async def store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
-    config = StorageConfig(path=tmp_path / "relay.db")
+async def store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Store]:
+    config = storage(backend, request, tmp_path)
     opened = await open_store(config)
     opened.start()
     try:

@@ -32,6 +32,7 @@ from relay.store.records import (
     Claim,
     EventPayload,
     Gauges,
+    Limits,
     NewEvent,
     Rejection,
     ReplayTarget,
@@ -85,6 +86,10 @@ class RecentEvents:
 
 class SqliteStore:
     """See the module docstring and ``relay.store.base.Store``."""
+
+    shared = False  # the lock file keeps every other relay out
+    clock_offset = 0.0
+    housekeeping = True
 
     def __init__(
         self,
@@ -146,6 +151,9 @@ class SqliteStore:
     def add_listener(self, listener: Callable[[set[str]], None]) -> None:
         self._listeners.append(listener)
 
+    def add_control_listener(self, listener: Callable[[], None]) -> None:
+        """Nobody else changes this database's destinations."""
+
     def _committed(self, events: list[NewEvent], woken: set[str]) -> None:
         """After a commit: keep the new payloads at hand, and wake the lanes that have
         new deliveries to claim (those handed over already have theirs)."""
@@ -194,8 +202,14 @@ class SqliteStore:
     def rejections_dropped(self) -> int:
         return self._writer.rejections_dropped
 
-    async def claim(self, destination: str, now: float, limit: int, lease: float) -> list[Claim]:
+    async def claim(
+        self, destination: str, now: float, limit: int, lease: float, limits: Limits | None = None
+    ) -> list[Claim]:
+        """``limits`` are the lane's to apply: no other relay claims here."""
         return await self._writer.claim(destination, now, limit, lease)
+
+    def held(self, destination: str) -> float | None:
+        return None
 
     async def record(self, record: AttemptRecord) -> None:
         await self._writer.record(record)
@@ -249,6 +263,14 @@ class SqliteStore:
         }
         statement = self._q["set_paused"]
         await self._writer.call(lambda db: db.execute(statement, params).rowcount)
+
+    async def circuits(self) -> dict[str, tuple[str, float | None, float | None]]:
+        return {}
+
+    async def set_circuit(
+        self, destination: str, state: str, opened_at: float | None, failing_since: float | None
+    ) -> None:
+        """Alone on its database, a lane's circuit is the only one."""
 
     async def replay(
         self, targets: list[ReplayTarget], action: Action, again: bool, now: float

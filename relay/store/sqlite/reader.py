@@ -1,32 +1,16 @@
-"""Reads for people on a read-only SQLite connection (the ``Reader`` of ``relay.store.base``).
-
-The CLI opens one on the file whether or not relay runs; the admin API and the console get
-one per request in a thread (``SqliteStore.read``). In WAL mode a reader never blocks the
-writer. Lists are paged by keyset, so page 1,000 costs what page 1 does.
-"""
+"""Reads for people on a read-only SQLite connection. In WAL mode a reader never blocks the
+writer; the CLI opens one on the file whether or not relay runs."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from relay import sql
 from relay.errors import StorageError
-from relay.store.records import (
-    MAX_LIMIT,
-    DeadFilter,
-    EventFilter,
-    ReplaySelection,
-    ReplayTarget,
-)
-from relay.store.sqlite import clauses
-from relay.verify.base import redacted
+from relay.store.clauses import SQLITE
+from relay.store.reader import SqlReader
 
 
 @contextlib.contextmanager
@@ -44,229 +28,10 @@ def read_only(path: Path | str) -> Iterator[SqliteReader]:
         conn.close()
 
 
-def _limit(limit: int) -> int:
-    return max(1, min(limit, MAX_LIMIT))
-
-
-def _body(raw: bytes) -> dict[str, Any]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"encoding": "base64", "body": base64.b64encode(raw).decode()}
-    try:
-        return {"encoding": "json", "body": json.loads(text), "raw": text}
-    except ValueError:
-        return {"encoding": "text", "body": text}
-
-
-class SqliteReader:
+class SqliteReader(SqlReader):
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._q = sql.queries()
-
-    def events(self, f: EventFilter) -> list[dict[str, Any]]:
-        where, params = clauses.events_where(f)
-        rows = self._conn.execute(clauses.list_events(where), [*params, _limit(f.limit)])
-        return [
-            {
-                "id": r[0],
-                "source": r[1],
-                "received_at": r[2],
-                "event_type": r[3],
-                "idempotency_key": r[4],
-                "body_bytes": r[5],
-                "deliveries": dict(pair.split(":", 1) for pair in (r[6] or "").split()),
-            }
-            for r in rows
-        ]
-
-    def event(self, event_id: str) -> dict[str, Any] | None:
-        q, conn = self._q, self._conn
-        row = conn.execute(q["event_by_id"], (event_id,)).fetchone()
-        if row is None:
-            return None
-        event: dict[str, Any] = {
-            "id": row[0],
-            "source": row[1],
-            "received_at": row[2],
-            "occurred_at": row[3],
-            "event_type": row[4],
-            "idempotency_key": row[5],
-            "content_type": row[6],
-            "remote_addr": row[7],
-            "headers": redacted((name, value) for name, value in json.loads(row[8])),
-            "redacted_at": row[10],
-            **_body(row[9]),
-        }
-        keys = (
-            "number",
-            "started_at",
-            "duration_ms",
-            "status",
-            "error",
-            "response_excerpt",
-            "outcome",
-        )
-        event["deliveries"] = [
-            {
-                "id": d[0],
-                "destination": d[1],
-                "state": d[2],
-                "attempts": d[3],
-                "next_attempt_at": d[4],
-                "created_at": d[5],
-                "delivered_at": d[6],
-                "last_status": d[7],
-                "last_error": d[8],
-                "replay_of": d[9],
-                "history": [
-                    dict(zip(keys, a, strict=True))
-                    for a in conn.execute(q["delivery_attempts"], (d[0],))
-                ],
-            }
-            for d in conn.execute(q["event_deliveries"], (event_id,)).fetchall()
-        ]
-        return event
-
-    def events_after(self, after: int, source: str | None, limit: int) -> list[dict[str, Any]]:
-        params = {"after": after, "source": source, "limit": _limit(limit)}
-        keys = ("position", "id", "received_at", "source", "event_type", "idempotency_key")
-        rows = self._conn.execute(self._q["events_after"], params)
-        return [dict(zip(keys, r, strict=True)) for r in rows]
-
-    def latest_position(self) -> int:
-        return int(self._conn.execute(self._q["latest_position"]).fetchone()[0])
-
-    def dead(self, f: DeadFilter, limit: int = 50) -> list[dict[str, Any]]:
-        where, params = clauses.dead_where(f)
-        rows = self._conn.execute(clauses.list_dead(where), [*params, _limit(limit)])
-        keys = (
-            "delivery_id",
-            "event_id",
-            "source",
-            "event_type",
-            "destination",
-            "attempts",
-            "last_status",
-            "last_error",
-            "died_at",
-        )
-        return [dict(zip(keys, r, strict=True)) for r in rows]
-
-    def count_dead(self, f: DeadFilter) -> int:
-        where, params = clauses.dead_where(f)
-        return int(self._conn.execute(clauses.count_dead(where), params).fetchone()[0])
-
-    def dead_by_destination(self, f: DeadFilter) -> dict[str, int]:
-        where, params = clauses.dead_where(f)
-        rows = self._conn.execute(clauses.dead_by_destination(where), params)
-        return {name: int(count) for name, count in rows}
-
-    def dead_groups(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._conn.execute(self._q["dead_groups"], (_limit(limit),))
-        return [
-            {"destination": r[0], "error": r[1], "count": r[2], "last_died_at": r[3]} for r in rows
-        ]
-
-    def delivered_destinations(self) -> list[str]:
-        return [row[0] for row in self._conn.execute(self._q["delivered_destinations"])]
-
-    def stats(self, now: float | None = None) -> dict[str, Any]:
-        """Counts for the last hour and the current backlog, each from an index (a full
-        scan of a million-event table would cost a second on every refresh)."""
-        q, conn = self._q, self._conn
-        now = now if now is not None else time.time()
-        hour = now - 3600
-        sources: dict[str, dict[str, Any]] = {
-            r[0]: {"events_last_hour": r[1]} for r in conn.execute(q["stats_sources"], (hour,))
-        }
-        for source, count in conn.execute(q["stats_rejections"], (hour,)):
-            sources.setdefault(source, {"events_last_hour": 0})["rejected_last_hour"] = count
-        destinations: dict[str, dict[str, Any]] = {}
-
-        def entry(name: str) -> dict[str, Any]:
-            return destinations.setdefault(
-                name,
-                {
-                    "pending": 0,
-                    "dead": 0,
-                    "delivered_last_hour": 0,
-                    "oldest_pending_seconds": None,
-                    "paused": False,
-                },
-            )
-
-        for name, count, oldest in conn.execute(q["gauges_pending"]):
-            entry(name).update(pending=count, oldest_pending_seconds=int(now - oldest))
-        for name, count in conn.execute(q["gauges_dead"]):
-            entry(name)["dead"] = count
-        for name in self.delivered_destinations():
-            (count,) = conn.execute(q["delivered_since"], (name, hour)).fetchone()
-            entry(name)["delivered_last_hour"] = count
-        for name, paused, _, _ in conn.execute(q["destination_states"]):
-            if name in destinations:
-                destinations[name]["paused"] = bool(paused)
-        ordered = {name: destinations[name] for name in sorted(destinations)}
-        return {"at": now, "sources": sources, "destinations": ordered}
-
-    def rejections(self, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        params = {"source": source, "limit": _limit(limit)}
-        keys = ("at", "source", "status", "reason", "remote_addr", "method", "headers")
-        return [
-            {**dict(zip(keys, row, strict=True)), "headers": json.loads(row[6])}
-            for row in self._conn.execute(self._q["rejections_latest"], params)
-        ]
-
-    def last_hour(self, now: float | None = None) -> dict[str, list[float]]:
-        """Events per minute and p95 received → delivered per minute, for the last hour,
-        read through indexes (events by time; deliveries by state, destination and time)."""
-        start = (now if now is not None else time.time()) - 3600
-        events = [0.0] * 60
-        for minute, count in self._conn.execute(self._q["chart_events"], {"start": start}):
-            if 0 <= minute < 60:
-                events[minute] = float(count)
-        latency: list[list[float]] = [[] for _ in range(60)]
-        for name in self.delivered_destinations():
-            params = {"start": start, "destination": name}
-            for minute, seconds in self._conn.execute(self._q["chart_latency"], params):
-                if 0 <= minute < 60 and seconds is not None:
-                    latency[minute].append(float(seconds))
-        p95 = [sorted(v)[int(len(v) * 0.95)] if v else 0.0 for v in latency]
-        return {"events": events, "p95": p95}
-
-    def replay_targets(self, sel: ReplaySelection) -> list[ReplayTarget]:
-        statement, params = clauses.replay_candidates(sel)
-        return [ReplayTarget(*row) for row in self._conn.execute(statement, params)]
-
-    def routing(self, event_ids: list[str]) -> dict[str, tuple[str | None, str, bytes]]:
-        """What routing and ordering look at, per event: (type, headers JSON, body)."""
-        found = {}
-        for start in range(0, len(event_ids), 500):
-            ids = json.dumps(event_ids[start : start + 500])
-            for row in self._conn.execute(self._q["routing_inputs"], {"ids": ids}):
-                found[row[0]] = (row[1], row[2], row[3])
-        return found
-
-    def last_received(self, sources: list[str]) -> dict[str, float]:
-        found = {}
-        for source in sources:
-            row = self._conn.execute(self._q["last_received"], (source,)).fetchone()
-            if row is not None:
-                found[source] = float(row[0])
-        return found
-
-    def audit(self, since: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest operator actions first."""
-        params = {"since": since, "limit": _limit(limit)}
-        keys = ("id", "at", "actor", "origin", "action", "target", "params", "result")
-        return [
-            {
-                **dict(zip(keys, row, strict=False)),
-                "params": json.loads(row[6]),
-                "result": json.loads(row[7]),
-            }
-            for row in self._conn.execute(self._q["audit_latest"], params)
-        ]
+        super().__init__(conn, SQLITE)
+        self._sqlite = conn
 
     def backup(self, target: Path) -> int:
         """An online, consistent copy: SQLite's backup API in one step, under one read
@@ -276,7 +41,7 @@ class SqliteReader:
             raise StorageError(f"{target}: already exists; choose a new file name")
         partial = target.with_name(target.name + ".partial")
         with contextlib.closing(sqlite3.connect(partial)) as out:
-            self._conn.backup(out)
+            self._sqlite.backup(out)
             out.execute("PRAGMA journal_mode = DELETE")
             check = out.execute("PRAGMA integrity_check").fetchone()[0]
         if check != "ok":

@@ -12,11 +12,19 @@ import contextlib
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from relay import sql
-from relay.store.batch import Batcher, Inserted, Kind, Op
-from relay.store.records import AttemptRecord, Claim, NewEvent, Rejection, Stored
+from relay.store.batch import (
+    Batcher,
+    Inserted,
+    Kind,
+    Op,
+    attempt_row,
+    event_row,
+    finish_params,
+    rejection_row,
+)
+from relay.store.records import Claim, NewEvent, Stored
 
 
 class Writer(Batcher):
@@ -71,8 +79,8 @@ class Writer(Batcher):
         inserted = self._insert_events(ingests, offers) if ingests else Inserted()
         records = [op.payload for op in batch if op.kind is Kind.RECORD]
         if records:
-            db.executemany(q["insert_attempt"], [_attempt_row(r) for r in records])
-            db.executemany(q["finish_attempt"], [_finish_params(r) for r in records])
+            db.executemany(q["insert_attempt"], [attempt_row(r) for r in records])
+            db.executemany(q["finish_attempt"], [finish_params(r) for r in records])
         for op in batch:
             if op.kind is Kind.CLAIM:
                 rows = db.execute(q["claim_due"], op.payload).fetchall()
@@ -81,14 +89,14 @@ class Writer(Batcher):
                 op.result = op.payload(db)
         rejections = [op.payload for op in batch if op.kind is Kind.REJECT]
         if rejections:
-            db.executemany(q["insert_rejection"], [_rejection_row(r) for r in rejections])
+            db.executemany(q["insert_rejection"], [rejection_row(r) for r in rejections])
             db.execute(q["trim_rejections"], {"keep": self._keep_rejections})
         return inserted
 
     def _insert_events(self, ops: list[Op], offers: dict[str, tuple[int, float]]) -> Inserted:
         db, q = self._db, self._q
         events: list[NewEvent] = [op.payload for op in ops]
-        db.executemany(q["insert_event"], [_event_row(e) for e in events])
+        db.executemany(q["insert_event"], [event_row(e) for e in events])
         inserted = {e.id for e in events}
         keyed = [e for e in events if e.idempotency_key is not None]
         if keyed:
@@ -132,51 +140,3 @@ class Writer(Batcher):
         if deliveries:
             db.executemany(q["insert_delivery"], deliveries)
         return Inserted(stored, leased, {row[1] for row in deliveries})
-
-
-def _event_row(e: NewEvent) -> tuple[Any, ...]:
-    return (
-        e.id,
-        e.source,
-        e.received_at,
-        e.idempotency_key,
-        e.event_type,
-        e.content_type,
-        e.remote_addr,
-        e.headers,
-        e.body,
-        e.occurred_at,
-    )
-
-
-def _rejection_row(r: Rejection) -> tuple[Any, ...]:
-    return (r.at, r.source, r.status, r.reason, r.remote_addr, r.method, r.headers)
-
-
-def _attempt_row(r: AttemptRecord) -> dict[str, Any]:
-    return {
-        "id": r.delivery_id,
-        "number": r.number,
-        "started_at": r.started_at,
-        "duration_ms": r.duration_ms,
-        "status": r.status,
-        "error": r.error,
-        "excerpt": r.response_excerpt,
-        "outcome": r.outcome,
-        "lease": r.lease,
-        "strict": r.strict,
-        "now": r.finished_at,
-    }
-
-
-def _finish_params(r: AttemptRecord) -> dict[str, Any]:
-    return {
-        "id": r.delivery_id,
-        "state": r.state,
-        "next_attempt_at": r.next_attempt_at,
-        "now": r.finished_at,
-        "status": r.status,
-        "error": r.error,
-        "lease": r.lease,
-        "strict": r.strict,
-    }

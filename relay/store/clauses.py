@@ -2,11 +2,15 @@
 
 Every value is a bound parameter; only fixed fragments from this module are joined, so no
 request can add SQL. The statements that use them are fixed apart from the WHERE clause,
-which is only ever built here.
+which is only ever built here. Fragments are written for SQLite (``?`` marks); where
+PostgreSQL says it otherwise, ``Dialect`` holds its words, and ``Dialect.finish`` turns
+the marks into psycopg's ``%s``.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from relay.store.records import DeadFilter, EventFilter, ReplaySelection
@@ -14,7 +18,74 @@ from relay.store.records import DeadFilter, EventFilter, ReplaySelection
 Clause = tuple[str, list[Any]]
 
 
-def events_where(f: EventFilter) -> Clause:
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: str
+    glob: str  # a column matching a shell pattern (* ? [...]); {} is the column
+    contains: str  # a text column containing a string
+    body_contains: str  # an event's body (bytes) containing a string
+    same: str  # equal, NULL matching NULL
+    type_first: str  # event type filter that keeps the newest-first plan
+    destinations: str  # "name:state name:state" of an event's deliveries
+
+    def pattern(self, glob: str) -> str:
+        """The parameter for ``glob``: SQLite takes the pattern; PostgreSQL a regular
+        expression that says the same."""
+        return glob if self.name == "sqlite" else glob_to_regex(glob)
+
+    def finish(self, statement: str) -> str:
+        """The statement with this driver's parameter marks."""
+        return statement if self.name == "sqlite" else statement.replace("?", "%s")
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    glob="{} GLOB ?",
+    contains="instr({}, ?) > 0",
+    body_contains="instr(CAST(e.body AS TEXT), ?) > 0",
+    same="{} IS ?",
+    # Unary + keeps SQLite on the primary key (newest first, stop at the page size)
+    # instead of the type index, which would sort every event of the type.
+    type_first="+e.event_type GLOB ?",
+    destinations="group_concat(d.destination || ':' || d.state, ' ')",
+)
+POSTGRESQL = Dialect(
+    name="postgresql",
+    glob="{} ~ ?",
+    contains="strpos({}, ?) > 0",
+    body_contains="position(convert_to(?, 'UTF8') in e.body) > 0",
+    same="{} IS NOT DISTINCT FROM ?",
+    type_first="e.event_type ~ ?",
+    destinations="string_agg(d.destination || ':' || d.state, ' ')",
+)
+
+
+def glob_to_regex(glob: str) -> str:
+    """SQLite's GLOB as an anchored POSIX regular expression: * any run, ? one character,
+    [...] a set ([^...] its complement); everything else literal."""
+    out = ["^"]
+    i = 0
+    while i < len(glob):
+        c = glob[i]
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[" and "]" in glob[i + 2 :]:
+            end = glob.index("]", i + 2)
+            inner = glob[i + 1 : end]
+            negate = inner.startswith("^")
+            body = inner[1:] if negate else inner
+            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    out.append("$")
+    return "".join(out)
+
+
+def events_where(f: EventFilter, dialect: Dialect = SQLITE) -> Clause:
     clauses: list[str] = []
     params: list[Any] = []
 
@@ -25,9 +96,7 @@ def events_where(f: EventFilter) -> Clause:
     if f.source:
         add("e.source = ?", f.source)
     if f.event_type:
-        # Unary + keeps SQLite on the primary key (newest first, stop at the page size)
-        # instead of the type index, which would sort every event of the type.
-        add("+e.event_type GLOB ?", f.event_type)
+        add(dialect.type_first, dialect.pattern(f.event_type))
     if f.since is not None:
         add("e.received_at >= ?", f.since)
     if f.until is not None:
@@ -35,7 +104,7 @@ def events_where(f: EventFilter) -> Clause:
     if f.key:
         add("e.idempotency_key = ?", f.key)
     if f.text:
-        add("instr(CAST(e.body AS TEXT), ?) > 0", f.text)
+        add(dialect.body_contains, f.text)
     if f.before:
         add("e.id < ?", f.before)
     if f.status == "unrouted":
@@ -45,14 +114,15 @@ def events_where(f: EventFilter) -> Clause:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def dead_where(f: DeadFilter) -> Clause:
+def dead_where(f: DeadFilter, dialect: Dialect = SQLITE) -> Clause:
     """Over ``deliveries d JOIN events e``."""
     clauses = ["d.state = 'dead'"]
     params: list[Any] = []
+    pattern = dialect.pattern(f.event_type) if f.event_type else None
     for fragment, value in (
         ("d.destination = ?", f.destination),
         ("e.source = ?", f.source),
-        ("e.event_type GLOB ?", f.event_type),
+        (dialect.glob.format("e.event_type"), pattern),
         ("d.updated_at >= ?", f.since),
         ("d.updated_at < ?", f.until),
         ("d.event_id = ?", f.event),
@@ -61,10 +131,10 @@ def dead_where(f: DeadFilter) -> Clause:
             clauses.append(fragment)
             params.append(value)
     if f.exact_error:
-        clauses.append("d.last_error IS ?")
+        clauses.append(dialect.same.format("d.last_error"))
         params.append(f.error)
     elif f.error:
-        clauses.append("instr(d.last_error, ?) > 0")
+        clauses.append(dialect.contains.format("d.last_error"))
         params.append(f.error)
     if f.deliveries:
         clauses.append(f"d.id IN ({','.join('?' * len(f.deliveries))})")
@@ -82,8 +152,7 @@ NOT_REPLAYED = "NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.replay_of = d.id)
 # The fixed parts of the statements a WHERE clause is joined to.
 _EVENTS = (
     "SELECT e.id, e.source, e.received_at, e.event_type, e.idempotency_key, length(e.body),"
-    " (SELECT group_concat(d.destination || ':' || d.state, ' ') FROM deliveries d"
-    "   WHERE d.event_id = e.id) FROM events e"
+    " (SELECT {} FROM deliveries d WHERE d.event_id = e.id) FROM events e"
 )
 _DEAD = (
     "SELECT d.id, d.event_id, e.source, e.event_type, d.destination, d.attempts,"
@@ -103,8 +172,8 @@ _REPLAY = (
 )
 
 
-def list_events(where: str) -> str:
-    return f"{_EVENTS}{where} ORDER BY e.id DESC LIMIT ?"
+def list_events(where: str, dialect: Dialect = SQLITE) -> str:
+    return f"{_EVENTS.format(dialect.destinations)}{where} ORDER BY e.id DESC LIMIT ?"
 
 
 def list_dead(where: str) -> str:
@@ -128,7 +197,7 @@ def ids_in(count: int) -> str:
     return ",".join("?" * count)
 
 
-def replay_candidates(sel: ReplaySelection) -> Clause:
+def replay_candidates(sel: ReplaySelection, dialect: Dialect = SQLITE) -> Clause:
     """The deliveries (or events that went nowhere) a replay selection takes, as rows of
     (event id, source, destination or NULL, delivery id or NULL, ordering key)."""
     events: list[str] = []
@@ -143,7 +212,7 @@ def replay_candidates(sel: ReplaySelection) -> Clause:
     if sel.source:
         on_events("e.source = ?", sel.source)
     if sel.event_type:
-        on_events("e.event_type GLOB ?", sel.event_type)
+        on_events(dialect.glob.format("e.event_type"), dialect.pattern(sel.event_type))
     if sel.since is not None:
         on_events("e.received_at >= ?", sel.since)
     if sel.until is not None:
@@ -159,11 +228,17 @@ def replay_candidates(sel: ReplaySelection) -> Clause:
     if sel.event is not None or sel.state == "any":
         # Each destination the event went to, once (its latest delivery there), and the
         # events that went nowhere.
-        return (
-            f"{_LATEST_PER_DESTINATION} WHERE 1{where_events} GROUP BY d.event_id, d.destination"
-            f" UNION ALL {_UNROUTED}{where_events}",
-            [*event_params, *event_params],
-        )
+        if dialect.name == "sqlite":  # a bare column beside MAX() comes from the max row
+            latest = (
+                f"{_LATEST_PER_DESTINATION} WHERE 1{where_events}"
+                " GROUP BY d.event_id, d.destination"
+            )
+        else:
+            latest = (
+                f"({_LATEST_DISTINCT_ON} WHERE true{where_events}"
+                " ORDER BY d.event_id, d.destination, d.id DESC)"
+            )
+        return f"{latest} UNION ALL {_UNROUTED}{where_events}", [*event_params, *event_params]
     if sel.state == "unrouted":
         return f"{_UNROUTED}{where_events}", event_params
     deliveries = ["d.state = ?"]
@@ -178,10 +253,10 @@ def replay_candidates(sel: ReplaySelection) -> Clause:
             deliveries.append(f"d.id IN ({ids_in(len(sel.deliveries))})")
             params.extend(sel.deliveries)
         if sel.exact_error:
-            deliveries.append("d.last_error IS ?")
+            deliveries.append(dialect.same.format("d.last_error"))
             params.append(sel.error)
         elif sel.error:
-            deliveries.append("instr(d.last_error, ?) > 0")
+            deliveries.append(dialect.contains.format("d.last_error"))
             params.append(sel.error)
         if sel.died_before is not None:
             deliveries.append("d.updated_at <= ?")
@@ -197,6 +272,10 @@ _CANDIDATES = (
 _LATEST_PER_DESTINATION = (
     "SELECT e.id, e.source, d.destination, MAX(d.id), d.ordering_key"
     " FROM deliveries d JOIN events e ON e.id = d.event_id"
+)
+_LATEST_DISTINCT_ON = (
+    "SELECT DISTINCT ON (d.event_id, d.destination) e.id, e.source, d.destination, d.id,"
+    " d.ordering_key FROM deliveries d JOIN events e ON e.id = d.event_id"
 )
 _UNROUTED = (
     "SELECT e.id, e.source, NULL, NULL, NULL FROM events e"

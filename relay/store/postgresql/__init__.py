@@ -1,0 +1,517 @@
+"""The PostgreSQL store: several relays on one database, with SQLite's guarantees.
+
+``PgStore`` implements ``relay.store.base.Store``. Its writes go through one ``PgWriter``
+per relay (group commit, as on SQLite); the scheduler's short reads use a small pool;
+people's reads (``relay.store.reader``) run on a read-only connection in a thread. What is
+different from SQLite, because other relays share the tables:
+
+- no lease is released at start (another relay may be sending it); an expired lease is
+  taken again by whichever relay claims first;
+- no delivery is handed over at commit: every delivery is claimed, so a destination's
+  ``max_concurrency`` and ``rate_limit`` count the whole cluster (``PgWriter._claim``);
+- lanes are woken by LISTEN/NOTIFY from other relays' commits, and by polling for due work
+  (every ``POLL`` seconds; every ``POLL_ALONE`` when notifications do not arrive: the
+  listening connection dropped, or a pooler that does not forward them);
+- housekeeping (retention, alert checks, the size watch) runs on one relay at a time, the
+  holder of a session advisory lock; when that relay dies, its session ends and another
+  takes the lock at its next look;
+- the scheduler's clock is the database's: the offset is measured at start and again at
+  each poll, so leases and retries mean the same time on every relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from relay import sql
+from relay.config import StorageConfig
+from relay.configtypes import shown_url
+from relay.errors import StorageError, StorageUnavailable
+from relay.log import Fault
+from relay.store.base import HandOff, Reader
+from relay.store.clauses import POSTGRESQL
+from relay.store.postgresql.database import connect, connect_async, driver, migrate
+from relay.store.postgresql.writer import CHANNEL, PgWriter
+from relay.store.reader import SqlReader
+from relay.store.records import (
+    Action,
+    AttemptRecord,
+    Claim,
+    EventPayload,
+    Gauges,
+    Limits,
+    NewEvent,
+    Rejection,
+    ReplayTarget,
+    Stored,
+)
+
+T = TypeVar("T")
+log = logging.getLogger("relay.store")
+
+__all__ = ["PgReader", "PgStore", "read_only"]
+
+POLL = 5.0  # seconds between looks for due work while notifications arrive
+POLL_ALONE = 1.0  # … and while they do not
+HOUSEKEEPING_LOCK = "relay.housekeeping"
+CONTROL = "relay_control"  # a destination was paused or resumed, or its circuit changed
+
+PRUNE = {
+    "delivered": "prune_delivered",
+    "dead": "prune_dead",
+    "rejections": "prune_rejections",
+    "redacted": "redact_delivered",
+    "audit": "prune_audit",
+}
+
+
+class PgReader(SqlReader):
+    def __init__(self, conn: Any) -> None:
+        super().__init__(conn, POSTGRESQL)
+
+    def backup(self, target: Path) -> int:
+        raise StorageError(
+            "on PostgreSQL, back up with the server's tools: pg_dump --format=custom "
+            f"--file={target} '<storage.url>' (restore with pg_restore; see docs/scale-out.md)"
+        )
+
+
+@contextlib.contextmanager
+def read_only(url: str) -> Iterator[PgReader]:
+    conn = connect(url, read_only=True)
+    try:
+        yield PgReader(conn)
+    finally:
+        conn.close()
+
+
+class PgStore:
+    """See the module docstring and ``relay.store.base.Store``."""
+
+    released = 0  # never: other relays' leases are theirs
+    shared = True  # several relays may use this database at once
+
+    def __init__(self, config: StorageConfig, url: str, writer_conn: Any, pool: Any) -> None:
+        self._url = url
+        self._config = config
+        self.instance = uuid.uuid4().hex[:12]
+        self._listeners: list[Callable[[set[str]], None]] = []
+        self._control_listeners: list[Callable[[], None]] = []
+        self._writer = PgWriter(
+            url,
+            writer_conn,
+            config.max_batch,
+            self._committed,
+            config.keep_rejections,
+            self.instance,
+        )
+        self._pool = pool
+        self._q = sql.queries("postgresql")
+        self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._size = 0
+        self.clock_offset = 0.0
+        self.notified = False  # notifications from this database arrive here
+        self.housekeeping = False  # this relay holds the housekeeping lock
+        self._fault = Fault(log, "store.listen")
+
+    @property
+    def hand_off(self) -> HandOff | None:
+        return None
+
+    @hand_off.setter
+    def hand_off(self, value: HandOff | None) -> None:
+        """Ignored: with several relays every delivery is claimed (see the module doc)."""
+
+    @classmethod
+    async def open(cls, config: StorageConfig) -> PgStore:
+        assert config.url is not None
+        url = config.url.value
+        psycopg = driver()
+        from psycopg_pool import AsyncConnectionPool
+
+        conn = await connect_async(url)
+        try:
+            await migrate(conn, url)
+            pool = AsyncConnectionPool(
+                url,
+                min_size=1,
+                max_size=4,
+                kwargs={"autocommit": True},
+                open=False,
+                name="relay-reads",
+            )
+            await pool.open(wait=True, timeout=10)
+        except psycopg.Error as exc:
+            await conn.close()
+            raise StorageError(f"storage.url {shown_url(url)}: {exc}") from None
+        except BaseException:
+            await conn.close()
+            raise
+        store = cls(config, url, conn, pool)
+        store.clock_offset = await store._measure_offset()
+        size = await store._read(store._q["database_size"])
+        store._size = int(size[0][0])
+        return store
+
+    async def _measure_offset(self) -> float:
+        """Database clock minus ours, from the middle of one round trip."""
+        async with self._pool.connection() as conn:
+            before = time.time()
+            cur = await conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+            after = time.time()
+            row = await cur.fetchone()
+        return float(row[0]) - (before + after) / 2
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._writer.run(), name="relay-writer")
+        self._watch = asyncio.create_task(self._listen(), name="relay-listen")
+
+    def add_listener(self, listener: Callable[[set[str]], None]) -> None:
+        self._listeners.append(listener)
+
+    def add_control_listener(self, listener: Callable[[], None]) -> None:
+        self._control_listeners.append(listener)
+
+    def _committed(self, events: list[NewEvent], woken: set[str]) -> None:
+        if woken:
+            self._wake(woken)
+
+    def _wake(self, names: set[str]) -> None:
+        for listener in self._listeners:
+            listener(names)
+
+    # -- notifications, polling and housekeeping -------------------------------------------
+
+    async def _listen(self) -> None:
+        """Hold a connection that LISTENs and owns the housekeeping lock when it can; look
+        for due work every POLL seconds (POLL_ALONE while notifications do not arrive).
+        Reconnect when the connection drops; poll meanwhile."""
+        while True:
+            conn = None
+            try:
+                conn = await connect_async(self._url)
+                await conn.execute(f"LISTEN {CHANNEL}")
+                await conn.execute(f"LISTEN {CONTROL}")
+                self.notified = await self._notifications_arrive(conn)
+                if self._fault.since is not None:
+                    self._fault.cleared(time.monotonic())
+                await self._serve(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.notified = self.housekeeping = False
+                self._fault.failed(f"{type(exc).__name__}: {exc}", time.monotonic())
+                await self._poll_once()
+                await asyncio.sleep(POLL_ALONE)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def _notifications_arrive(self, conn: Any) -> bool:
+        """Whether a notification sent through the writer's side comes back to this
+        listening connection (behind a transaction pooler it does not)."""
+        probe = f"probe|{self.instance}|{uuid.uuid4().hex[:8]}"
+        async with self._pool.connection() as other:
+            await other.execute("SELECT pg_notify(%s, %s)", (CONTROL, probe))
+        async for note in conn.notifies(timeout=2.0):
+            if note.payload == probe:
+                return True
+        log.warning(
+            "store.no_notifications",
+            extra={"fields": {"hint": f"polling for work every {POLL_ALONE}s instead"}},
+        )
+        return False
+
+    async def _serve(self, conn: Any) -> None:
+        while True:
+            every = POLL if self.notified else POLL_ALONE
+            async for note in conn.notifies(timeout=every):
+                self._notified(note.channel, note.payload)
+            await self._housekeep(conn)
+            await self._poll_once()
+
+    def _notified(self, channel: str, payload: str) -> None:
+        if channel == CONTROL:
+            if not payload.startswith("probe|"):
+                for listener in self._control_listeners:
+                    listener()
+            return
+        instance, _, names = payload.partition("|")
+        if instance == self.instance:
+            return  # this relay's own commit woke its lanes already
+        if names == "*":
+            self._wake({"*"})
+        elif names:
+            self._wake(set(names.split(",")))
+
+    async def _housekeep(self, conn: Any) -> None:
+        if not self.housekeeping:
+            cur = await conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s))", (HOUSEKEEPING_LOCK,)
+            )
+            row = await cur.fetchone()
+            if row and row[0]:
+                self.housekeeping = True
+                log.info("store.housekeeping", extra={"fields": {"instance": self.instance}})
+
+    async def _poll_once(self) -> None:
+        """Wake the lanes with due work, wherever it was committed; refresh the clock."""
+        try:
+            self.clock_offset = await self._measure_offset()
+            now = time.time() + self.clock_offset
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(self._q["due_destinations"], {"now": now})
+                due = {row[0] for row in await cur.fetchall()}
+                cur = await conn.execute(self._q["database_size"])
+                size = await cur.fetchone()
+                self._size = int(size[0]) if size else self._size
+        except driver().Error:
+            return  # the listener's fault says so; the next poll tries again
+        if due:
+            self._wake(due)
+        for listener in self._control_listeners:
+            listener()
+
+    # -- the Store contract ----------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self._task is not None:
+            self._writer.stop()
+            await self._task
+        await self._writer.close()
+        await self._pool.close()
+
+    @property
+    def healthy(self) -> bool:
+        return self._writer.healthy and self._task is not None and not self._task.done()
+
+    @property
+    def last_error(self) -> str | None:
+        return self._writer.last_error
+
+    async def check(self, wait: float) -> str | None:
+        if self._task is None or self._task.done():
+            return "writer stopped"
+        return await self._writer.check(wait)
+
+    async def ingest(self, event: NewEvent) -> Stored:
+        return await self._writer.ingest(event)
+
+    def note_rejection(self, rejection: Rejection) -> None:
+        self._writer.note_rejection(rejection)
+
+    @property
+    def rejections_dropped(self) -> int:
+        return self._writer.rejections_dropped
+
+    async def claim(
+        self, destination: str, now: float, limit: int, lease: float, limits: Limits | None = None
+    ) -> list[Claim]:
+        return await self._writer.claim(destination, now, limit, lease, limits)
+
+    def held(self, destination: str) -> float | None:
+        return self._writer.holds.get(destination)
+
+    async def record(self, record: AttemptRecord) -> None:
+        await self._writer.record(record)
+
+    async def release(self, claim: Claim, now: float) -> None:
+        params = {"id": claim.id, "lease": claim.lease, "now": now}
+        statement = self._q["release_lease"]
+
+        async def work(cur: Any) -> int:
+            await cur.execute(statement, params)
+            return int(cur.rowcount)
+
+        await self._writer.call_async(work)
+
+    async def _read(self, statement: str, params: Any = None) -> list[Any]:
+        """A short read on the pool; StorageUnavailable when the database cannot answer."""
+        psycopg = driver()
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(statement, params)
+                rows: list[Any] = await cur.fetchall()
+                return rows
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StorageUnavailable(str(exc)) from None
+        except Exception as exc:  # the pool's own timeout
+            if type(exc).__name__ == "PoolTimeout":
+                raise StorageUnavailable(str(exc)) from None
+            raise
+
+    async def next_due(self, destination: str) -> float | None:
+        rows = await self._read(self._q["next_due"], {"destination": destination})
+        value = rows[0][0] if rows else None
+        return float(value) if value is not None else None
+
+    async def pending_count(self, destination: str) -> int:
+        rows = await self._read(self._q["pending_count"], (destination,))
+        return int(rows[0][0])
+
+    async def load_events(self, event_ids: list[str]) -> dict[str, EventPayload]:
+        rows = await self._read(self._q["payloads"], {"ids": event_ids})
+        return {row[0]: EventPayload(*row) for row in rows}
+
+    async def paused_destinations(self) -> dict[str, str | None]:
+        rows = await self._read(self._q["destination_states"])
+        return {row[0]: row[3] for row in rows if row[1]}
+
+    async def set_paused(self, destination: str, paused: bool, reason: str | None) -> None:
+        now = time.time() + self.clock_offset
+        params = {
+            "destination": destination,
+            "paused": int(paused),
+            "paused_at": now if paused else None,
+            "reason": reason,
+            "now": now,
+        }
+        statement = self._q["set_paused"]
+
+        async def work(cur: Any) -> int:
+            await cur.execute(statement, params)
+            await cur.execute("SELECT pg_notify(%s, %s)", (CONTROL, destination))
+            return int(cur.rowcount)
+
+        await self._writer.call_async(work)
+
+    async def circuits(self) -> dict[str, tuple[str, float | None, float | None]]:
+        rows = await self._read(self._q["circuits"])
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+    async def set_circuit(
+        self, destination: str, state: str, opened_at: float | None, failing_since: float | None
+    ) -> None:
+        params = {
+            "destination": destination,
+            "circuit": state,
+            "opened_at": opened_at,
+            "failing_since": failing_since,
+            "now": time.time() + self.clock_offset,
+        }
+        statement = self._q["set_circuit"]
+
+        async def work(cur: Any) -> int:
+            await cur.execute(statement, params)
+            await cur.execute("SELECT pg_notify(%s, %s)", (CONTROL, destination))
+            return int(cur.rowcount)
+
+        await self._writer.call_async(work)
+
+    async def replay(
+        self, targets: list[ReplayTarget], action: Action, again: bool, now: float
+    ) -> tuple[dict[str, object], bool]:
+        q = self._q
+
+        async def work(cur: Any) -> tuple[dict[str, object], bool]:
+            # Replays take turns across the cluster: the same request sent to two relays
+            # at once finds the first one's audit row, and two different ones never both
+            # repeat one dead delivery.
+            await cur.execute(q["lock_replay"])
+            if action.request_id is not None:
+                await cur.execute(q["audit_answered"], (action.request_id,))
+                found = await cur.fetchone()
+                if found is not None:
+                    return json.loads(found[0]), True
+            counts: dict[str, int] = {}
+            events: set[str] = set()
+            for t in targets:
+                await cur.execute(
+                    q["replay_delivery"],
+                    {
+                        "event_id": t.event_id,
+                        "destination": t.destination,
+                        "now": now,
+                        "ordering_key": t.ordering_key,
+                        "replay_of": t.replay_of,
+                        "again": again,
+                    },
+                )
+                if cur.rowcount:
+                    assert t.destination is not None
+                    counts[t.destination] = counts.get(t.destination, 0) + 1
+                    events.add(t.event_id)
+            result: dict[str, object] = {
+                "replayed": sum(counts.values()),
+                "events": len(events),
+                "destinations": counts,
+            }
+            row = _audit_row(action, now) | {"result": json.dumps(result)}
+            await cur.execute(q["audit_insert"], row)
+            if counts:
+                notice = f"{self.instance}|{','.join(sorted(counts))}"
+                await cur.execute(q["wake_lanes"], (notice,))
+            return result, False
+
+        answer: tuple[dict[str, object], bool] = await self._writer.call_async(work)
+        if answer[0].get("destinations"):
+            self._wake(set(answer[0]["destinations"]))  # type: ignore[call-overload]
+        return answer
+
+    async def audit(self, action: Action, result: dict[str, object], now: float) -> None:
+        row = _audit_row(action, now) | {"result": json.dumps(result)}
+        statement = self._q["audit_insert"]
+
+        async def work(cur: Any) -> int:
+            await cur.execute(statement, row)
+            return int(cur.rowcount)
+
+        await self._writer.call_async(work)
+
+    async def prune(self, kind: str, before: float, limit: int, now: float) -> int:
+        statement = self._q[PRUNE[kind]]
+        params = {"before": before, "batch": limit, "now": now}
+
+        async def work(cur: Any) -> int:
+            await cur.execute(statement, params)
+            return int(cur.rowcount)
+
+        changed: int = await self._writer.call_async(work)
+        return changed
+
+    async def gauges(self) -> Gauges:
+        pending = await self._read(self._q["gauges_pending"])
+        dead = await self._read(self._q["gauges_dead"])
+        size = await self._read(self._q["database_size"])
+        self._size = int(size[0][0])
+        return Gauges(
+            {r[0]: (int(r[1]), float(r[2])) for r in pending}, {r[0]: int(r[1]) for r in dead}
+        )
+
+    def size(self) -> tuple[int, int]:
+        """The database's size as of the last gauges (PostgreSQL's WAL is the server's)."""
+        return self._size, 0
+
+    async def read(self, work: Callable[[Reader], T]) -> T:
+        def run() -> T:
+            with read_only(self._url) as reader:
+                return work(reader)
+
+        return await asyncio.to_thread(run)
+
+
+def _audit_row(action: Action, now: float) -> dict[str, object]:
+    return {
+        "at": now,
+        "actor": action.actor,
+        "origin": action.origin,
+        "action": action.action,
+        "target": action.target,
+        "params": json.dumps(action.params, default=str),
+        "result": "{}",
+        "request_id": action.request_id,
+    }

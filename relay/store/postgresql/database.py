@@ -1,0 +1,117 @@
+"""The PostgreSQL database: the driver, connections, and the migrations.
+
+psycopg 3 is an optional dependency (``pip install 'relay[postgresql]'``); SQLite users
+never import it. Every connection is set up the same way: autocommit (relay opens its own
+transactions), ``synchronous_commit = on`` (a 2xx only after the commit is on disk), and an
+``application_name`` that says which relay it is in ``pg_stat_activity``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from relay import sql
+from relay.configtypes import shown_url
+from relay.errors import StorageError
+
+log = logging.getLogger("relay.store")
+
+MIGRATE_LOCK = "relay.migrate"
+CONNECT_TIMEOUT = 10  # seconds
+
+
+def driver() -> Any:
+    """The psycopg module, or a StorageError that says how to install it."""
+    try:
+        import psycopg
+    except ImportError:
+        raise StorageError(
+            "storage.url names PostgreSQL, but psycopg is not installed: pip install "
+            "'relay[postgresql]' (the single executable includes it)"
+        ) from None
+    return psycopg
+
+
+def instance_name() -> str:
+    return f"relay@{socket.gethostname()}:{os.getpid()}"
+
+
+def _kwargs() -> dict[str, Any]:
+    return {
+        "autocommit": True,
+        "connect_timeout": CONNECT_TIMEOUT,
+        "application_name": instance_name()[:63],
+    }
+
+
+def connect_failure(url: str, exc: Exception) -> StorageError:
+    return StorageError(
+        f"storage.url {shown_url(url)}: cannot connect to PostgreSQL ({str(exc).strip()}); "
+        "check that the server runs and the URL's host, port, user, password and database "
+        "are right (the database must exist: createdb NAME)"
+    )
+
+
+async def connect_async(url: str) -> Any:
+    psycopg = driver()
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, **_kwargs())
+    except psycopg.Error as exc:
+        raise connect_failure(url, exc) from None
+    await conn.execute("SET synchronous_commit = on")
+    return conn
+
+
+def connect(url: str, read_only: bool = False) -> Any:
+    psycopg = driver()
+    try:
+        conn = psycopg.Connection.connect(url, **_kwargs())
+    except psycopg.Error as exc:
+        raise connect_failure(url, exc) from None
+    if read_only:
+        conn.execute("SET default_transaction_read_only = on")
+    return conn
+
+
+async def migrate(conn: Any, url: str) -> int:
+    """Apply every migration newer than the database's, each in its own transaction, under
+    an advisory lock: several relays starting at once migrate once (the others wait, then
+    find nothing to do). Returns the schema version."""
+    await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (MIGRATE_LOCK,))
+    try:
+        known = sql.migrations("postgresql")
+        latest = known[-1][0] if known else 0
+        cur = await conn.execute("SELECT to_regclass('relay_migrations') IS NOT NULL")
+        row = await cur.fetchone()
+        current = 0
+        if row and row[0]:
+            cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM relay_migrations")
+            found = await cur.fetchone()
+            current = int(found[0]) if found else 0
+        if current > latest:
+            raise StorageError(
+                f"storage.url {shown_url(url)}: schema version {current} is newer than this relay "
+                f"knows ({latest}); run a newer relay or restore a backup taken before the "
+                "upgrade"
+            )
+        for number, name, script in known:
+            if number <= current:
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute(script)
+                    await conn.execute(
+                        "INSERT INTO relay_migrations (version, name) VALUES (%s, %s)",
+                        (number, name),
+                    )
+            except driver().Error as exc:
+                raise StorageError(
+                    f"storage.url {shown_url(url)}: migration {name} failed: {exc}"
+                ) from None
+            log.info("store.migrated", extra={"fields": {"migration": name}})
+        return latest
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (MIGRATE_LOCK,))

@@ -1,0 +1,202 @@
+"""The PostgreSQL store's writer: the batches of ``relay.store.batch`` on one connection.
+
+Each batch is one transaction (``synchronous_commit = on``), sent in pipeline mode where
+psycopg can (``executemany``), so a batch of a hundred events costs a few round trips and
+one commit. Other relays write the same tables at the same time; what keeps them apart:
+
+- duplicates: the unique index decides (``ON CONFLICT DO NOTHING``), whichever relay the
+  first copy reached;
+- claims: ``FOR UPDATE SKIP LOCKED``, and each destination's claims take turns across the
+  cluster (an advisory lock held to the end of the transaction), so its ``max_concurrency``
+  counts every relay's leases and its token bucket lives in ``destination_state``. A batch
+  takes those locks in the order of destination names, so two relays never wait on each
+  other in a circle;
+- outcomes: written only under the lease they came from (``lease_seq``), as on SQLite;
+- wake-ups: ``pg_notify`` in the transaction that adds deliveries reaches every relay
+  listening, when it commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from relay import sql
+from relay.store.batch import (
+    Batcher,
+    Inserted,
+    Kind,
+    Op,
+    attempt_row,
+    event_row,
+    finish_params,
+    rejection_row,
+)
+from relay.store.postgresql.database import connect_async, driver
+from relay.store.records import Claim, Limits, NewEvent, Stored
+
+log = logging.getLogger("relay.store")
+
+CHANNEL = "relay_work"
+MAX_NOTIFY = 7000  # bytes of a notification's payload (the server's limit is 8000)
+CONCURRENCY_POLL = 0.05  # seconds a lane capped by the cluster's leases waits to look again
+
+
+class PgWriter(Batcher):
+    def __init__(
+        self,
+        url: str,
+        conn: Any,
+        max_batch: int,
+        on_commit: Callable[[list[NewEvent], set[str]], None],
+        keep_rejections: int,
+        instance: str,
+    ) -> None:
+        super().__init__(max_batch, on_commit, keep_rejections)
+        self._url = url
+        self._conn: Any = conn
+        self._q = sql.queries("postgresql")
+        self._instance = instance
+        self.holds: dict[str, float] = {}  # destination: when the cluster lets it claim again
+        self._psycopg = driver()
+
+    def _is_storage_fault(self, exc: BaseException) -> bool:
+        """Connection lost, server shutting down, disk full, out of resources: not one op's
+        fault. A deadlock or serialization failure is retried op by op instead."""
+        errors = self._psycopg.errors
+        if isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure):
+            return False
+        faults = (
+            self._psycopg.OperationalError,
+            self._psycopg.InterfaceError,
+            errors.InsufficientResources,
+        )
+        return isinstance(exc, faults)
+
+    async def _transaction(self, batch: list[Op], offers: dict[str, tuple[int, float]]) -> Inserted:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            # The connection went away (a restart of the server, a failover): a new one.
+            self._conn = conn = await connect_async(self._url)
+        async with conn.transaction():
+            return await self._apply(conn, batch)
+
+    async def close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            await self._conn.close()
+
+    async def _apply(self, conn: Any, batch: list[Op]) -> Inserted:
+        q = self._q
+        cur = conn.cursor()
+        ingests = [op for op in batch if op.kind is Kind.INGEST]
+        inserted = await self._insert_events(cur, ingests) if ingests else Inserted()
+        records = [op.payload for op in batch if op.kind is Kind.RECORD]
+        if records:
+            await cur.executemany(q["insert_attempt"], [attempt_row(r) for r in records])
+            await cur.executemany(q["finish_attempt"], [finish_params(r) for r in records])
+        # Destination locks in name order: two relays' batches never wait in a circle.
+        claims = sorted(
+            (op for op in batch if op.kind is Kind.CLAIM), key=lambda op: op.payload["destination"]
+        )
+        for op in claims:
+            op.result = await self._claim(cur, op.payload)
+        for op in batch:
+            if op.kind is Kind.CALL:
+                op.result = await op.payload(cur)
+        rejections = [op.payload for op in batch if op.kind is Kind.REJECT]
+        if rejections:
+            await cur.executemany(q["insert_rejection"], [rejection_row(r) for r in rejections])
+            await cur.execute(q["trim_rejections"], {"keep": self._keep_rejections})
+        if inserted.woken:
+            await cur.execute(q["wake_lanes"], (self._notice(inserted.woken),))
+        return inserted
+
+    def _notice(self, destinations: set[str]) -> str:
+        """``instance|a,b``: who committed (it woke its own lanes already) and for whom;
+        ``*`` for everyone when the names do not fit in a notification."""
+        names = ",".join(sorted(destinations))
+        if len(names.encode()) > MAX_NOTIFY:
+            names = "*"
+        return f"{self._instance}|{names}"
+
+    async def _insert_events(self, cur: Any, ops: list[Op]) -> Inserted:
+        q = self._q
+        events: list[NewEvent] = [op.payload for op in ops]
+        await cur.executemany(q["insert_event"], [event_row(e) for e in events])
+        inserted = {e.id for e in events}
+        keyed = [e.id for e in events if e.idempotency_key is not None]
+        if keyed:
+            # The unique index decided, across every relay: an absent row was a duplicate.
+            await cur.execute("SELECT id FROM events WHERE id = ANY(%s)", (keyed,))
+            present = {row[0] for row in await cur.fetchall()}
+            inserted -= set(keyed) - present
+        deliveries: list[tuple[str, str, float, float, float, str | None]] = []
+        stored: list[NewEvent] = []
+        for op, event in zip(ops, events, strict=True):
+            if event.id in inserted:
+                op.result = Stored(event.id, duplicate=False)
+                now = event.received_at
+                keys = event.ordering_keys or (None,) * len(event.destinations)
+                deliveries.extend(
+                    (event.id, d, now, now, now, k)
+                    for d, k in zip(event.destinations, keys, strict=True)
+                )
+                stored.append(event)
+            else:
+                await cur.execute(q["find_original"], (event.source, event.idempotency_key))
+                row = await cur.fetchone()
+                op.result = Stored(row[0], duplicate=True)
+        if deliveries:
+            await cur.executemany(q["insert_delivery"], deliveries)
+        return Inserted(stored, {}, {row[1] for row in deliveries})
+
+    async def _claim(self, cur: Any, p: dict[str, Any]) -> list[Claim]:
+        """Lease up to p['limit'] due deliveries, within the destination's limits for the
+        whole cluster (p['limits']): its leases in flight on every relay, and its shared
+        token bucket. When those hold it back, ``holds`` says until when."""
+        q = self._q
+        name, now, limit = p["destination"], p["now"], p["limit"]
+        limits: Limits | None = p.get("limits")
+        await cur.execute(q["lock_destination"], (name,))
+        hold: float | None = None
+        tokens = 0.0
+        if limits is not None:
+            await cur.execute(q["leased_count"], (name, now))
+            row = await cur.fetchone()
+            room = limits.max_concurrency - int(row[0])
+            if room < limit:
+                limit = max(0, room)
+                hold = now + CONCURRENCY_POLL
+            if limits.rate is not None:
+                burst = limits.burst or limits.rate
+                await cur.execute(q["bucket"], (name,))
+                row = await cur.fetchone()
+                if row is None or row[0] is None:
+                    tokens = burst
+                else:
+                    tokens = min(burst, row[0] + max(0.0, now - row[1]) * limits.rate)
+                whole = math.floor(tokens)
+                if whole < limit:
+                    limit = whole
+                    wait = now + (1.0 - (tokens - whole)) / limits.rate
+                    hold = wait if hold is None else min(hold, wait)
+        claims: list[Claim] = []
+        if limit > 0:
+            params = {**p, "limit": limit}
+            params.pop("limits", None)
+            await cur.execute(q["claim_due"], params)
+            claims = [Claim(*row) for row in await cur.fetchall()]
+        if limits is not None and limits.rate is not None:
+            left = tokens - len(claims)
+            await cur.execute(q["set_bucket"], {"destination": name, "now": now, "tokens": left})
+        if hold is not None:
+            self.holds[name] = hold
+        else:
+            self.holds.pop(name, None)
+        return claims
+
+    async def call_async(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run ``work(cursor)`` inside the next transaction; its result once committed."""
+        return await self._submit(Kind.CALL, work)

@@ -1,0 +1,268 @@
+"""Reads for people (the ``Reader`` of ``relay.store.base``), on any DB-API connection.
+
+The same reads run on SQLite (``relay.store.sqlite.reader``) and PostgreSQL
+(``relay.store.postgresql``): each brings its connection, its named queries
+(``relay/sql/…/queries.sql``, the same names) and its ``Dialect`` for the filters. The CLI
+opens one whether or not relay runs; the admin API and the console get one per request in
+a thread (``Store.read``). Lists are paged by keyset, so page 1,000 costs what page 1 does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from relay import sql
+from relay.store import clauses
+from relay.store.records import (
+    MAX_LIMIT,
+    DeadFilter,
+    EventFilter,
+    ReplaySelection,
+    ReplayTarget,
+)
+from relay.verify.base import redacted
+
+
+def _limit(limit: int) -> int:
+    return max(1, min(limit, MAX_LIMIT))
+
+
+def _body(raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"encoding": "base64", "body": base64.b64encode(raw).decode()}
+    try:
+        return {"encoding": "json", "body": json.loads(text), "raw": text}
+    except ValueError:
+        return {"encoding": "text", "body": text}
+
+
+class SqlReader:
+    """The reads, whatever the database. ``conn``: a DB-API connection with ``execute``."""
+
+    def __init__(self, conn: Any, dialect: clauses.Dialect) -> None:
+        self._conn = conn
+        self._dialect = dialect
+        self._q = sql.queries(dialect.name)
+
+    def _ids(self, ids: list[str]) -> Any:
+        """A list of ids as one parameter: JSON for SQLite's json_each, an array else."""
+        return json.dumps(ids) if self._dialect.name == "sqlite" else ids
+
+    def events(self, f: EventFilter) -> list[dict[str, Any]]:
+        d = self._dialect
+        where, params = clauses.events_where(f, d)
+        statement = d.finish(clauses.list_events(where, d))
+        rows = self._conn.execute(statement, [*params, _limit(f.limit)])
+        return [
+            {
+                "id": r[0],
+                "source": r[1],
+                "received_at": r[2],
+                "event_type": r[3],
+                "idempotency_key": r[4],
+                "body_bytes": r[5],
+                "deliveries": dict(pair.split(":", 1) for pair in (r[6] or "").split()),
+            }
+            for r in rows
+        ]
+
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        q, conn = self._q, self._conn
+        row = conn.execute(q["event_by_id"], (event_id,)).fetchone()
+        if row is None:
+            return None
+        event: dict[str, Any] = {
+            "id": row[0],
+            "source": row[1],
+            "received_at": row[2],
+            "occurred_at": row[3],
+            "event_type": row[4],
+            "idempotency_key": row[5],
+            "content_type": row[6],
+            "remote_addr": row[7],
+            "headers": redacted((name, value) for name, value in json.loads(row[8])),
+            "redacted_at": row[10],
+            **_body(row[9]),
+        }
+        keys = (
+            "number",
+            "started_at",
+            "duration_ms",
+            "status",
+            "error",
+            "response_excerpt",
+            "outcome",
+        )
+        event["deliveries"] = [
+            {
+                "id": d[0],
+                "destination": d[1],
+                "state": d[2],
+                "attempts": d[3],
+                "next_attempt_at": d[4],
+                "created_at": d[5],
+                "delivered_at": d[6],
+                "last_status": d[7],
+                "last_error": d[8],
+                "replay_of": d[9],
+                "history": [
+                    dict(zip(keys, a, strict=True))
+                    for a in conn.execute(q["delivery_attempts"], (d[0],))
+                ],
+            }
+            for d in conn.execute(q["event_deliveries"], (event_id,)).fetchall()
+        ]
+        return event
+
+    def events_after(self, after: int, source: str | None, limit: int) -> list[dict[str, Any]]:
+        params = {"after": after, "source": source, "limit": _limit(limit)}
+        keys = ("position", "id", "received_at", "source", "event_type", "idempotency_key")
+        rows = self._conn.execute(self._q["events_after"], params)
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def latest_position(self) -> int:
+        return int(self._conn.execute(self._q["latest_position"]).fetchone()[0])
+
+    def dead(self, f: DeadFilter, limit: int = 50) -> list[dict[str, Any]]:
+        d = self._dialect
+        where, params = clauses.dead_where(f, d)
+        rows = self._conn.execute(d.finish(clauses.list_dead(where)), [*params, _limit(limit)])
+        keys = (
+            "delivery_id",
+            "event_id",
+            "source",
+            "event_type",
+            "destination",
+            "attempts",
+            "last_status",
+            "last_error",
+            "died_at",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def count_dead(self, f: DeadFilter) -> int:
+        d = self._dialect
+        where, params = clauses.dead_where(f, d)
+        return int(self._conn.execute(d.finish(clauses.count_dead(where)), params).fetchone()[0])
+
+    def dead_by_destination(self, f: DeadFilter) -> dict[str, int]:
+        d = self._dialect
+        where, params = clauses.dead_where(f, d)
+        rows = self._conn.execute(d.finish(clauses.dead_by_destination(where)), params)
+        return {name: int(count) for name, count in rows}
+
+    def dead_groups(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._conn.execute(self._q["dead_groups"], (_limit(limit),))
+        return [
+            {"destination": r[0], "error": r[1], "count": r[2], "last_died_at": r[3]} for r in rows
+        ]
+
+    def delivered_destinations(self) -> list[str]:
+        return [row[0] for row in self._conn.execute(self._q["delivered_destinations"])]
+
+    def stats(self, now: float | None = None) -> dict[str, Any]:
+        """Counts for the last hour and the current backlog, each from an index (a full
+        scan of a million-event table would cost a second on every refresh)."""
+        q, conn = self._q, self._conn
+        now = now if now is not None else time.time()
+        hour = now - 3600
+        sources: dict[str, dict[str, Any]] = {
+            r[0]: {"events_last_hour": r[1]} for r in conn.execute(q["stats_sources"], (hour,))
+        }
+        for source, count in conn.execute(q["stats_rejections"], (hour,)):
+            sources.setdefault(source, {"events_last_hour": 0})["rejected_last_hour"] = count
+        destinations: dict[str, dict[str, Any]] = {}
+
+        def entry(name: str) -> dict[str, Any]:
+            return destinations.setdefault(
+                name,
+                {
+                    "pending": 0,
+                    "dead": 0,
+                    "delivered_last_hour": 0,
+                    "oldest_pending_seconds": None,
+                    "paused": False,
+                },
+            )
+
+        for name, count, oldest in conn.execute(q["gauges_pending"]):
+            entry(name).update(pending=count, oldest_pending_seconds=int(now - oldest))
+        for name, count in conn.execute(q["gauges_dead"]):
+            entry(name)["dead"] = count
+        for name in self.delivered_destinations():
+            (count,) = conn.execute(q["delivered_since"], (name, hour)).fetchone()
+            entry(name)["delivered_last_hour"] = count
+        for name, paused, _, _ in conn.execute(q["destination_states"]):
+            if name in destinations:
+                destinations[name]["paused"] = bool(paused)
+        ordered = {name: destinations[name] for name in sorted(destinations)}
+        return {"at": now, "sources": sources, "destinations": ordered}
+
+    def rejections(self, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        params = {"source": source, "limit": _limit(limit)}
+        keys = ("at", "source", "status", "reason", "remote_addr", "method", "headers")
+        return [
+            {**dict(zip(keys, row, strict=True)), "headers": json.loads(row[6])}
+            for row in self._conn.execute(self._q["rejections_latest"], params)
+        ]
+
+    def last_hour(self, now: float | None = None) -> dict[str, list[float]]:
+        """Events per minute and p95 received → delivered per minute, for the last hour,
+        read through indexes (events by time; deliveries by state, destination and time)."""
+        start = (now if now is not None else time.time()) - 3600
+        events = [0.0] * 60
+        for minute, count in self._conn.execute(self._q["chart_events"], {"start": start}):
+            if 0 <= minute < 60:
+                events[minute] = float(count)
+        latency: list[list[float]] = [[] for _ in range(60)]
+        for name in self.delivered_destinations():
+            params = {"start": start, "destination": name}
+            for minute, seconds in self._conn.execute(self._q["chart_latency"], params):
+                if 0 <= minute < 60 and seconds is not None:
+                    latency[minute].append(float(seconds))
+        p95 = [sorted(v)[int(len(v) * 0.95)] if v else 0.0 for v in latency]
+        return {"events": events, "p95": p95}
+
+    def replay_targets(self, sel: ReplaySelection) -> list[ReplayTarget]:
+        d = self._dialect
+        statement, params = clauses.replay_candidates(sel, d)
+        return [ReplayTarget(*row) for row in self._conn.execute(d.finish(statement), params)]
+
+    def routing(self, event_ids: list[str]) -> dict[str, tuple[str | None, str, bytes]]:
+        """What routing and ordering look at, per event: (type, headers JSON, body)."""
+        found = {}
+        for start in range(0, len(event_ids), 500):
+            ids = self._ids(event_ids[start : start + 500])
+            for row in self._conn.execute(self._q["routing_inputs"], {"ids": ids}):
+                found[row[0]] = (row[1], row[2], row[3])
+        return found
+
+    def last_received(self, sources: list[str]) -> dict[str, float]:
+        found = {}
+        for source in sources:
+            row = self._conn.execute(self._q["last_received"], (source,)).fetchone()
+            if row is not None:
+                found[source] = float(row[0])
+        return found
+
+    def audit(self, since: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest operator actions first."""
+        params = {"since": since, "limit": _limit(limit)}
+        keys = ("id", "at", "actor", "origin", "action", "target", "params", "result")
+        return [
+            {
+                **dict(zip(keys, row, strict=False)),
+                "params": json.loads(row[6]),
+                "result": json.loads(row[7]),
+            }
+            for row in self._conn.execute(self._q["audit_latest"], params)
+        ]
+
+    def backup(self, target: Path) -> int:
+        raise NotImplementedError
