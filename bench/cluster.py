@@ -52,6 +52,7 @@ from tests import postgres  # noqa: E402
 PY = sys.executable
 SETUPS = ["sqlite-1", "postgresql-1", "postgresql-2", "postgresql-3"]
 CONNECTIONS = 48
+CONCURRENCY = 20  # the destination's max_concurrency (--concurrency)
 
 
 def config(directory: Path, n: int, storage: str, paused: bool) -> Path:
@@ -74,7 +75,7 @@ event_type = "json:/type"
 [[destinations]]
 name = "receiver"
 url = "http://127.0.0.1:{RECEIVER_PORT}/hook"
-max_concurrency = 20
+max_concurrency = {CONCURRENCY}
 {"paused = true" if paused else ""}
 [[routes]]
 source = "bench"
@@ -162,19 +163,42 @@ def run_setup(
             )
             ports.append(PORT + n)
         counter = Counter(setup, where)
+        before = cpu_seconds()
         started = time.perf_counter()
         rps = wrk(script, ports, seconds)
         stored = counter.one("SELECT count(*) FROM events")
-        if not live:
-            return {"ingest": rps, "stored": stored}
-        deadline = time.perf_counter() + 300
-        while time.perf_counter() < deadline:
-            done = counter.one("SELECT count(*) FROM deliveries WHERE state = 'delivered'")
-            if done >= stored:
-                break
-            time.sleep(0.05)
+        if live:
+            deadline = time.perf_counter() + 300
+            while time.perf_counter() < deadline:
+                done = counter.one("SELECT count(*) FROM deliveries WHERE state = 'delivered'")
+                if done >= stored:
+                    break
+                time.sleep(0.05)
         took = time.perf_counter() - started
-        return {"ingest": rps, "stored": stored, "e2e": stored / took, "seconds": took}
+        after = cpu_seconds()
+        # Each part's share of the machine (2 cores = 200%) while it ran.
+        share = {k: round(100 * (after[k] - before[k]) / took) for k in after}
+        result = {"ingest": rps, "stored": stored, "seconds": took, "cpu": share}
+        if live:
+            result["e2e"] = stored / took
+        return result
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of the relays, PostgreSQL and the receiver, from ps."""
+    out = subprocess.run(
+        ["ps", "-eo", "user=,times=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    found = {"relay": 0.0, "postgresql": 0.0, "receiver": 0.0}
+    for line in out.splitlines():
+        user, seconds, args = line.split(None, 2)
+        if "relay serve" in args:
+            found["relay"] += float(seconds)
+        elif user == "postgres" or args.startswith("postgres"):
+            found["postgresql"] += float(seconds)
+        elif "hello.py" in args:
+            found["receiver"] += float(seconds)
+    return found
 
 
 def span(values: list[float]) -> str:
@@ -186,10 +210,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--setups", default=",".join(SETUPS))
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     args = parser.parse_args()
+    global CONCURRENCY
+    CONCURRENCY = args.concurrency
     setups = args.setups.split(",")
     script = wrk_script(stripe_like_body(), Path(tempfile.mkdtemp()) / "post.lua")
     results: dict[str, dict[str, list[float]]] = {s: {"ingest": [], "e2e": []} for s in setups}
+    cpu: dict[str, list[dict[str, dict[str, int]]]] = {}
     base = Path(tempfile.mkdtemp(prefix="relay-bench-pg-"))
     try:
         sockets = postgres.start(base)
@@ -200,9 +228,11 @@ def main() -> int:
                 e2e = run_setup(setup, script, args.seconds, sockets, True, f"e{tag}")
                 results[setup]["ingest"].append(ingest["ingest"])
                 results[setup]["e2e"].append(e2e["e2e"])
+                cpu.setdefault(setup, []).append({"ingest": ingest["cpu"], "e2e": e2e["cpu"]})
                 print(
                     f"run {run + 1} {setup}: ingest {ingest['ingest']:,.0f}/s, "
-                    f"end to end {e2e['e2e']:,.0f}/s ({e2e['stored']} events)",
+                    f"end to end {e2e['e2e']:,.0f}/s ({e2e['stored']} events); CPU % "
+                    f"ingest {ingest['cpu']}, end to end {e2e['cpu']}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -221,9 +251,25 @@ def main() -> int:
             f"| {setup} | {span(ingest)} | {statistics.median(ingest) / base_ingest:.2f}x"
             f" | {span(e2e)} | {statistics.median(e2e) / base_e2e:.2f}x |"
         )
+    lines += [
+        "",
+        "| setup | CPU %, ingest: relays / PostgreSQL / receiver | end to end |",
+        "|---|---:|---:|",
+    ]
+    for setup in setups:
+
+        def med(phase: str, part: str, setup: str = setup) -> int:
+            return int(statistics.median(r[phase][part] for r in cpu[setup]))
+
+        parts = ("relay", "postgresql", "receiver")
+        lines.append(
+            f"| {setup} | {' / '.join(str(med('ingest', p)) for p in parts)}"
+            f" | {' / '.join(str(med('e2e', p)) for p in parts)} |"
+        )
     report = (
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine()}\n"
-        f"python bench/cluster.py --runs {args.runs} --seconds {args.seconds:g}; "
+        f"python bench/cluster.py --runs {args.runs} --seconds {args.seconds:g}"
+        f" --concurrency {args.concurrency}; "
         f"wrk {CONNECTIONS} connections in all, body {len(stripe_like_body())} bytes\n\n"
         + "\n".join(lines)
         + "\n"
@@ -231,7 +277,8 @@ def main() -> int:
     print(report)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / f"cluster-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results))
+    raw = {"results": results, "cpu": cpu}
+    (out / f"cluster-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(raw))
     return 0
 
 

@@ -21,6 +21,9 @@ from tests.helpers import Receiver, post, wait_for
 from tests.process import RelayProcess
 
 
+JITTER = 0.05  # seconds between a claim and its request's arrival, on a loaded machine
+
+
 def cluster_config(
     path: Path, url: str, target: str, *, destination: str = "", storage: str = ""
 ) -> Path:
@@ -229,8 +232,9 @@ async def test_rate_limit_holds_across_three_relays(
     tmp_path: Path, pg_url: str, receiver: Receiver
 ) -> None:
     """rate_limit = 20/s with a burst of 5, shared by three relays: in any window of the
-    deliveries, no more than the burst plus the rate over that window (plus one, the
-    documented tolerance for a delivery in flight at the window's edge)."""
+    deliveries, no more than the burst plus the rate over that window, within the
+    documented tolerance (docs/scale-out.md): one delivery, and 50 ms of jitter between a
+    claim and its arrival at the receiver."""
     rate, burst = 20.0, 5
     with relays(
         tmp_path,
@@ -248,8 +252,9 @@ async def test_rate_limit_holds_across_three_relays(
     for i, start in enumerate(times):
         for j in range(i, len(times)):
             window = times[j] - start
-            allowed = burst + rate * window + 1
+            allowed = burst + rate * (window + JITTER) + 1
             worst = max(worst, (j - i + 1) - allowed)
+    print(f"worst window: {worst:+.2f} deliveries against the limit")
     assert worst <= 0, f"{worst:.1f} deliveries over the limit in some window"
 
 
@@ -392,3 +397,61 @@ async def test_an_agent_on_one_relay_delivers_what_another_relay_received(
     )
     # Every attempt went through the agent: none was tried (and failed) by relay B.
     assert sql(pg_url, "SELECT count(*), max(number) FROM attempts") == [(20, 1)]
+
+
+async def test_cli_console_api_and_metrics_work_on_postgresql(
+    tmp_path: Path, pg_url: str, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """What operators use, against PostgreSQL: the CLI's reads (relay running or not), the
+    admin API, /metrics and the console; backup says to use pg_dump."""
+    from tests.process import run_cli
+
+    receiver.script = [200, 400]  # one delivered, one dead
+    config = cluster_config(tmp_path / "relay.toml", pg_url, receiver.url)
+    config.write_text(
+        config.read_text() + '\n[admin]\nlisten = "127.0.0.1:0"\ntoken = "admin-secret"\n'
+    )
+    relay = RelayProcess(config)
+    try:
+        relay.start(timeout=20)
+        for n in range(2):
+            status, _ = await send(client, relay.port, f"m{n}", f"k{n}")
+            assert status == 200
+        await wait_for(
+            lambda: (
+                sql(pg_url, "SELECT count(*) FROM deliveries WHERE state != 'pending'") == [(2,)]
+            )
+        )
+        base = f"http://127.0.0.1:{_admin_port(relay)}"
+        bearer = {"Authorization": "Bearer admin-secret"}
+        async with client.get(base + "/api/events", headers=bearer) as answer:
+            events = (await answer.json())["events"]
+        assert sorted(e["idempotency_key"] for e in events) == ["k0", "k1"]
+        async with client.get(base + "/metrics", headers=bearer) as answer:
+            metrics = await answer.text()
+        assert 'relay_dead_deliveries{destination="app"} 1.0' in metrics
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as console:
+            async with console.post(base + "/ui/login", data={"token": "admin-secret"}) as r:
+                assert r.status == 200  # followed to the overview
+            async with console.get(base + "/ui/dead") as r:
+                assert r.status == 200
+                assert "400" in await r.text()
+
+        for running_too in (True, False):
+            listed = run_cli("events", "--config", str(config), "--json")
+            assert listed.returncode == 0, listed.stderr
+            keys = sorted(e["idempotency_key"] for e in json.loads(listed.stdout))
+            assert keys == ["k0", "k1"]
+            dead = run_cli("dead", "--config", str(config), "--json")
+            assert dead.returncode == 0, dead.stderr
+            assert json.loads(dead.stdout)["total"] == 1
+            tail = run_cli("tail", "--config", str(config), "--timeout", "0.2")
+            assert tail.returncode == 0, tail.stderr
+            if running_too:
+                assert relay.terminate() == 0
+        backup = run_cli("backup", "--config", str(config), str(tmp_path / "copy.db"))
+        assert backup.returncode == 1
+        assert "pg_dump" in backup.stderr
+    finally:
+        relay.ensure_stopped()

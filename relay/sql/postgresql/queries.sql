@@ -26,11 +26,6 @@ SELECT pg_notify('relay_work', %s);
 -- ends), so that the count of leases below and the token bucket are exact.
 SELECT pg_advisory_xact_lock(hashtext('relay.claim'), hashtext(%s));
 
--- name: leased_count
-SELECT COUNT(*) FROM deliveries
- WHERE destination = %s AND state = 'pending' AND lease_until IS NOT NULL
-   AND lease_until >= %s;
-
 -- name: bucket
 SELECT tokens, tokens_at FROM destination_state WHERE destination = %s;
 
@@ -65,6 +60,39 @@ WITH due AS (
     RETURNING d.id, d.event_id, d.attempts, d.created_at, d.lease_seq, d.next_attempt_at
 )
 SELECT id, event_id, attempts, created_at, lease_seq FROM claimed ORDER BY next_attempt_at, id;
+
+-- name: claim_due_capped
+-- claim_due within the destination's max_concurrency for the whole cluster: the leases
+-- every relay holds are counted by this statement, which runs after lock_destination (so
+-- its snapshot sees every claim committed before). One row always: the room there was,
+-- then the claimed delivery (NULLs when none was).
+WITH room AS (
+    SELECT GREATEST(0, LEAST(%(limit)s::integer, %(max_concurrency)s::integer - (
+               SELECT COUNT(*) FROM deliveries
+                WHERE destination = %(destination)s AND state = 'pending'
+                  AND lease_until IS NOT NULL AND lease_until >= %(now)s)))::integer AS n
+), due AS (
+    SELECT d.id FROM deliveries d
+     WHERE d.destination = %(destination)s AND d.state = 'pending'
+       AND d.next_attempt_at <= %(now)s
+       AND (d.lease_until IS NULL OR d.lease_until < %(now)s)
+       AND (d.ordering_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM deliveries p
+               WHERE p.destination = d.destination AND p.state = 'pending'
+                 AND p.ordering_key = d.ordering_key AND p.id < d.id))
+     ORDER BY d.next_attempt_at, d.id
+     LIMIT (SELECT n FROM room)
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries d
+       SET lease_until = %(lease_until)s, attempts = d.attempts + 1, updated_at = %(now)s,
+           lease_seq = d.lease_seq + 1
+      FROM due WHERE d.id = due.id
+    RETURNING d.id, d.event_id, d.attempts, d.created_at, d.lease_seq, d.next_attempt_at
+)
+SELECT room.n, c.id, c.event_id, c.attempts, c.created_at, c.lease_seq
+  FROM room LEFT JOIN claimed c ON true
+ ORDER BY c.next_attempt_at, c.id;
 
 -- name: next_due
 SELECT MIN(CASE WHEN d.lease_until IS NULL THEN d.next_attempt_at

@@ -109,6 +109,11 @@ class PgWriter(Batcher):
         if rejections:
             await cur.executemany(q["insert_rejection"], [rejection_row(r) for r in rejections])
             await cur.execute(q["trim_rejections"], {"keep": self._keep_rejections})
+        if records and self.holds:
+            # Outcomes end leases: a lane held back by the cluster's max_concurrency may
+            # claim again now, rather than at its next look.
+            inserted.woken |= set(self.holds)
+            self.holds.clear()
         if inserted.woken:
             await cur.execute(q["wake_lanes"], (self._notice(inserted.woken),))
         return inserted
@@ -154,41 +159,39 @@ class PgWriter(Batcher):
 
     async def _claim(self, cur: Any, p: dict[str, Any]) -> list[Claim]:
         """Lease up to p['limit'] due deliveries, within the destination's limits for the
-        whole cluster (p['limits']): its leases in flight on every relay, and its shared
-        token bucket. When those hold it back, ``holds`` says until when."""
+        whole cluster (p['limits']): the leases every relay holds, and its shared token
+        bucket. When those hold it back, ``holds`` says until when."""
         q = self._q
         name, now, limit = p["destination"], p["now"], p["limit"]
-        limits: Limits | None = p.get("limits")
+        limits: Limits | None = p.pop("limits", None)
+        if limits is None:  # SKIP LOCKED alone keeps two relays off the same delivery
+            await cur.execute(q["claim_due"], p)
+            return [Claim(*row) for row in await cur.fetchall()]
         await cur.execute(q["lock_destination"], (name,))
         hold: float | None = None
         tokens = 0.0
-        if limits is not None:
-            await cur.execute(q["leased_count"], (name, now))
+        if limits.rate is not None:
+            burst = limits.burst or limits.rate
+            await cur.execute(q["bucket"], (name,))
             row = await cur.fetchone()
-            room = limits.max_concurrency - int(row[0])
-            if room < limit:
-                limit = max(0, room)
-                hold = now + CONCURRENCY_POLL
-            if limits.rate is not None:
-                burst = limits.burst or limits.rate
-                await cur.execute(q["bucket"], (name,))
-                row = await cur.fetchone()
-                if row is None or row[0] is None:
-                    tokens = burst
-                else:
-                    tokens = min(burst, row[0] + max(0.0, now - row[1]) * limits.rate)
-                whole = math.floor(tokens)
-                if whole < limit:
-                    limit = whole
-                    wait = now + (1.0 - (tokens - whole)) / limits.rate
-                    hold = wait if hold is None else min(hold, wait)
+            if row is None or row[0] is None:
+                tokens = burst
+            else:
+                tokens = min(burst, row[0] + max(0.0, now - row[1]) * limits.rate)
+            whole = math.floor(tokens)
+            if whole < limit:
+                limit = whole
+                hold = now + (1.0 - (tokens - whole)) / limits.rate
         claims: list[Claim] = []
         if limit > 0:
-            params = {**p, "limit": limit}
-            params.pop("limits", None)
-            await cur.execute(q["claim_due"], params)
-            claims = [Claim(*row) for row in await cur.fetchall()]
-        if limits is not None and limits.rate is not None:
+            params = {**p, "limit": limit, "max_concurrency": limits.max_concurrency}
+            await cur.execute(q["claim_due_capped"], params)
+            rows = await cur.fetchall()
+            if rows[0][0] < limit:  # other relays' leases left less room than asked
+                soon = now + CONCURRENCY_POLL
+                hold = soon if hold is None else min(hold, soon)
+            claims = [Claim(*row[1:]) for row in rows if row[1] is not None]
+        if limits.rate is not None:
             left = tokens - len(claims)
             await cur.execute(q["set_bucket"], {"destination": name, "now": now, "tokens": left})
         if hold is not None:

@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +25,7 @@ from relay import sql
 from relay.config import StorageConfig
 from relay.errors import StorageError
 from relay.store.base import HandOff, Reader
+from relay.store.recent import RecentEvents
 from relay.store.records import (
     Action,
     AttemptRecord,
@@ -54,34 +54,6 @@ PRUNE = {
     "redacted": "redact_delivered",
     "audit": "prune_audit",
 }
-
-
-class RecentEvents:
-    """Payloads of events just committed, so their first delivery need not read them back.
-
-    Bounded in bytes; on a miss (evicted, or after a restart) the store reads SQLite, which
-    stays the only source of truth.
-    """
-
-    MAX_BYTES = 8 * 1024 * 1024
-    MAX_ONE = 256 * 1024
-
-    def __init__(self) -> None:
-        self._items: OrderedDict[str, EventPayload] = OrderedDict()
-        self._bytes = 0
-
-    def add(self, event: NewEvent) -> None:
-        size = len(event.body) + len(event.headers)
-        if size > self.MAX_ONE:
-            return
-        self._items[event.id] = EventPayload.of(event)
-        self._bytes += size
-        while self._bytes > self.MAX_BYTES:
-            _, old = self._items.popitem(last=False)
-            self._bytes -= len(old.body) + len(old.headers)
-
-    def get(self, event_id: str) -> EventPayload | None:
-        return self._items.get(event_id)
 
 
 class SqliteStore:
