@@ -55,7 +55,7 @@ CONNECTIONS = 48
 CONCURRENCY = 20  # the destination's max_concurrency (--concurrency)
 
 
-def config(directory: Path, n: int, storage: str, paused: bool) -> Path:
+def config(directory: Path, n: int, storage: str, paused: bool, concurrency: int) -> Path:
     path = directory / f"relay{n}.toml"
     path.write_text(
         f"""
@@ -75,7 +75,7 @@ event_type = "json:/type"
 [[destinations]]
 name = "receiver"
 url = "http://127.0.0.1:{RECEIVER_PORT}/hook"
-max_concurrency = {CONCURRENCY}
+max_concurrency = {concurrency}
 {"paused = true" if paused else ""}
 [[routes]]
 source = "bench"
@@ -132,7 +132,13 @@ class Counter:
 
 
 def run_setup(
-    setup: str, script: Path, seconds: float, sockets: Path, live: bool, tag: str
+    setup: str,
+    script: Path,
+    seconds: float,
+    sockets: Path,
+    live: bool,
+    tag: str,
+    concurrency: int = CONCURRENCY,
 ) -> dict[str, Any]:
     kind, count = setup.rsplit("-", 1)
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp, ExitStack() as stack:
@@ -152,7 +158,7 @@ def run_setup(
         )
         ports = []
         for n in range(int(count)):
-            conf = config(directory, n, storage, paused=not live)
+            conf = config(directory, n, storage, not live, concurrency)
             stack.enter_context(
                 process(
                     [PY, "-m", "relay", "serve", "--config", str(conf)],
@@ -212,8 +218,6 @@ def main() -> int:
     parser.add_argument("--setups", default=",".join(SETUPS))
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     args = parser.parse_args()
-    global CONCURRENCY
-    CONCURRENCY = args.concurrency
     setups = args.setups.split(",")
     script = wrk_script(stripe_like_body(), Path(tempfile.mkdtemp()) / "post.lua")
     results: dict[str, dict[str, list[float]]] = {s: {"ingest": [], "e2e": []} for s in setups}
@@ -224,8 +228,9 @@ def main() -> int:
         for run in range(args.runs):
             for setup in setups:  # interleaved: the machine's drift hits every setup
                 tag = f"{run}_{setup.replace('-', '_')}"
-                ingest = run_setup(setup, script, args.seconds, sockets, False, f"i{tag}")
-                e2e = run_setup(setup, script, args.seconds, sockets, True, f"e{tag}")
+                c = args.concurrency
+                ingest = run_setup(setup, script, args.seconds, sockets, False, f"i{tag}", c)
+                e2e = run_setup(setup, script, args.seconds, sockets, True, f"e{tag}", c)
                 results[setup]["ingest"].append(ingest["ingest"])
                 results[setup]["e2e"].append(e2e["e2e"])
                 cpu.setdefault(setup, []).append({"ingest": ingest["cpu"], "e2e": e2e["cpu"]})

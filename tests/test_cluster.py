@@ -20,7 +20,6 @@ import psycopg
 from tests.helpers import Receiver, post, wait_for
 from tests.process import RelayProcess
 
-
 JITTER = 0.05  # seconds between a claim and its request's arrival, on a loaded machine
 
 
