@@ -27,10 +27,16 @@ def driver() -> Any:
     """The psycopg module, or a StorageError that says how to install it."""
     try:
         import psycopg
-    except ImportError:
+    except ImportError as exc:
+        if "libpq" in str(exc) or "pq wrapper" in str(exc):
+            # The single executable carries the driver but uses the system's libpq.
+            raise StorageError(
+                "storage.url names PostgreSQL, but the PostgreSQL client library libpq is "
+                "not installed: apt-get install libpq5 (dnf install libpq; apk add libpq)"
+            ) from None
         raise StorageError(
             "storage.url names PostgreSQL, but psycopg is not installed: pip install "
-            "'relay[postgresql]' (the single executable includes it)"
+            "'relay[postgresql]'"
         ) from None
     return psycopg
 
