@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test browser postgresql lint format bench soak binary clean
+.PHONY: setup run test browser postgresql pebble lint format bench soak binary clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,12 +38,19 @@ run: setup
 # PostgreSQL (the backend for several relays) is started by the suite itself, with initdb
 # in a temporary folder; as any other user it is started here, before the namespace, where
 # initdb would refuse to run as "root".
-test: setup browser postgresql
+test: setup browser postgresql pebble
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/pytest; \
 	else pg=$$(mktemp -d) && $(BIN)/python -m tests.postgres start $$pg > /dev/null && \
 	  trap "$(BIN)/python -m tests.postgres stop $$pg" EXIT && \
 	  RELAY_TEST_PG=$$pg/run RELAY_TEST_UID=$$(id -u) \
 	  unshare --user --map-root-user --mount $(BIN)/pytest; fi
+
+# Debian's pebble (Let's Encrypt's ACME test server) for the HTTPS tests; installed when
+# root. (Without it, those tests are skipped and say why.)
+pebble:
+	@command -v pebble > /dev/null || { [ "$$(id -u)" = 0 ] && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble; }; } \
+	  || echo "HTTPS tests will be skipped: install pebble (apt-get install pebble)"
 
 # Debian's PostgreSQL server for the tests of the PostgreSQL backend; installed when root.
 postgresql:

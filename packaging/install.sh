@@ -11,6 +11,7 @@ set -eu
 R=${RELAY_INSTALL_ROOT:-}
 BIN=$R/usr/local/bin/relay
 UNIT=$R/etc/systemd/system/relay.service
+DROPIN=$R/etc/systemd/system/relay.service.d/https.conf
 CONF_DIR=$R/etc/relay
 STATE_DIR=$R/var/lib/relay
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -43,6 +44,13 @@ install_relay() {
         say "kept existing $CONF_DIR/relay.toml"
     fi
     "$BIN" check-config "$CONF_DIR/relay.toml" > /dev/null || say "config needs attention (see above)"
+    # HTTPS on ports below 1024 needs one capability, granted only when [server.tls] is on.
+    if grep -q '^\[server\.tls\]' "$CONF_DIR/relay.toml"; then
+        install -D -m 0644 "$ROOT/systemd/relay-https.conf" "$DROPIN"
+        say "[server.tls] is set: relay may bind ports 443 and 80 ($DROPIN)"
+    else
+        rm -f "$DROPIN"
+    fi
     if have_systemd; then
         systemctl daemon-reload
         systemctl enable relay.service
@@ -67,7 +75,7 @@ uninstall_relay() {
     if have_systemd; then
         systemctl disable --now relay.service 2>/dev/null || true
     fi
-    rm -f "$UNIT" "$BIN"
+    rm -f "$UNIT" "$DROPIN" "$BIN"
     have_systemd && systemctl daemon-reload || true
     if [ "${1:-}" = "--purge" ]; then
         rm -rf "$CONF_DIR" "$STATE_DIR" "$R/var/lib/private/relay"

@@ -149,6 +149,11 @@ class Alerting:
     async def storage_full(self, fields: dict[str, Any], to: str | None) -> None:
         await self._send("storage_full", "storage", str(fields["text"]), fields, self._clock(), to)
 
+    async def certificate(self, fields: dict[str, Any]) -> None:
+        """The public certificate keeps failing to renew (at most one per ``every``)."""
+        domains = ",".join(fields.get("domains", []))
+        await self._once("certificate", domains, str(fields["text"]), fields, self._clock())
+
     # -- the conditions that are looked at -------------------------------------------------
 
     async def run(

@@ -19,8 +19,9 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -29,15 +30,18 @@ from relay.admin import Who, start_admin
 from relay.agents import AgentHub
 from relay.alerting import Alerting
 from relay.clock import Clock, DatabaseClock
-from relay.config import Settings, load_config, split_address
+from relay.config import ServerTls, Settings, load_config, split_address
 from relay.control import Control
 from relay.errors import RelayError
 from relay.ingress import Ingress
-from relay.listener import Guard, GuardedSite
+from relay.listener import Guard, GuardedSite, TlsSite
 from relay.metrics import Metrics
 from relay.retention import Pruner, SizeWatch
 from relay.scheduler import Scheduler
 from relay.store import Store, open_store
+
+if TYPE_CHECKING:
+    from relay.certificates import Certificates
 
 log = logging.getLogger("relay")
 
@@ -67,6 +71,8 @@ class Relay:
         self.alerting: Alerting | None = None
         self.hub: AgentHub | None = None
         self.guard: Guard | None = None
+        self.certificates: Certificates | None = None
+        self._plain: web.AppRunner | None = None  # http_listen: HTTP-01 and redirects
 
     @property
     def scheduler(self) -> Scheduler:
@@ -192,8 +198,53 @@ class Relay:
             server.header_timeout,
             server.trusted_proxies,
         )
-        site = GuardedSite(self._runner, host, port, guard=self.guard, backlog=1024)
-        await site.start()
+        tls = server.tls
+        if tls is None:
+            site = GuardedSite(self._runner, host, port, guard=self.guard, backlog=1024)
+            await site.start()
+            return
+        # Imported here: a relay without TLS never loads cryptography's x509 (about 9 MB).
+        from relay.certificates import Certificates
+
+        expiry = self.metrics.certificate_expiry
+        certs = self.certificates = Certificates(
+            tls,
+            self._tls_state(tls),
+            self._certificate_alert,
+            time.time,
+            lambda facts: expiry.set(facts.not_after),
+        )
+        have = certs.load()  # files: or a clear error; ACME: a stored one still valid?
+        tls_site = TlsSite(
+            self._runner,
+            host,
+            port,
+            guard=self.guard,
+            backlog=1024,
+            contexts=certs.for_hello,
+            peek=lambda: bool(certs.alpn),
+        )
+        await tls_site.start()
+        if tls.http_listen is not None:
+            plain = web.AppRunner(certs.http_app(self.port), access_log=None, handle_signals=False)
+            await plain.setup()
+            self._plain = plain
+            http_host, http_port = split_address(tls.http_listen)
+            await web.TCPSite(plain, http_host, http_port, backlog=128).start()
+        if not have:
+            # Before relay says it is ready: with no certificate nothing can be served.
+            await certs.obtain()
+        self._background.append(asyncio.create_task(certs.run(), name="certificates"))
+
+    def _tls_state(self, tls: ServerTls) -> Path:
+        """Where ACME keeps its account key and certificates: tls/ beside the database."""
+        if tls.state_dir is not None:
+            return tls.state_dir
+        return self.settings.storage.path.parent / "tls"
+
+    async def _certificate_alert(self, fields: dict[str, Any]) -> None:
+        if self.alerting is not None:
+            await self.alerting.certificate(fields)
 
     @property
     def address(self) -> str:
@@ -249,6 +300,8 @@ class Relay:
                     extra={"fields": {"section": section, "hint": "restart to apply it"}},
                 )
         assert self._ingress is not None
+        if self.certificates is not None:
+            self.certificates.reload_files()  # a renewed cert_file, without a restart
         await self.scheduler.update(new.destinations, old.server.shutdown_grace)
         self._ingress.update(new)
         if self.alerting is not None:
@@ -271,6 +324,8 @@ class Relay:
             await self._admin.cleanup()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._plain is not None:
+            await self._plain.cleanup()
         if self._scheduler is not None:
             await self._scheduler.stop(self.settings.server.shutdown_grace)
         if self._store is not None:

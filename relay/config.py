@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import ssl
 import tomllib
 from pathlib import Path
@@ -41,6 +42,93 @@ from relay.configtypes import (
 from relay.errors import ConfigError
 from relay.route import Route, RouteConfig
 from relay.verify import SCHEMES, SourceConfig
+
+DOMAIN = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+)
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+
+class ServerTls(StrictModel):
+    """HTTPS on the public listener: certificate files, or certificates from ACME."""
+
+    cert_file: Path | None = Field(
+        None, description="certificate chain (PEM), the server's first; reloaded on change"
+    )
+    key_file: Path | None = Field(None, description="the certificate's private key (PEM)")
+    acme: bool = Field(False, description="obtain and renew certificates over ACME")
+    domains: tuple[str, ...] = Field((), description="with acme: the names to certify")
+    email: str | None = Field(None, description="with acme: the account's contact")
+    directory: str = Field(
+        LETS_ENCRYPT,
+        description="with acme: the ACME directory (Let's Encrypt by default; staging or a "
+        "private CA by URL)",
+    )
+    ca_file: Path | None = Field(
+        None, description="with acme: the root that the directory's HTTPS is signed by"
+    )
+    challenge: Literal["tls-alpn-01", "http-01"] = Field(
+        "tls-alpn-01",
+        description="with acme: tls-alpn-01 on this HTTPS port, or http-01 on http_listen",
+    )
+    http_listen: str | None = Field(
+        None,
+        description='a plain listener (e.g. ":80") for http-01 and redirects to HTTPS',
+    )
+    renew_before: Duration = Field(
+        30 * 86400.0,
+        description="with acme: renew this long before expiry (or at two thirds of the "
+        "lifetime, if sooner)",
+    )
+    state_dir: Path | None = Field(
+        None,
+        description="with acme: where the account key and certificates are kept (default: "
+        "tls/ beside the database)",
+    )
+
+    @field_validator("domains")
+    @classmethod
+    def _check_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for domain in value:
+            if not DOMAIN.match(domain.lower()):
+                raise ValueError(
+                    f"{domain!r} is not a domain name; write it bare, e.g. hooks.example.com "
+                    "(no scheme, port, path or wildcard)"
+                )
+        return tuple(d.lower() for d in value)
+
+    @field_validator("http_listen")
+    @classmethod
+    def _check_http_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> ServerTls:
+        files = self.cert_file is not None or self.key_file is not None
+        if self.acme and files:
+            raise ValueError("set acme = true or cert_file/key_file, not both")
+        if not self.acme and not files:
+            raise ValueError("set cert_file and key_file, or acme = true with domains")
+        if files:
+            if self.cert_file is None or self.key_file is None:
+                raise ValueError("cert_file and key_file go together; set both")
+            from relay.tls import check_pair
+
+            check_pair(self.cert_file, self.key_file)
+            return self
+        if not self.domains:
+            raise ValueError('acme = true needs domains, e.g. domains = ["hooks.example.com"]')
+        if self.email is not None and "@" not in self.email:
+            raise ValueError(f"email {self.email!r} is not an address")
+        if urlsplit(self.directory).scheme != "https":
+            raise ValueError(f"directory {self.directory!r} must be an https:// URL")
+        if self.ca_file is not None and not os.access(self.ca_file, os.R_OK):
+            raise ValueError(f"cannot read ca_file {self.ca_file}; give a readable PEM file")
+        if self.challenge == "http-01" and self.http_listen is None:
+            raise ValueError('challenge = "http-01" needs http_listen, e.g. ":80"')
+        return self
 
 
 class ServerConfig(StrictModel):
@@ -72,6 +160,7 @@ class ServerConfig(StrictModel):
     trusted_proxies: tuple[Network, ...] = Field(
         (), description="peers whose X-Forwarded-For / Forwarded headers are believed"
     )
+    tls: ServerTls | None = Field(None, description="HTTPS on this listener (docs/deploy.md)")
 
     @field_validator("listen")
     @classmethod

@@ -21,13 +21,21 @@ only then has the client proven it can send a request, and only then is there wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from aiohttp import web
 
 from relay.configtypes import IPNetwork
 from relay.network import parse_address, within
+
+log = logging.getLogger("relay.listener")
 
 _BODY = b'{"error": "too many connections"}'
 _REFUSAL = (
@@ -214,3 +222,196 @@ class GuardedSite(web.TCPSite):
         sockets = self._server.sockets
         if sockets:
             self._bound_port = sockets[0].getsockname()[1]
+
+
+class _Acceptor(asyncio.AbstractServer):
+    """What BaseSite.stop() closes: the accept loop of a TlsSite and its socket."""
+
+    def __init__(self, sock: socket.socket, task: asyncio.Task[None]) -> None:
+        self._sock = sock
+        self._task = task
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return (self._sock,)
+
+    def close(self) -> None:
+        self._task.cancel()
+        self._sock.close()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._task.get_loop()
+
+    def is_serving(self) -> bool:
+        return not self._task.done()
+
+    async def start_serving(self) -> None:
+        return None
+
+    async def serve_forever(self) -> None:
+        await self.wait_closed()
+
+
+class TlsSite(GuardedSite):
+    """The guarded site over TLS. It accepts connections itself, so each one gets the TLS
+    context of that moment (``contexts``): a renewed certificate reaches new connections
+    while open ones keep theirs, and while a TLS-ALPN-01 challenge is pending (``peek``),
+    a connection whose ClientHello asks for ``acme-tls/1`` gets the challenge's answer.
+    Handshakes are bounded like request heads (``header_timeout``) and in number
+    (``max_connections`` at once)."""
+
+    __slots__ = ("_contexts", "_handshakes", "_peek")
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        *,
+        guard: Guard,
+        backlog: int,
+        contexts: Callable[[Hello | None], ssl.SSLContext | None],
+        peek: Callable[[], bool],
+    ) -> None:
+        super().__init__(runner, host, port, guard=guard, backlog=backlog)
+        self._contexts = contexts
+        self._peek = peek
+        self._handshakes = 0
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        host = str(self._host or "0.0.0.0")  # noqa: S104 - as TCPSite: empty means all
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, self._port), family=family, backlog=self._backlog)
+        sock.setblocking(False)
+        self._bound_port = sock.getsockname()[1]
+        task = asyncio.create_task(self._accept(sock, server), name="tls-accept")
+        self._server = _Acceptor(sock, task)
+
+    async def _accept(self, sock: socket.socket, server: web.Server) -> None:
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task[None]] = set()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:  # out of file descriptors, or the socket closed
+                if sock.fileno() < 0:
+                    return
+                log.warning("listener.accept_failed", extra={"fields": {"error": str(exc)}})
+                await asyncio.sleep(0.1)
+                continue
+            if self._handshakes >= self.guard.max_connections:
+                conn.close()  # a flood of handshakes: the guard's cap applies to them too
+                continue
+            task = asyncio.create_task(self._handshake(conn, server))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    async def _handshake(self, conn: socket.socket, server: web.Server) -> None:
+        loop = asyncio.get_running_loop()
+        guard = self.guard
+        self._handshakes += 1
+        try:
+            conn.setblocking(False)
+            hello = await _peek_hello(conn, guard.header_timeout) if self._peek() else None
+            context = self._contexts(hello)
+            if context is None:  # no certificate yet: nothing to say
+                conn.close()
+                return
+            await loop.connect_accepted_socket(
+                lambda: Connection(guard, server),
+                conn,
+                ssl=context,
+                ssl_handshake_timeout=guard.header_timeout,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
+            conn.close()  # a failed or abandoned handshake: the client's problem
+        finally:
+            self._handshakes -= 1
+
+
+async def _peek_hello(conn: socket.socket, within: float) -> Hello | None:
+    """Look at the ClientHello without taking it off the socket (the handshake reads it
+    again); None if it does not come complete within ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def readable(ready: asyncio.Future[None] = ready) -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(conn.fileno(), readable)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                await ready
+        except TimeoutError:
+            return None
+        finally:
+            loop.remove_reader(conn.fileno())
+        try:
+            data = conn.recv(16_389, socket.MSG_PEEK)
+        except BlockingIOError:
+            continue
+        if not data:
+            return None
+        hello = client_hello(data)
+        if hello is not None:
+            return hello
+        await asyncio.sleep(0.005)  # part of it came: the rest is on its way
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    server_name: str | None
+    alpn: tuple[str, ...]
+
+
+def client_hello(data: bytes) -> Hello | None:
+    """The server name and ALPN protocols of a TLS ClientHello at the start of ``data``;
+    None while it is incomplete; a Hello with neither if it is not one."""
+    nothing = Hello(None, ())
+    if len(data) < 5:
+        return None
+    if data[0] != 0x16:  # not a handshake record: not TLS, or not a ClientHello
+        return nothing
+    end = 5 + int.from_bytes(data[3:5], "big")
+    if len(data) < end:
+        return None
+    body = data[5:end]
+    try:
+        if body[0] != 0x01:
+            return nothing
+        i = 4 + 2 + 32  # handshake header, client_version, random
+        i += 1 + body[i]  # session id
+        i += 2 + int.from_bytes(body[i : i + 2], "big")  # cipher suites
+        i += 1 + body[i]  # compression methods
+        stop = i + 2 + int.from_bytes(body[i : i + 2], "big")
+        i += 2
+        name: str | None = None
+        alpn: list[str] = []
+        while i + 4 <= min(stop, len(body)):
+            kind = int.from_bytes(body[i : i + 2], "big")
+            size = int.from_bytes(body[i + 2 : i + 4], "big")
+            ext = body[i + 4 : i + 4 + size]
+            if kind == 0 and len(ext) >= 5 and ext[2] == 0:  # server_name, host_name
+                length = int.from_bytes(ext[3:5], "big")
+                name = ext[5 : 5 + length].decode("ascii", "replace").lower()
+            elif kind == 16 and len(ext) >= 2:  # application_layer_protocol_negotiation
+                j = 2
+                while j < len(ext):
+                    length = ext[j]
+                    alpn.append(ext[j + 1 : j + 1 + length].decode("ascii", "replace"))
+                    j += 1 + length
+            i += 4 + size
+    except IndexError:
+        return nothing
+    return Hello(name, tuple(alpn))

@@ -63,6 +63,11 @@ class Metrics:
         self.replays = Counter(
             "relay_replays", "Dead deliveries replayed", ["destination"], registry=r
         )
+        self.certificate_expiry = Gauge(
+            "relay_tls_certificate_expiry_timestamp_seconds",
+            "When the public listener's certificate expires (Unix time; 0 without TLS)",
+            registry=r,
+        )
         self.ack_seconds = Histogram(
             "relay_ack_seconds",
             "Time from request start to the 2xx (commit included)",

@@ -87,3 +87,35 @@ async def test_binary_on_postgresql(
             proc.kill()
             proc.wait()
     assert sql(pg_url, "SELECT state FROM deliveries") == [("delivered",)]
+
+
+async def test_binary_serves_https_from_certificate_files(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The TLS modules are imported only when `[server.tls]` is set: the executable must
+    still carry them."""
+    from tests.pebble import DOMAIN, free_port, make_ca, make_leaf
+    from tests.test_https import https_config, post_https, trusting
+
+    ca = make_ca(tmp_path, "binary CA")
+    cert, key = make_leaf(tmp_path, [DOMAIN], ca, "served")
+    port = free_port()
+    tls = f'cert_file = "{cert}"\nkey_file = "{key}"\n'
+    config = https_config(tmp_path / "relay.toml", receiver.url, port, tls)
+    log = tmp_path / "relay.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BINARY), "serve", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        await wait_for(lambda: READY.search(log.read_text()) is not None, timeout=30)
+        async with aiohttp.ClientSession() as session:
+            status, _ = await post_https(port, trusting(ca[0]), b"{}", "k1", session)
+        assert status == 200
+        await wait_for(lambda: len(receiver.received) == 1, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -62,3 +62,18 @@ def test_a_second_install_keeps_the_edited_config(tmp_path: Path) -> None:
     assert again.returncode == 0
     assert "kept existing" in again.stdout
     assert config.read_text().endswith("# edited by the operator\n")
+
+
+def test_the_https_drop_in_comes_with_server_tls_and_goes_without(tmp_path: Path) -> None:
+    """Binding 443 takes CAP_NET_BIND_SERVICE: granted only when [server.tls] is set."""
+    assert _install(tmp_path).returncode == 0
+    dropin = tmp_path / "etc" / "systemd" / "system" / "relay.service.d" / "https.conf"
+    assert not dropin.exists()
+    config = tmp_path / "etc" / "relay" / "relay.toml"
+    text = config.read_text()
+    config.write_text(text + '\n[server.tls]\nacme = true\ndomains = ["hooks.example.com"]\n')
+    assert _install(tmp_path).returncode == 0
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in dropin.read_text()
+    config.write_text(text)
+    assert _install(tmp_path).returncode == 0
+    assert not dropin.exists()

@@ -25,6 +25,7 @@ from relay.config import (
     RetentionConfig,
     RetryPolicy,
     ServerConfig,
+    ServerTls,
     StorageConfig,
 )
 from relay.route import Condition, RouteConfig
@@ -93,7 +94,10 @@ def _uncommented(text: str, header: str) -> str:
 def test_example_config_documents_every_key() -> None:
     text = (ROOT / "config.example.toml").read_text()
     example = tomllib.loads(text)
-    assert _keys(ServerConfig) == set(example["server"])
+    # [server.tls] needs real files or a domain, so the example has it commented out.
+    assert _keys(ServerConfig) == set(example["server"]) | {"tls"}
+    server_tls = tomllib.loads(_uncommented(text, "[server.tls]"))["server"]["tls"]
+    assert _keys(ServerTls) == set(server_tls)
     # storage.url replaces path (PostgreSQL), so the example has it commented out.
     assert _keys(StorageConfig) == set(example["storage"]) | {"url"}
     assert "# url = " in text
