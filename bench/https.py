@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from ingest import PORT, SECRET, machine, pinned, process, stripe_like_body, wrk_script  # noqa: E402
 
-from tests.pebble import make_ca, make_leaf  # noqa: E402
+from tests.certs import make_ca, make_leaf  # noqa: E402
 
 SETUPS = ["http-keepalive", "https-keepalive", "http-close", "https-close"]
 

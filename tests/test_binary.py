@@ -94,7 +94,8 @@ async def test_binary_serves_https_from_certificate_files(
 ) -> None:
     """The TLS modules are imported only when `[server.tls]` is set: the executable must
     still carry them."""
-    from tests.pebble import DOMAIN, free_port, make_ca, make_leaf
+    from tests.certs import make_ca, make_leaf
+    from tests.pebble import DOMAIN, free_port
     from tests.test_https import https_config, post_https, trusting
 
     ca = make_ca(tmp_path, "binary CA")

@@ -5,7 +5,6 @@ destination. Also its cookie and CSRF rules, checked without a browser."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import os
 import re
 import shutil
@@ -287,37 +286,11 @@ async def test_admin_listener_over_tls(tmp_path: Path, receiver: Receiver) -> No
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path, ssl.SSLContext]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from tests.certs import make_ca, make_leaf
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "admin.crt", tmp_path / "admin.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(cafile=str(cert_path))
-    return cert_path, key_path, context
+    ca = make_ca(tmp_path, "admin CA")
+    cert, key = make_leaf(tmp_path, ["localhost"], ca, "admin")
+    return cert, key, ssl.create_default_context(cafile=str(ca[0]))
 
 
 @needs_chromium

@@ -16,8 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.certs import make_ca, make_leaf
 from tests.helpers import Receiver, sign, wait_for
-from tests.pebble import DOMAIN, Pebble, free_port, installed, make_ca, make_leaf, pebble
+from tests.pebble import DOMAIN, Pebble, free_port, installed, pebble
 from tests.process import RelayProcess
 
 pytestmark = pytest.mark.skipif(
