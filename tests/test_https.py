@@ -392,3 +392,41 @@ def test_check_config_names_what_is_wrong_with_the_tls_section(tmp_path: Path) -
         assert result.returncode == 1, tls
         assert "server.tls" in result.stderr, result.stderr
         assert message in result.stderr, (tls, result.stderr)
+
+
+async def test_an_agent_dials_the_https_listener_with_its_ca_file(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The agent's `wss://` connection goes through the TLS listener (upgrade and all),
+    trusting a private CA through `ca_file`; events reach the receiver behind it."""
+    from tests.agents import AgentProcess, agent_config, relay_config
+
+    ca = make_ca(tmp_path, "agent CA")
+    cert, key = make_leaf(tmp_path, ["127.0.0.1", DOMAIN], ca, "public")
+    port = free_port()
+    config = relay_config(tmp_path, receiver.url)
+    config.write_text(
+        config.read_text()
+        .replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"')
+        .replace(
+            'shutdown_grace = "2s"\n',
+            f'shutdown_grace = "2s"\n[server.tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n',
+        )
+    )
+    relay = RelayProcess(config)
+    agent_file = agent_config(tmp_path, f"https://127.0.0.1:{port}", f'"{receiver.url}"')
+    agent_file.write_text(agent_file.read_text() + f'ca_file = "{ca[0]}"\n')
+    agent = AgentProcess(agent_file)
+    try:
+        relay.start(timeout=20)
+        agent.start()
+        async with aiohttp.ClientSession() as session:
+            for i in range(5):
+                status, _ = await post_https(port, trusting(ca[0]), b"{}", f"k{i}", session)
+                assert status == 200
+        await wait_for(lambda: len(receiver.received) == 5, timeout=20)
+        assert agent.stop() == 0
+        assert relay.terminate() == 0
+    finally:
+        agent.ensure_stopped()
+        relay.ensure_stopped()
