@@ -256,14 +256,15 @@ class AgentHub:
         lease = f"{claim.id}:{claim.lease}"
         future: asyncio.Future[delivery.AttemptResult] = asyncio.get_running_loop().create_future()
         conn.inflight[lease] = future
+        headers, body = delivery.request_of(event, claim, outgoing, started)
         message = {
             "type": "deliver",
             "lease": lease,
             "event_id": event.id,
             "attempt": claim.attempt,
             "url": destination.url,
-            "headers": delivery.outgoing_headers(event, claim, outgoing, started),
-            "body": base64.b64encode(event.body).decode(),
+            "headers": headers,
+            "body": base64.b64encode(body).decode(),
             "timeout": destination.timeout,
         }
         try:

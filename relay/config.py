@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,6 +40,7 @@ from relay.configtypes import (
     shown_url,
 )
 from relay.errors import ConfigError
+from relay.normalize.mapping import MappingConfig, presets
 from relay.route import Route, RouteConfig
 from relay.verify import SCHEMES, SourceConfig
 
@@ -385,6 +386,9 @@ class CircuitConfig(StrictModel):
 
 
 class DestinationConfig(StrictModel):
+    # `schema` in the file; `schema_version` in code (BaseModel has a `schema` method).
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     url: str = Field(description="http:// or https:// URL deliveries are POSTed to")
     timeout: Duration = Field(10.0, description="time allowed for one attempt")
@@ -408,6 +412,19 @@ class DestinationConfig(StrictModel):
     proxy: str | None = Field(None, description="HTTP proxy URL for this destination")
     agent: str | None = Field(
         None, description="deliver through this [[agents]] group (the URL as the agent sees it)"
+    )
+    body: Literal["original", "item", "canonical"] = Field(
+        "original",
+        description="what is sent: the request as received, the split item's JSON, or the "
+        "relay.event.v1 envelope (docs/events.md)",
+    )
+    stale: Literal["deliver", "drop"] = Field(
+        "deliver", description="a status that would move a message back: flagged, or not sent"
+    )
+    schema_version: Literal["relay.event.v1"] = Field(
+        "relay.event.v1",
+        alias="schema",
+        description="with body = canonical: the envelope version this receiver is written for",
     )
 
     @field_validator("url", "proxy")
@@ -474,6 +491,14 @@ class Settings(BaseSettings):
     destinations: list[DestinationConfig] = []
     routes: list[RouteConfig] = []
     agents: list[AgentGroupConfig] = []
+    mappings: list[MappingConfig] = []
+
+    def mapping(self, name: str) -> MappingConfig | None:
+        """A mapping by name: the config's own, else relay's preset."""
+        for mapping in self.mappings:
+            if mapping.name == name:
+                return mapping
+        return presets().get(name)
 
     def routes_for(self, source: str) -> tuple[Route, ...]:
         """The compiled routes of one source, in config order."""
@@ -487,7 +512,7 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data with every secret masked."""
-        data: dict[str, Any] = json.loads(self.model_dump_json())
+        data: dict[str, Any] = json.loads(self.model_dump_json(by_alias=True))
         return data
 
 
@@ -566,6 +591,18 @@ def check_references(settings: Settings) -> None:
             problems.append(
                 f"destinations[{index}]: proxy and agent cannot be used together (the agent "
                 "calls the URL from inside the private network); remove one"
+            )
+    for index, source in enumerate(settings.sources):
+        if source.normalize is not None and settings.mapping(source.normalize) is None:
+            known = sorted({*presets(), *(m.name for m in settings.mappings)})
+            problems.append(
+                f"sources[{index}].normalize: {source.normalize!r} is not a mapping; use one "
+                f"of {', '.join(known)} or add a [[mappings]] entry named {source.normalize!r}"
+            )
+        if source.normalize is not None and source.split is not None:
+            problems.append(
+                f"sources[{index}].split: a source with normalize takes its split from the "
+                "mapping; remove split (or set it in the mapping's [[mappings.items]])"
             )
     target = settings.alerts.destination
     if target is not None and target not in destinations:

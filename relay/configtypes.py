@@ -147,6 +147,21 @@ def check_rule(raw: Any) -> str | None:
 Rule = Annotated[str | None, BeforeValidator(check_rule)]
 
 
+def check_split(raw: Any) -> str | None:
+    """A split path: ``json:/`` or a JSON pointer with ``*`` (relay.normalize.split)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.startswith("json:/"):
+        raise ValueError(
+            f"{raw!r} is not a split path; write json:/ (a top-level array) or a pointer "
+            "with * for every element of a list, e.g. json:/entry/*/changes/*/value/statuses"
+        )
+    return raw
+
+
+SplitPath = Annotated[str | None, BeforeValidator(check_split)]
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -187,6 +202,10 @@ class SourceBase(StrictModel):
     idempotency_key: Rule = None
     event_type: Rule = None
     occurred_at: Rule = None  # the provider's own time of the event, where it gives one
+    # Normalized events (docs/events.md): a mapping's name ([[mappings]] or a preset), and
+    # without one, where a batch's items are (each then takes the rules above on its own).
+    normalize: str | None = None
+    split: SplitPath = None
     allow_ips: tuple[Network, ...] = ()  # when set, other client addresses get 403
     rate_limit: RateLimit | None = None  # for the whole source; 429 with Retry-After above
     client_rate_limit: RateLimit | None = None  # for each client address of the source

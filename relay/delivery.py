@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from relay.config import DestinationConfig
+from relay.normalize.envelope import envelope_body, item_body
 from relay.store import Claim, EventPayload
 from relay.verify.base import REDACTED
 
@@ -69,6 +70,7 @@ class Outgoing:
     set: tuple[tuple[str, str], ...]
     add: tuple[tuple[str, str], ...]
     signing_key: bytes | None
+    body: str = "original"  # or "item", "canonical" (relay.normalize.envelope)
 
     @classmethod
     def of(cls, destination: DestinationConfig) -> Outgoing:
@@ -81,6 +83,7 @@ class Outgoing:
             tuple((k, v.value) for k, v in transform.set.items()),
             tuple((k, v.value) for k, v in transform.add.items()),
             key,
+            destination.body,
         )
 
 
@@ -90,10 +93,31 @@ def sign(key: bytes, event_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
 
 
-def outgoing_headers(
+def request_of(
     event: EventPayload, claim: Claim, outgoing: Outgoing | None = None, now: float | None = None
+) -> tuple[list[tuple[str, str]], bytes]:
+    """The headers and body of one attempt, in the destination's ``body`` shape. An item or
+    an envelope is relay's own JSON: the sender's headers (its signature covered other
+    bytes) are not passed on; relay's signature, if any, covers what is sent."""
+    mode = outgoing.body if outgoing is not None else "original"
+    if mode == "original":
+        return outgoing_headers(event, claim, outgoing, now), event.body
+    body = item_body(event) if mode == "item" else envelope_body(event)
+    return outgoing_headers(event, claim, outgoing, now, body), body
+
+
+def outgoing_headers(
+    event: EventPayload,
+    claim: Claim,
+    outgoing: Outgoing | None = None,
+    now: float | None = None,
+    own: bytes | None = None,
 ) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = json.loads(event.headers)
+    """The headers of an attempt; ``own``: relay's own body (an item or an envelope),
+    sent as JSON without the sender's headers."""
+    pairs: list[tuple[str, str]] = (
+        json.loads(event.headers) if own is None else [("Content-Type", "application/json")]
+    )
     connection_named = {
         token.strip().lower()
         for name, value in pairs
@@ -116,12 +140,15 @@ def outgoing_headers(
         ("X-Relay-Attempt", str(claim.attempt)),
         ("X-Relay-Source", event.source),
     ]
+    if event.stale:
+        headers.append(("X-Relay-Stale", "true"))
     if outgoing is not None and outgoing.signing_key is not None:
         stamp = int(now if now is not None else time.time())
+        body = event.body if own is None else own
         headers += [
             ("webhook-id", event.id),
             ("webhook-timestamp", str(stamp)),
-            ("webhook-signature", sign(outgoing.signing_key, event.id, stamp, event.body)),
+            ("webhook-signature", sign(outgoing.signing_key, event.id, stamp, body)),
         ]
     return headers
 
@@ -183,9 +210,9 @@ async def attempt(
     outgoing: Outgoing | None = None,
 ) -> AttemptResult:
     """One direct attempt: the stored request, as the destination transforms it."""
-    headers = outgoing_headers(event, claim, outgoing, time.time())
+    headers, body = request_of(event, claim, outgoing, time.time())
     return await send(
-        session, destination.url, headers, event.body, destination.timeout, destination.proxy
+        session, destination.url, headers, body, destination.timeout, destination.proxy
     )
 
 

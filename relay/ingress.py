@@ -25,9 +25,12 @@ from relay.extract import Parsed, as_text, extract
 from relay.ids import new_event_id
 from relay.metrics import Metrics
 from relay.network import client_address, parse_address, within
+from relay.normalize.items import Item, Items, items_of, key_type_time
+from relay.normalize.mapping import MappingConfig, Reading
 from relay.ratelimit import Buckets, TokenBucket
 from relay.route import Route, destinations_for, ordering_keys
 from relay.store import NewEvent, Rejection, Store, Stored
+from relay.store.records import Facts
 from relay.verify import Inbound, Rejected, SourceConfig, Verifier
 from relay.verify.base import (
     Handshake,
@@ -65,18 +68,20 @@ class Source:
     limit: TokenBucket | None
     client_limits: Buckets | None
     secret_headers: frozenset[str]
+    mapping: MappingConfig | None = None
 
     @classmethod
-    def build(cls, config: SourceConfig, routes: tuple[Route, ...], now: float) -> Source:
+    def build(cls, config: SourceConfig, settings: Settings, now: float) -> Source:
         limit = config.rate_limit
         per_client = config.client_rate_limit
         return cls(
             config,
             config.build_verifier(),
-            routes,
+            settings.routes_for(config.name),
             TokenBucket(limit.rate, limit.burst, now) if limit else None,
             Buckets(per_client.rate, per_client.burst) if per_client else None,
             config.secret_headers(),
+            settings.mapping(config.normalize) if config.normalize else None,
         )
 
     def wait(self, client: str | None, now: float) -> float:
@@ -124,6 +129,25 @@ def _stored_headers(headers: Mapping[str, str], secret: frozenset[str]) -> str:
     return json.dumps(redacted(headers.items(), secret, only=True))
 
 
+NOT_SPLIT = Items([])
+ITEM_HEADERS = json.dumps([["Content-Type", "application/json"]])
+
+
+def _facts(reading: Reading | None, parent: str | None) -> Facts | None:
+    if reading is None:
+        return Facts(parent_id=parent) if parent is not None else None
+    return Facts(
+        parent_id=parent,
+        provider=reading.provider,
+        channel=reading.channel,
+        provider_type=reading.provider_type,
+        subject=reading.subject,
+        contact=reading.contact,
+        conversation=reading.conversation,
+        rank=reading.rank,
+    )
+
+
 def _text_or_none(value: str | None) -> str | None:
     return as_text(value) if value is not None else None
 
@@ -138,7 +162,8 @@ def _identity(stored: Stored) -> dict[str, str]:
 
 def _accepted(stored: Stored) -> web.Response:
     flag = "true" if stored.duplicate else "false"
-    body = f'{{"id": "{stored.event_id}", "duplicate": {flag}}}'.encode()
+    items = f', "items": {stored.items}, "new_items": {stored.new_items}' if stored.items else ""
+    body = f'{{"id": "{stored.event_id}", "duplicate": {flag}{items}}}'.encode()
     return web.Response(body=body, content_type="application/json", headers=_identity(stored))
 
 
@@ -165,20 +190,20 @@ class Ingress:
         self._max_headers = settings.server.max_header_size
         self._trusted = settings.server.trusted_proxies
         now = time.monotonic()
-        self._sources = {
-            s.name: Source.build(s, settings.routes_for(s.name), now) for s in settings.sources
-        }
+        self._sources = {s.name: Source.build(s, settings, now) for s in settings.sources}
         self._ordering = settings.ordering()
+        self._bodies = {d.name: d.body for d in settings.destinations}
+        self._stale_drop = {d.name for d in settings.destinations if d.stale == "drop"}
         self.unrouted = 0  # events stored that no route matched
 
     def update(self, settings: Settings) -> None:
         """A reloaded config: new sources, routes and ordering, swapped in at once (a request
         in flight finishes with the source it started with)."""
         now = time.monotonic()
-        self._sources = {
-            s.name: Source.build(s, settings.routes_for(s.name), now) for s in settings.sources
-        }
+        self._sources = {s.name: Source.build(s, settings, now) for s in settings.sources}
         self._ordering = settings.ordering()
+        self._bodies = {d.name: d.body for d in settings.destinations}
+        self._stale_drop = {d.name for d in settings.destinations if d.stale == "drop"}
         self._trusted = settings.server.trusted_proxies
 
     def app(self) -> web.Application:
@@ -317,37 +342,57 @@ class Ingress:
             return _answer(shake)
         parsed = Parsed(body)
         config = source.config
+        content_type = _text_or_none(headers.get("Content-Type"))
+        items = NOT_SPLIT
+        if source.mapping is not None or config.split is not None:
+            items = items_of(source.mapping, config.split, parsed, content_type, headers)
+        single = items.single
         event_type = extract(config.event_type, headers, parsed)
+        if single is not None:
+            event_type = single.type or single.provider_type
         destinations = destinations_for(source.routes, event_type, headers, parsed)
-        if not destinations:
-            self.unrouted += 1
-            self._metrics.unrouted.labels(config.name).inc()
+        if items.split:  # the request itself goes only where the request is wanted
+            destinations = tuple(d for d in destinations if self._bodies.get(d) == "original")
         if self._storage_full():
             return _json(
                 507, {"error": "storage limit reached; try later"}, **{"Retry-After": "60"}
             )
+        occurred_at = (
+            parse_instant(extract(config.occurred_at, headers, parsed))
+            if config.occurred_at is not None
+            else None
+        )
+        key = extract(config.idempotency_key, headers, parsed)
+        if single is not None:
+            key = single.key or key
+            occurred_at = single.occurred_at or occurred_at
         event = NewEvent(
             id=new_event_id(now),
             source=source.config.name,
             received_at=now,
-            idempotency_key=extract(config.idempotency_key, headers, parsed),
+            idempotency_key=None if items.split else key,
             event_type=event_type,
-            content_type=_text_or_none(headers.get("Content-Type")),
+            content_type=content_type,
             remote_addr=client,
             headers=_stored_headers(headers, source.secret_headers),
             body=body,
             destinations=destinations,
             ordering_keys=ordering_keys(self._ordering, config.name, destinations, headers, parsed),
-            occurred_at=(
-                parse_instant(extract(config.occurred_at, headers, parsed))
-                if config.occurred_at is not None
-                else None
-            ),
+            occurred_at=occurred_at,
+            facts=_facts(single, None),
+            drop_stale=self._drops(destinations) if single is not None else (),
         )
+        event.items = [self._item_event(source, event, item, headers) for item in items.split]
+        if not any(e.destinations for e in (event, *event.items)):
+            self.unrouted += 1
+            self._metrics.unrouted.labels(config.name).inc()
         try:
             stored = await self._store.ingest(event)
         except StorageUnavailable:
             return _json(503, {"error": "cannot store events right now"}, **{"Retry-After": "5"})
+        stale = sum(1 for e in (event, *event.items) if e.stale)
+        if stale:
+            self._metrics.stale.labels(config.name).inc(stale)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "event.received",
@@ -366,6 +411,37 @@ class Ingress:
         if ack is not None:
             return _answer(ack, _identity(stored))
         return _accepted(stored)
+
+    def _drops(self, destinations: tuple[str, ...]) -> tuple[bool, ...]:
+        return tuple(d in self._stale_drop for d in destinations)
+
+    def _item_event(
+        self, source: Source, request: NewEvent, item: Item, headers: Mapping[str, str]
+    ) -> NewEvent:
+        """One item of a split batch as an event of its own, pointing at its request."""
+        config = source.config
+        rules = (config.idempotency_key, config.event_type, config.occurred_at)
+        key, kind, occurred_at = key_type_time(item, rules, headers)
+        wanted = destinations_for(source.routes, kind, headers, item.parsed)
+        destinations = tuple(d for d in wanted if self._bodies.get(d) != "original")
+        return NewEvent(
+            id=new_event_id(request.received_at),
+            source=config.name,
+            received_at=request.received_at,
+            idempotency_key=key,
+            event_type=kind,
+            content_type="application/json",
+            remote_addr=request.remote_addr,
+            headers=ITEM_HEADERS,
+            body=item.body,
+            destinations=destinations,
+            ordering_keys=ordering_keys(
+                self._ordering, config.name, destinations, headers, item.parsed
+            ),
+            occurred_at=occurred_at,
+            facts=_facts(item.reading, request.id),
+            drop_stale=self._drops(destinations),
+        )
 
     def _refuse(
         self, source: Source, request: web.Request, client: str | None, status: int, reason: str

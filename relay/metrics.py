@@ -42,6 +42,12 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.stale = Counter(
+            "relay_stale_events",
+            "Normalized events that would have moved their message's status back",
+            ["source"],
+            registry=r,
+        )
         self.deliveries = Counter(
             "relay_deliveries",
             "Deliveries that ended, by outcome (delivered, dead)",

@@ -52,3 +52,29 @@ async def test_postgresql_queries_run(pg_url: str) -> None:
         for block in pg:
             for statement in filter(str.strip, block.split(";")):
                 conn.execute(statement).fetchall()
+
+
+async def test_message_history_queries_in_events_md_run(tmp_path: Path) -> None:
+    """docs/events.md's "Querying message history", on a database with a status in it."""
+    from tests.store.test_contract import status
+
+    db = tmp_path / "relay.db"
+    store = await open_store(StorageConfig(path=db))
+    store.start()
+    try:
+        await store.ingest(status(1, 40, "message.read"))
+    finally:
+        await store.close()
+    text = (DOC.parent / "events.md").read_text()
+    section = text.split("## Querying message history", 1)[1].split("\n## ", 1)[0]
+    found = BLOCK.findall(section)
+    assert found
+    with sqlite3.connect(db) as conn:
+        for block in found:
+            for statement in filter(str.strip, block.split(";")):
+                if statement.strip().startswith("--") and "\n" not in statement.strip():
+                    continue
+                conn.execute(statement).fetchall()
+        assert conn.execute("SELECT status FROM statuses WHERE subject = 'm-1'").fetchall() == [
+            ("message.read",)
+        ]

@@ -28,6 +28,7 @@ from relay.config import (
     ServerTls,
     StorageConfig,
 )
+from relay.normalize.mapping import ItemKind, MappingConfig
 from relay.route import Condition, RouteConfig
 from relay.verify.hmac import HmacSource
 from relay.verify.token import TokenSource
@@ -76,7 +77,7 @@ def test_named_queries_all_prepare() -> None:
 
 
 def _keys(model: type[BaseModel]) -> set[str]:
-    return set(model.model_fields)
+    return {field.alias or name for name, field in model.model_fields.items()}
 
 
 def _uncommented(text: str, header: str) -> str:
@@ -111,8 +112,23 @@ def test_example_config_documents_every_key() -> None:
     assert _keys(AgentGroupConfig) == set(example["agents"][0])
     assert _keys(RejectionsAlert) == set(example["alerts"]["rejections"])
     by_scheme = {s["verify"]: s for s in example["sources"]}
-    assert _keys(HmacSource) == set(by_scheme["hmac"])
-    assert _keys(TokenSource) == set(by_scheme["token"])
+    # split and normalize are shown on a commented-out messaging source, with a mapping.
+    assert _keys(HmacSource) == set(by_scheme["hmac"]) | {"normalize", "split"}
+    lines = text.splitlines()
+    start = lines.index("# [[sources]]")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            continue  # the blank line between the source and the mapping
+        block.append(line[2:])
+    toml_lines = [b for b in block if re.match(r"^(\[|[a-z_]+ = )", b)]  # not the prose
+    commented = tomllib.loads("\n".join(toml_lines))
+    assert "normalize" in commented["sources"][0]
+    assert "split = " in text
+    mapping = commented["mappings"][0]
+    assert _keys(MappingConfig) == set(mapping)
+    assert _keys(ItemKind) == set(mapping["items"][0])
+    assert _keys(TokenSource) == set(by_scheme["token"]) | {"normalize", "split"}
     destination = example["destinations"][0]
     documented = {key for d in example["destinations"] for key in d}
     assert _keys(DestinationConfig) == documented

@@ -56,6 +56,21 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
         f"type      {event['event_type'] or '-'}",
         f"key       {event['idempotency_key'] or '-'}",
         f"received  {when(event['received_at'])} UTC from {event['remote_addr'] or '-'}",
+    ]
+    normalized = event.get("normalized")
+    if normalized:
+        stale = "  (stale)" if normalized["stale"] else ""
+        lines += [
+            f"provider  {normalized['provider'] or '-'} ({normalized['channel'] or '-'}): "
+            f"{normalized['provider_type'] or '-'}",
+            f"subject   {normalized['subject'] or '-'}{stale}",
+            f"contact   {normalized['contact'] or '-'}",
+        ]
+        if normalized["parent_id"]:
+            lines.append(f"split from {normalized['parent_id']}")
+    for item in event.get("items", []):
+        lines.append(f"item      {item['id']}  {item['event_type'] or '-'}  {item['key'] or '-'}")
+    lines += [
         "",
         "headers:",
         *(f"  {k}: {v}" for k, v in event["headers"]),

@@ -2,9 +2,29 @@
 
 -- name: insert_event
 INSERT INTO events (id, source, received_at, idempotency_key, event_type, content_type,
-                    remote_addr, headers, body, occurred_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    remote_addr, headers, body, occurred_at, parent_id, provider, channel,
+                    provider_type, subject, contact, conversation, stale)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING;
+
+-- name: status_of
+-- A message's current status rank (locked to the end of the transaction on PostgreSQL, so
+-- two relays decide its transitions one after the other).
+SELECT rank FROM statuses WHERE provider = ? AND subject = ?;
+
+-- name: set_status
+INSERT INTO statuses (provider, subject, status, rank, event_id, occurred_at, updated_at)
+VALUES (:provider, :subject, :status, :rank, :event_id, :occurred_at, :now)
+ON CONFLICT (provider, subject) DO UPDATE
+   SET status = excluded.status, rank = excluded.rank, event_id = excluded.event_id,
+       occurred_at = excluded.occurred_at, updated_at = excluded.updated_at;
+
+-- name: mark_stale
+UPDATE events SET stale = 1 WHERE id = ?;
+
+-- name: forget_request
+-- A batch whose every item was a duplicate: its request is not kept either.
+DELETE FROM events WHERE id = ?;
 
 -- name: find_original
 SELECT id FROM events WHERE source = ? AND idempotency_key = ?;
@@ -129,8 +149,8 @@ DELETE FROM rejections WHERE id IN (
     SELECT id FROM rejections WHERE at < :before LIMIT :batch);
 
 -- name: redact_delivered
--- Empty the body of events delivered everywhere; headers and metadata stay.
-UPDATE events SET body = X'', redacted_at = :now
+-- Empty the body (and the contact) of events delivered everywhere; headers and metadata stay.
+UPDATE events SET body = X'', contact = NULL, redacted_at = :now
  WHERE id IN (
     SELECT e.id FROM events e
      WHERE e.received_at < :before AND e.redacted_at IS NULL
@@ -148,13 +168,19 @@ SELECT destination, COUNT(*) FROM dead_unreplayed GROUP BY destination;
 
 -- name: payloads
 -- The payloads of several events (a claim batch): :ids is a JSON array of event ids.
-SELECT id, source, content_type, headers, body FROM events
- WHERE id IN (SELECT value FROM json_each(:ids));
+SELECT id, source, content_type, headers, body, received_at, event_type, occurred_at,
+       parent_id, provider, channel, provider_type, subject, contact, conversation, stale
+  FROM events WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: event_by_id
 SELECT id, source, received_at, occurred_at, event_type, idempotency_key, content_type,
-       remote_addr, headers, body, redacted_at
+       remote_addr, headers, body, redacted_at, parent_id, provider, channel, provider_type,
+       subject, contact, conversation, stale
   FROM events WHERE id = ?;
+
+-- name: event_items
+-- The items split from a request (docs/events.md), in the order they were stored.
+SELECT id, event_type, idempotency_key FROM events WHERE parent_id = ? ORDER BY received_at, id;
 
 -- name: event_deliveries
 SELECT id, destination, state, attempts, next_attempt_at, created_at, delivered_at,

@@ -16,13 +16,42 @@ CREATE TABLE events (
                                              -- (a header carrying the source's secret: "[redacted]")
     body            BLOB NOT NULL,           -- the raw bytes, exactly as received
     occurred_at     REAL,                    -- the provider's own time of the event, if it gives one
-    redacted_at     REAL                     -- set when retention emptied the body (metadata kept)
+    redacted_at     REAL,                    -- set when retention emptied the body (metadata kept)
+    -- Normalized events (docs/events.md); NULL for a source without split or normalize.
+    parent_id       TEXT,                    -- an item split from a batch: the request's event
+    provider        TEXT,                    -- the mapping's provider, e.g. 'sendgrid'
+    channel         TEXT,                    -- sms, whatsapp, email, chat, …
+    provider_type   TEXT,                    -- the provider's own type, e.g. 'bounce:blocked'
+                                             -- (event_type holds the shared one, 'message.bounced')
+    subject         TEXT,                    -- what a status is about: the message id
+                                             -- (email: 'message-id:recipient')
+    contact         TEXT,                    -- the phone number or address
+    conversation    TEXT,                    -- the provider's conversation id, where it has one
+    stale           INTEGER                  -- 1: it would have moved its subject's status back
 );
 -- The duplicate check: one event per (source, key). Decided by SQLite, never by memory.
 CREATE UNIQUE INDEX events_idempotency ON events (source, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX events_received ON events (received_at);
 CREATE INDEX events_type ON events (event_type, received_at) WHERE event_type IS NOT NULL;
+-- "What happened to this message": WHERE subject = ? ORDER BY occurred_at.
+CREATE INDEX events_subject ON events (subject, occurred_at) WHERE subject IS NOT NULL;
+CREATE INDEX events_contact ON events (contact, received_at) WHERE contact IS NOT NULL;
+CREATE INDEX events_parent ON events (parent_id) WHERE parent_id IS NOT NULL;
+
+-- Each message's current status (normalized events with a subject and a ranked type):
+-- it only moves forward (relay/normalize/taxonomy.py), decided in the ingest transaction.
+CREATE TABLE statuses (
+    provider    TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    status      TEXT NOT NULL,               -- the shared type, e.g. 'message.read'
+    rank        INTEGER NOT NULL,            -- queued 10 < deferred 15 < sent 20 < delivered 30
+                                             -- < read 40; failed and bounced 50 (the end)
+    event_id    TEXT NOT NULL,               -- the event that set it
+    occurred_at REAL,                        -- that event's provider time
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (provider, subject)
+);
 
 -- One event on its way to one destination.
 --   pending   waiting for its next attempt (next_attempt_at), or in flight (lease_until set)

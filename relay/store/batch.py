@@ -288,8 +288,9 @@ class Batcher:
         wanted: dict[str, int] = {}
         for op in batch:
             if op.kind is Kind.INGEST:
-                for name in op.payload.destinations:
-                    wanted[name] = wanted.get(name, 0) + 1
+                for event in flatten([op.payload]):
+                    for name in event.destinations:
+                        wanted[name] = wanted.get(name, 0) + 1
         return self.hand_off.offer(wanted) if wanted else {}
 
     def _hand_over(self, leased: dict[str, list[Claim]], stored: list[NewEvent]) -> None:
@@ -335,6 +336,8 @@ class Batcher:
 
 
 def event_row(e: NewEvent) -> tuple[Any, ...]:
+    f = e.facts
+    tracked = f is not None and f.subject is not None and f.rank is not None
     return (
         e.id,
         e.source,
@@ -346,7 +349,71 @@ def event_row(e: NewEvent) -> tuple[Any, ...]:
         e.headers,
         e.body,
         e.occurred_at,
+        f.parent_id if f else None,
+        f.provider if f else None,
+        f.channel if f else None,
+        f.provider_type if f else None,
+        f.subject if f else None,
+        f.contact if f else None,
+        f.conversation if f else None,
+        0 if tracked else None,  # stale: 1 once the store finds it would move a status back
     )
+
+
+def flatten(events: list[NewEvent]) -> list[NewEvent]:
+    """Each event followed by its items (a split batch), in the order they came."""
+    rows: list[NewEvent] = []
+    for event in events:
+        rows.append(event)
+        rows.extend(event.items)
+    return rows
+
+
+def forgotten(events: list[NewEvent], inserted: set[str]) -> list[str]:
+    """The requests of split batches whose every item was a duplicate: not kept, so a
+    repeat of a whole batch creates nothing."""
+    return [e.id for e in events if e.items and not any(i.id in inserted for i in e.items)]
+
+
+def tracked(event: NewEvent) -> tuple[str, str, int] | None:
+    """(provider, subject, rank) when the event may move its subject's status."""
+    f = event.facts
+    if f is None or f.subject is None or f.rank is None:
+        return None
+    return (f.provider or event.source, f.subject, f.rank)
+
+
+def status_params(event: NewEvent, provider: str, subject: str, rank: int) -> dict[str, Any]:
+    return {
+        "provider": provider,
+        "subject": subject,
+        "status": event.event_type,
+        "rank": rank,
+        "event_id": event.id,
+        "occurred_at": event.occurred_at,
+        "now": event.received_at,
+    }
+
+
+def delivery_rows(event: NewEvent) -> list[tuple[str, str, float, float, float, str | None]]:
+    """The event's deliveries; none to a ``stale = "drop"`` destination when it is stale."""
+    now = event.received_at
+    keys = event.ordering_keys or (None,) * len(event.destinations)
+    drop = event.drop_stale if event.stale and event.drop_stale else (False,) * len(keys)
+    return [
+        (event.id, d, now, now, now, k)
+        for d, k, dropped in zip(event.destinations, keys, drop, strict=True)
+        if not dropped
+    ]
+
+
+def stored_result(event: NewEvent, inserted: set[str], original: str | None) -> Stored:
+    """What ingest answers for one request: its event, or (a duplicate) the original's."""
+    new_items = sum(1 for i in event.items if i.id in inserted)
+    if event.id in inserted:
+        return Stored(event.id, False, len(event.items), new_items)
+    assert original is not None
+    return Stored(original, True, len(event.items), 0)
 
 
 def rejection_row(r: Rejection) -> tuple[Any, ...]:

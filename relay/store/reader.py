@@ -90,6 +90,16 @@ class SqlReader:
             "redacted_at": row[10],
             **_body(row[9]),
         }
+        if any(value is not None for value in row[11:18]):
+            names = ("parent_id", "provider", "channel", "provider_type", "subject", "contact")
+            event["normalized"] = {
+                **dict(zip(names, row[11:17], strict=True)),
+                "conversation": row[17],
+                "stale": bool(row[18]),
+            }
+        items = conn.execute(q["event_items"], (event_id,)).fetchall()
+        if items:
+            event["items"] = [{"id": i[0], "event_type": i[1], "key": i[2]} for i in items]
         keys = (
             "number",
             "started_at",

@@ -7,7 +7,9 @@ Plain values, no SQL: the rest of relay builds these and hands them to a store
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from relay.configtypes import parse_duration
 from relay.verify.timestamps import parse_instant
@@ -32,6 +34,27 @@ class NewEvent:
     destinations: tuple[str, ...]
     occurred_at: float | None = None
     ordering_keys: tuple[str | None, ...] = ()  # per destination; empty: none ordered
+    facts: Facts | None = None  # a normalized event's canonical fields
+    # Per destination: True where a stale event is stored but not delivered (stale = "drop").
+    drop_stale: tuple[bool, ...] = ()
+    # A batch split into items: the items, each an event of its own. This event (the
+    # request) is stored only if at least one of them is new.
+    items: list[NewEvent] = field(default_factory=list)
+    stale: bool = False  # set by the store, in the ingest transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """A normalized event's canonical fields (docs/events.md), stored as columns."""
+
+    parent_id: str | None = None  # an item split from a batch: the request's event
+    provider: str | None = None
+    channel: str | None = None
+    provider_type: str | None = None
+    subject: str | None = None
+    contact: str | None = None
+    conversation: str | None = None
+    rank: int | None = None  # the status rank of its shared type; None: moves no status
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +76,8 @@ class Stored:
 
     event_id: str
     duplicate: bool
+    items: int = 0  # a split batch: its items
+    new_items: int = 0  # and how many of them were not duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,17 +125,54 @@ class AttemptRecord:
 
 @dataclass(frozen=True, slots=True)
 class EventPayload:
-    """What a delivery sends: the stored request."""
+    """What a delivery sends: the stored request (and, for the canonical envelope, the
+    event's fields)."""
 
     id: str
     source: str
     content_type: str | None
     headers: str
     body: bytes
+    received_at: float = 0.0
+    event_type: str | None = None
+    occurred_at: float | None = None
+    facts: Facts | None = None
+    stale: bool = False
 
     @classmethod
     def of(cls, event: NewEvent) -> EventPayload:
-        return cls(event.id, event.source, event.content_type, event.headers, event.body)
+        return cls(
+            event.id,
+            event.source,
+            event.content_type,
+            event.headers,
+            event.body,
+            event.received_at,
+            event.event_type,
+            event.occurred_at,
+            event.facts,
+            event.stale,
+        )
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> EventPayload:
+        """A row of the ``payloads`` query."""
+        facts = None
+        if any(value is not None for value in row[8:15]):
+            facts = Facts(*row[8:15])
+        id_, source, content_type, headers, body, received_at, event_type, occurred_at = row[:8]
+        return cls(
+            id_,
+            source,
+            content_type,
+            headers,
+            body,
+            received_at,
+            event_type,
+            occurred_at,
+            facts,
+            bool(row[15]),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from relay.store import (
     open_reader,
     open_store,
 )
+from relay.store.records import Facts
 from tests.store.conftest import storage
 
 T0 = 1_700_000_000.0
@@ -105,6 +106,79 @@ async def test_rejections_are_kept_bounded_and_readable(store: Store) -> None:
     await store.ingest(event(1))  # the rejections share the next transaction
     rows = await store.read(lambda r: r.rejections("s", 2))
     assert [r["reason"] for r in rows] == ["bad 2", "bad 1"]
+
+
+# -- normalized events ---------------------------------------------------------------------
+
+
+def batch(n: int, keys: list[str], destinations: tuple[str, ...] = ()) -> NewEvent:
+    """A request split into items keyed ``keys`` (the request routed to ``destinations``)."""
+    request = event(n, destinations)
+    request.items = [
+        NewEvent(
+            id=f"evt_{n:06d}_{key}",
+            source="s",
+            received_at=request.received_at,
+            idempotency_key=key,
+            event_type="message.delivered",
+            content_type="application/json",
+            remote_addr=None,
+            headers="[]",
+            body=json.dumps({"key": key}).encode(),
+            destinations=("a",),
+            facts=Facts(parent_id=request.id, provider="p"),
+        )
+        for key in keys
+    ]
+    return request
+
+
+async def test_a_batch_keeps_its_request_and_only_new_items(store: Store) -> None:
+    first = await store.ingest(batch(1, ["k1", "k2"], ("raw",)))
+    assert (first.event_id, first.duplicate, first.items, first.new_items) == (
+        "evt_000001",
+        False,
+        2,
+        2,
+    )
+    overlap = await store.ingest(batch(2, ["k1", "k2", "k3"]))
+    assert (overlap.event_id, overlap.duplicate, overlap.new_items) == ("evt_000002", False, 1)
+    again = await store.ingest(batch(3, ["k1", "k2", "k3"], ("raw",)))
+    assert (again.event_id, again.duplicate, again.new_items) == ("evt_000001_k1", True, 0)
+    assert await store.read(lambda r: r.event("evt_000003")) is None  # nothing kept
+    assert await store.pending_count("a") == 3
+    assert await store.pending_count("raw") == 1
+    request = await store.read(lambda r: r.event("evt_000002"))
+    assert request is not None
+    assert [i["key"] for i in request["items"]] == ["k3"]
+    item = await store.read(lambda r: r.event("evt_000002_k3"))
+    assert item is not None
+    assert item["normalized"]["parent_id"] == "evt_000002"
+
+
+def status(n: int, rank: int, kind: str, body: bytes | None = None) -> NewEvent:
+    e = event(n, ("keep", "drop"), key=f"s{n}", event_type=kind, body=body)
+    e.facts = Facts(provider="p", subject="m-1", rank=rank, channel="sms")
+    e.drop_stale = (False, True)
+    return e
+
+
+async def test_a_status_only_moves_forward_and_stale_ones_can_be_dropped(store: Store) -> None:
+    read = await store.ingest(status(1, 40, "message.read"))
+    # Too large for the memory of recent payloads: its payload is read from the database.
+    sent = await store.ingest(status(2, 20, "message.sent", b"{}" + b" " * 300_000))
+    assert not read.duplicate
+    assert not sent.duplicate
+    assert await store.pending_count("keep") == 2
+    assert await store.pending_count("drop") == 1  # the stale 'sent' is stored, not sent
+    payloads = await store.load_events(["evt_000001", "evt_000002"])
+    assert (payloads["evt_000001"].stale, payloads["evt_000002"].stale) == (False, True)
+    facts = payloads["evt_000002"].facts
+    assert facts is not None
+    assert (facts.subject, facts.channel) == ("m-1", "sms")
+    found = await store.read(lambda r: r.event("evt_000002"))
+    assert found is not None
+    assert found["normalized"]["stale"] is True
 
 
 # -- claims and outcomes ----------------------------------------------------------------------

@@ -4,9 +4,36 @@
 
 -- name: insert_event
 INSERT INTO events (id, source, received_at, idempotency_key, event_type, content_type,
-                    remote_addr, headers, body, occurred_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    remote_addr, headers, body, occurred_at, parent_id, provider, channel,
+                    provider_type, subject, contact, conversation, stale)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING;
+
+-- name: lock_subjects
+-- The messages whose status this batch may move, locked in one order (two relays' batches
+-- never wait on each other in a circle), so each is decided by one relay at a time even
+-- before it has a row in statuses. Keys: provider || ' ' || subject.
+SELECT pg_advisory_xact_lock(hashtext('relay.status'), hashtext(k))
+  FROM (SELECT k FROM unnest(%s::text[]) AS k ORDER BY k) AS keys;
+
+-- name: status_of
+-- A message's current status rank (locked to the end of the transaction on PostgreSQL, so
+-- two relays decide its transitions one after the other).
+SELECT rank FROM statuses WHERE provider = %s AND subject = %s FOR UPDATE;
+
+-- name: set_status
+INSERT INTO statuses (provider, subject, status, rank, event_id, occurred_at, updated_at)
+VALUES (%(provider)s, %(subject)s, %(status)s, %(rank)s, %(event_id)s, %(occurred_at)s, %(now)s)
+ON CONFLICT (provider, subject) DO UPDATE
+   SET status = excluded.status, rank = excluded.rank, event_id = excluded.event_id,
+       occurred_at = excluded.occurred_at, updated_at = excluded.updated_at;
+
+-- name: mark_stale
+UPDATE events SET stale = 1 WHERE id = %s;
+
+-- name: forget_request
+-- A batch whose every item was a duplicate: its request is not kept either.
+DELETE FROM events WHERE id = %s;
 
 -- name: find_original
 SELECT id FROM events WHERE source = %s AND idempotency_key = %s;
@@ -189,7 +216,7 @@ DELETE FROM rejections WHERE id IN (
     SELECT id FROM rejections WHERE at < %(before)s LIMIT %(batch)s);
 
 -- name: redact_delivered
-UPDATE events SET body = ''::bytea, redacted_at = %(now)s
+UPDATE events SET body = ''::bytea, contact = NULL, redacted_at = %(now)s
  WHERE id IN (
     SELECT e.id FROM events e
      WHERE e.received_at < %(before)s AND e.redacted_at IS NULL
@@ -209,12 +236,19 @@ SELECT destination, COUNT(*) FROM dead_unreplayed GROUP BY destination;
 SELECT pg_database_size(current_database());
 
 -- name: payloads
-SELECT id, source, content_type, headers, body FROM events WHERE id = ANY(%(ids)s);
+SELECT id, source, content_type, headers, body, received_at, event_type, occurred_at,
+       parent_id, provider, channel, provider_type, subject, contact, conversation, stale
+  FROM events WHERE id = ANY(%(ids)s);
 
 -- name: event_by_id
 SELECT id, source, received_at, occurred_at, event_type, idempotency_key, content_type,
-       remote_addr, headers, body, redacted_at
+       remote_addr, headers, body, redacted_at, parent_id, provider, channel, provider_type,
+       subject, contact, conversation, stale
   FROM events WHERE id = %s;
+
+-- name: event_items
+-- The items split from a request (docs/events.md), in the order they were stored.
+SELECT id, event_type, idempotency_key FROM events WHERE parent_id = %s ORDER BY received_at, id;
 
 -- name: event_deliveries
 SELECT id, destination, state, attempts, next_attempt_at, created_at, delivered_at,

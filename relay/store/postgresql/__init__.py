@@ -387,7 +387,7 @@ class PgStore:
                 missing.append(event_id)
         if missing:
             rows = await self._read(self._q["payloads"], {"ids": missing})
-            found.update((row[0], EventPayload(*row)) for row in rows)
+            found.update((row[0], EventPayload.from_row(row)) for row in rows)
         return found
 
     async def paused_destinations(self) -> dict[str, str | None]:

@@ -24,18 +24,25 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relay import sql
+from relay.normalize.taxonomy import transition
 from relay.store.batch import (
     Batcher,
     Inserted,
     Kind,
     Op,
     attempt_row,
+    delivery_rows,
     event_row,
     finish_params,
+    flatten,
+    forgotten,
     rejection_row,
+    status_params,
+    stored_result,
+    tracked,
 )
 from relay.store.postgresql.database import connect_async, driver
-from relay.store.records import Claim, Limits, NewEvent, Stored
+from relay.store.records import Claim, Limits, NewEvent
 
 log = logging.getLogger("relay.store")
 
@@ -129,30 +136,45 @@ class PgWriter(Batcher):
     async def _insert_events(self, cur: Any, ops: list[Op]) -> Inserted:
         q = self._q
         events: list[NewEvent] = [op.payload for op in ops]
-        await cur.executemany(q["insert_event"], [event_row(e) for e in events])
-        inserted = {e.id for e in events}
-        keyed = [e.id for e in events if e.idempotency_key is not None]
+        rows = flatten(events)
+        await cur.executemany(q["insert_event"], [event_row(e) for e in rows])
+        inserted = {e.id for e in rows}
+        keyed = [e.id for e in rows if e.idempotency_key is not None]
         if keyed:
             # The unique index decided, across every relay: an absent row was a duplicate.
             await cur.execute("SELECT id FROM events WHERE id = ANY(%s)", (keyed,))
             present = {row[0] for row in await cur.fetchall()}
             inserted -= set(keyed) - present
+        gone = forgotten(events, inserted)
+        if gone:
+            await cur.executemany(q["forget_request"], [(x,) for x in gone])
+            inserted -= set(gone)
+        statuses = [(e, s) for e in rows if e.id in inserted and (s := tracked(e)) is not None]
+        if statuses:
+            keys = sorted({f"{s[0]} {s[1]}" for _, s in statuses})
+            await cur.execute(q["lock_subjects"], (keys,))
+        for event, status in statuses:  # statuses move in the order the events came
+            await cur.execute(q["status_of"], status[:2])
+            current = await cur.fetchone()
+            verdict = transition(current[0] if current else None, status[2])
+            if verdict.moves:
+                await cur.execute(q["set_status"], status_params(event, *status))
+            if verdict.stale:
+                event.stale = True
+                await cur.execute(q["mark_stale"], (event.id,))
+        for op, event in zip(ops, events, strict=True):
+            original = None
+            if event.id not in inserted:
+                first = event.items[0] if event.items else event
+                await cur.execute(q["find_original"], (first.source, first.idempotency_key))
+                original = (await cur.fetchone())[0]
+            op.result = stored_result(event, inserted, original)
         deliveries: list[tuple[str, str, float, float, float, str | None]] = []
         stored: list[NewEvent] = []
-        for op, event in zip(ops, events, strict=True):
+        for event in rows:
             if event.id in inserted:
-                op.result = Stored(event.id, duplicate=False)
-                now = event.received_at
-                keys = event.ordering_keys or (None,) * len(event.destinations)
-                deliveries.extend(
-                    (event.id, d, now, now, now, k)
-                    for d, k in zip(event.destinations, keys, strict=True)
-                )
+                deliveries.extend(delivery_rows(event))
                 stored.append(event)
-            else:
-                await cur.execute(q["find_original"], (event.source, event.idempotency_key))
-                row = await cur.fetchone()
-                op.result = Stored(row[0], duplicate=True)
         if deliveries:
             await cur.executemany(q["insert_delivery"], deliveries)
         return Inserted(stored, {}, {row[1] for row in deliveries})

@@ -215,7 +215,7 @@ class SqliteStore:
         if missing:
             params = {"ids": json.dumps(missing)}
             for row in await self._rdb.execute_fetchall(self._q["payloads"], params):
-                found[row[0]] = EventPayload(*row)
+                found[row[0]] = EventPayload.from_row(row)
         return found
 
     # -- operators' changes ----------------------------------------------------------------

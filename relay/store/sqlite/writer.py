@@ -14,17 +14,24 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from relay import sql
+from relay.normalize.taxonomy import transition
 from relay.store.batch import (
     Batcher,
     Inserted,
     Kind,
     Op,
     attempt_row,
+    delivery_rows,
     event_row,
     finish_params,
+    flatten,
+    forgotten,
     rejection_row,
+    status_params,
+    stored_result,
+    tracked,
 )
-from relay.store.records import Claim, NewEvent, Stored
+from relay.store.records import Claim, NewEvent
 
 
 class Writer(Batcher):
@@ -96,32 +103,45 @@ class Writer(Batcher):
     def _insert_events(self, ops: list[Op], offers: dict[str, tuple[int, float]]) -> Inserted:
         db, q = self._db, self._q
         events: list[NewEvent] = [op.payload for op in ops]
-        db.executemany(q["insert_event"], [event_row(e) for e in events])
-        inserted = {e.id for e in events}
-        keyed = [e for e in events if e.idempotency_key is not None]
+        rows = flatten(events)
+        db.executemany(q["insert_event"], [event_row(e) for e in rows])
+        inserted = {e.id for e in rows}
+        keyed = [e for e in rows if e.idempotency_key is not None]
         if keyed:
             # The UNIQUE index decided: an event whose row is absent was a duplicate.
             marks = ",".join("?" * len(keyed))
-            rows = db.execute(
+            present = db.execute(
                 f"SELECT id FROM events WHERE id IN ({marks})",  # noqa: S608 - only '?' marks
                 [e.id for e in keyed],
             ).fetchall()
-            inserted -= {e.id for e in keyed} - {row[0] for row in rows}
+            inserted -= {e.id for e in keyed} - {row[0] for row in present}
+        gone = forgotten(events, inserted)
+        if gone:
+            db.executemany(q["forget_request"], [(x,) for x in gone])
+            inserted -= set(gone)
+        for event in rows:  # statuses move in the order the events came
+            status = tracked(event) if event.id in inserted else None
+            if status is not None:
+                current = db.execute(q["status_of"], status[:2]).fetchone()
+                verdict = transition(current[0] if current else None, status[2])
+                if verdict.moves:
+                    db.execute(q["set_status"], status_params(event, *status))
+                if verdict.stale:
+                    event.stale = True
+                    db.execute(q["mark_stale"], (event.id,))
+        for op, event in zip(ops, events, strict=True):
+            original = None
+            if event.id not in inserted:
+                first = event.items[0] if event.items else event
+                cur = db.execute(q["find_original"], (first.source, first.idempotency_key))
+                original = cur.fetchone()[0]
+            op.result = stored_result(event, inserted, original)
         deliveries: list[tuple[str, str, float, float, float, str | None]] = []
         stored: list[NewEvent] = []
-        for op, event in zip(ops, events, strict=True):
+        for event in rows:
             if event.id in inserted:
-                op.result = Stored(event.id, duplicate=False)
-                now = event.received_at
-                keys = event.ordering_keys or (None,) * len(event.destinations)
-                deliveries.extend(
-                    (event.id, d, now, now, now, k)
-                    for d, k in zip(event.destinations, keys, strict=True)
-                )
+                deliveries.extend(delivery_rows(event))
                 stored.append(event)
-            else:
-                found = db.execute(q["find_original"], (event.source, event.idempotency_key))
-                op.result = Stored(found.fetchone()[0], duplicate=True)
         leased: dict[str, list[Claim]] = {}
         if offers:
             left = {name: count for name, (count, _) in offers.items()}

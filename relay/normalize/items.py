@@ -1,0 +1,82 @@
+"""A request's items, read by its source's mapping (or its split path). Pure.
+
+What ingress needs to build events from a request: for a split batch, each item with what
+the mapping read from it; for a request that is one item (Twilio, Mailgun, Postmark), what
+the mapping read from the request itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass
+from typing import Any
+
+from relay.extract import Parsed, extract
+from relay.normalize.mapping import MappingConfig, Reading, read, value
+from relay.normalize.split import items_at, whole
+from relay.verify.timestamps import parse_instant
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    parsed: Parsed  # the item as JSON, for routes and rules
+    body: bytes  # its JSON, as a split item's event stores it
+    reading: Reading | None  # None: split without a mapping (the source's rules apply)
+
+
+@dataclass(frozen=True, slots=True)
+class Items:
+    split: list[Item]  # a batch's items (empty: not split)
+    single: Reading | None = None  # the request is one item the mapping read
+
+
+def _item(document: Any, reading: Reading | None) -> Item:
+    body = json.dumps(document, separators=(",", ":")).encode()
+    parsed = Parsed(body)
+    parsed._done, parsed._value = True, document
+    return Item(parsed, body, reading)
+
+
+def items_of(
+    mapping: MappingConfig | None,
+    split: str | None,
+    parsed: Parsed,
+    content_type: str | None,
+    headers: MappingABC[str, str],
+) -> Items:
+    if mapping is None:
+        if split is None:
+            return Items([])
+        return Items([_item(doc, None) for doc in items_at(parsed.json(), split)])
+    found: list[Item] = []
+    for kind in mapping.items:
+        if kind.split is not None:
+            for doc in items_at(parsed.json(), kind.split):
+                found.append(_item(doc, read(mapping, kind, doc, headers)))
+    if found:
+        return Items(found)
+    document = whole(parsed, content_type)
+    for kind in mapping.items:
+        if kind.split is None and (kind.when is None or value(kind.when, document, headers)):
+            return Items([], read(mapping, kind, document, headers))
+    return Items([])
+
+
+def key_type_time(
+    item: Item,
+    rules: tuple[str | None, str | None, str | None],
+    headers: MappingABC[str, str],
+) -> tuple[str | None, str | None, float | None]:
+    """An item's idempotency key, type and time: the mapping's, or (split without one) the
+    source's rules applied to the item."""
+    reading = item.reading
+    if reading is not None:
+        return reading.key, reading.type or reading.provider_type, reading.occurred_at
+    key_rule, type_rule, time_rule = rules
+    stamp = extract(time_rule, headers, item.parsed) if time_rule else None
+    return (
+        extract(key_rule, headers, item.parsed),
+        extract(type_rule, headers, item.parsed),
+        parse_instant(stamp) if stamp is not None else None,
+    )
