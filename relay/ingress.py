@@ -413,6 +413,8 @@ class Ingress:
         return _accepted(stored)
 
     def _drops(self, destinations: tuple[str, ...]) -> tuple[bool, ...]:
+        if not self._stale_drop or not destinations:
+            return ()  # no destination drops stale events: nothing to mark
         return tuple(d in self._stale_drop for d in destinations)
 
     def _item_event(

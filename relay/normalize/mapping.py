@@ -31,7 +31,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, field_validator
 
 from relay.configtypes import NAME_PATTERN, SplitPath, StrictModel
-from relay.extract import MAX_VALUE_LENGTH, as_text, resolve_pointer
+from relay.extract import MAX_VALUE_LENGTH, as_text
 from relay.normalize.taxonomy import TYPES, rank_of
 from relay.verify.timestamps import parse_instant
 
@@ -109,6 +109,9 @@ def presets() -> dict[str, MappingConfig]:
 
 
 def _scalar(value: Any) -> str | None:
+    if isinstance(value, str):
+        text = as_text(value.strip())
+        return text[:MAX_VALUE_LENGTH] or None
     if value is None or isinstance(value, dict | list):
         return None
     if isinstance(value, bool):
@@ -117,17 +120,55 @@ def _scalar(value: Any) -> str | None:
     return text[:MAX_VALUE_LENGTH] or None
 
 
-def _one(rule: str, item: Any, headers: MappingABC[str, str]) -> str | None:
-    for alternative in rule.split("|"):
+_JSON, _FORM, _HEADER, _CONST = range(4)
+Step = tuple[int, Any]  # (kind, argument): pointer tokens, a field, a header, a constant
+
+
+@cache
+def _steps(part: str) -> tuple[Step, ...]:
+    """One part of a value rule, parsed once: its alternatives, in order."""
+    steps: list[Step] = []
+    for alternative in part.split("|"):
         kind, _, arg = alternative.partition(":")
         if kind == "json":
-            found = _scalar(resolve_pointer(item, arg))
+            tokens = [t.replace("~1", "/").replace("~0", "~") for t in arg.split("/")[1:]]
+            steps.append((_JSON, tuple(tokens) if arg else None))
         elif kind == "form":
-            found = _scalar(item.get(arg)) if isinstance(item, dict) else None
+            steps.append((_FORM, arg))
         elif kind == "header":
+            steps.append((_HEADER, arg))
+        else:
+            steps.append((_CONST, arg or None))
+    return tuple(steps)
+
+
+def _walk(node: Any, tokens: tuple[str, ...] | None) -> Any:
+    """``resolve_pointer`` with the pointer already split (the same rules)."""
+    if tokens is None:
+        return node
+    for token in tokens:
+        if isinstance(node, dict):
+            node = node.get(token)
+        elif isinstance(node, list) and token.isdigit() and (len(token) == 1 or token[0] != "0"):
+            index = int(token)
+            node = node[index] if index < len(node) else None
+        else:
+            return None
+        if node is None:
+            return None
+    return node
+
+
+def _one(part: str, item: Any, headers: MappingABC[str, str]) -> str | None:
+    for kind, arg in _steps(part):
+        if kind == _JSON:
+            found = _scalar(_walk(item, arg))
+        elif kind == _FORM:
+            found = _scalar(item.get(arg)) if isinstance(item, dict) else None
+        elif kind == _HEADER:
             found = _scalar(headers.get(arg))
-        else:  # const
-            found = arg or None
+        else:
+            found = arg
         if found is not None:
             return found
     return None

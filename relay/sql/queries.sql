@@ -7,10 +7,13 @@ INSERT INTO events (id, source, received_at, idempotency_key, event_type, conten
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING;
 
--- name: status_of
--- A message's current status rank (locked to the end of the transaction on PostgreSQL, so
--- two relays decide its transitions one after the other).
-SELECT rank FROM statuses WHERE provider = ? AND subject = ?;
+-- name: statuses_of
+-- The current status ranks of the messages a batch may move: :keys is a JSON array of
+-- [provider, subject] pairs.
+SELECT s.provider, s.subject, s.rank
+  FROM json_each(:keys) AS k
+  JOIN statuses AS s
+    ON s.provider = json_extract(k.value, '$[0]') AND s.subject = json_extract(k.value, '$[1]');
 
 -- name: set_status
 INSERT INTO statuses (provider, subject, status, rank, event_id, occurred_at, updated_at)

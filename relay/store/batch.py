@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from relay.errors import StorageUnavailable
 from relay.log import Fault
+from relay.normalize.taxonomy import transition
 from relay.store.base import HandOff
 from relay.store.records import (
     AttemptRecord,
@@ -381,6 +382,26 @@ def tracked(event: NewEvent) -> tuple[str, str, int] | None:
     if f is None or f.subject is None or f.rank is None:
         return None
     return (f.provider or event.source, f.subject, f.rank)
+
+
+def decide_statuses(
+    tracked: list[tuple[NewEvent, tuple[str, str, int]]], current: dict[tuple[str, str], int]
+) -> tuple[list[dict[str, Any]], list[tuple[str]]]:
+    """Each message's status moved by the batch's events, in the order they came
+    (``relay.normalize.taxonomy.transition``): the rows to write, and the stale events (each
+    marked ``stale``). ``current`` holds the ranks stored before the batch."""
+    moved: dict[tuple[str, str], dict[str, Any]] = {}
+    stale: list[tuple[str]] = []
+    for event, (provider, subject, rank) in tracked:
+        key = (provider, subject)
+        verdict = transition(current.get(key), rank)
+        if verdict.moves:
+            current[key] = rank
+            moved[key] = status_params(event, provider, subject, rank)
+        if verdict.stale:
+            event.stale = True
+            stale.append((event.id,))
+    return list(moved.values()), stale
 
 
 def status_params(event: NewEvent, provider: str, subject: str, rank: int) -> dict[str, Any]:

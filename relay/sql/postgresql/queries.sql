@@ -16,10 +16,11 @@ ON CONFLICT DO NOTHING;
 SELECT pg_advisory_xact_lock(hashtext('relay.status'), hashtext(k))
   FROM (SELECT k FROM unnest(%s::text[]) AS k ORDER BY k) AS keys;
 
--- name: status_of
--- A message's current status rank (locked to the end of the transaction on PostgreSQL, so
--- two relays decide its transitions one after the other).
-SELECT rank FROM statuses WHERE provider = %s AND subject = %s FOR UPDATE;
+-- name: statuses_of
+-- The current status ranks of the messages a batch may move (locked by lock_subjects).
+SELECT s.provider, s.subject, s.rank
+  FROM unnest(%s::text[], %s::text[]) AS k (provider, subject)
+  JOIN statuses AS s ON s.provider = k.provider AND s.subject = k.subject;
 
 -- name: set_status
 INSERT INTO statuses (provider, subject, status, rank, event_id, occurred_at, updated_at)

@@ -24,20 +24,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relay import sql
-from relay.normalize.taxonomy import transition
 from relay.store.batch import (
     Batcher,
     Inserted,
     Kind,
     Op,
     attempt_row,
+    decide_statuses,
     delivery_rows,
     event_row,
     finish_params,
     flatten,
     forgotten,
     rejection_row,
-    status_params,
     stored_result,
     tracked,
 )
@@ -149,19 +148,18 @@ class PgWriter(Batcher):
         if gone:
             await cur.executemany(q["forget_request"], [(x,) for x in gone])
             inserted -= set(gone)
-        statuses = [(e, s) for e in rows if e.id in inserted and (s := tracked(e)) is not None]
-        if statuses:
-            keys = sorted({f"{s[0]} {s[1]}" for _, s in statuses})
-            await cur.execute(q["lock_subjects"], (keys,))
-        for event, status in statuses:  # statuses move in the order the events came
-            await cur.execute(q["status_of"], status[:2])
-            current = await cur.fetchone()
-            verdict = transition(current[0] if current else None, status[2])
-            if verdict.moves:
-                await cur.execute(q["set_status"], status_params(event, *status))
-            if verdict.stale:
-                event.stale = True
-                await cur.execute(q["mark_stale"], (event.id,))
+        moving = [(e, t) for e in rows if e.id in inserted and (t := tracked(e)) is not None]
+        if moving:  # statuses move in the order the events came
+            pairs = sorted({t[:2] for _, t in moving})
+            await cur.execute(q["lock_subjects"], ([f"{p} {s}" for p, s in pairs],))
+            providers, subjects = [p for p, _ in pairs], [s for _, s in pairs]
+            await cur.execute(q["statuses_of"], (providers, subjects))
+            found = await cur.fetchall()
+            moved, stale = decide_statuses(moving, {(p, s): r for p, s, r in found})
+            if moved:
+                await cur.executemany(q["set_status"], moved)
+            if stale:
+                await cur.executemany(q["mark_stale"], stale)
         for op, event in zip(ops, events, strict=True):
             original = None
             if event.id not in inserted:

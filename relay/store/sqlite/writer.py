@@ -9,25 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from relay import sql
-from relay.normalize.taxonomy import transition
 from relay.store.batch import (
     Batcher,
     Inserted,
     Kind,
     Op,
     attempt_row,
+    decide_statuses,
     delivery_rows,
     event_row,
     finish_params,
     flatten,
     forgotten,
     rejection_row,
-    status_params,
     stored_result,
     tracked,
 )
@@ -119,16 +119,13 @@ class Writer(Batcher):
         if gone:
             db.executemany(q["forget_request"], [(x,) for x in gone])
             inserted -= set(gone)
-        for event in rows:  # statuses move in the order the events came
-            status = tracked(event) if event.id in inserted else None
-            if status is not None:
-                current = db.execute(q["status_of"], status[:2]).fetchone()
-                verdict = transition(current[0] if current else None, status[2])
-                if verdict.moves:
-                    db.execute(q["set_status"], status_params(event, *status))
-                if verdict.stale:
-                    event.stale = True
-                    db.execute(q["mark_stale"], (event.id,))
+        moving = [(e, t) for e in rows if e.id in inserted and (t := tracked(e)) is not None]
+        if moving:  # statuses move in the order the events came
+            keys = json.dumps(sorted({t[:2] for _, t in moving}))
+            ranks = db.execute(q["statuses_of"], {"keys": keys}).fetchall()
+            moved, stale = decide_statuses(moving, {(p, s): r for p, s, r in ranks})
+            db.executemany(q["set_status"], moved)
+            db.executemany(q["mark_stale"], stale)
         for op, event in zip(ops, events, strict=True):
             original = None
             if event.id not in inserted:
