@@ -17,14 +17,21 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Everything: runtime, tests, lint, types (the dev group).
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --locked --python $(PYTHON)
+	@touch $@ $(VENV)/.synced-run
+
+# What running needs and nothing more (no test or development tools); --inexact keeps a
+# venv that `make test` already filled as it is.
+$(VENV)/.synced-run: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --no-dev --inexact --python $(PYTHON)
 	@touch $@
 
 setup: $(VENV)/.synced
 
 # The relay on the example config, with a demo receiver (`relay sink`) on 127.0.0.1:9000.
-run: setup
+run: $(VENV)/.synced-run
 	@$(BIN)/relay check-config config.example.toml > /dev/null
 	@echo "relay: POST to http://127.0.0.1:8080/in/demo (see README); Ctrl-C stops both."
 	@$(BIN)/relay sink --listen 127.0.0.1:9000 & sink=$$!; \

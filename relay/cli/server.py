@@ -116,6 +116,22 @@ def cmd_migrate_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_storage(args: argparse.Namespace) -> int:
+    """Measure the storage a database would live on (docs/deploy.md, SD cards)."""
+    from relay.storagecheck import check
+
+    target = Path(args.path)
+    folder = target if target.is_dir() else target.parent
+    if not folder.is_dir():
+        raise RelayError(f"{args.path}: no such folder; give the folder the database lives in")
+    if not os.access(folder, os.W_OK):
+        raise RelayError(f"{folder}: not writable; run as the user relay runs as, or pick a folder")
+    if args.seconds <= 0 or args.seconds > 60:
+        raise RelayError("--seconds: give a time between 0 and 60 (seconds per measurement)")
+    print("\n".join(check(folder, args.seconds).lines()))
+    return 0
+
+
 def add(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the relay")
     serve.add_argument(
@@ -152,6 +168,16 @@ def add(sub: Any) -> None:
         "--to", required=True, metavar="URL", help="postgresql://… (or env:NAME, file:/path)"
     )
     move.set_defaults(command_run=cmd_migrate_db)
+    storage = sub.add_parser(
+        "check-storage", help="measure fsyncs and commit latency where the database lives"
+    )
+    storage.add_argument(
+        "path", nargs="?", default=".", metavar="PATH", help="the database's folder (or file)"
+    )
+    storage.add_argument(
+        "--seconds", type=float, default=2.0, help="per measurement; three are made (default 2)"
+    )
+    storage.set_defaults(command_run=cmd_check_storage)
     sink = sub.add_parser("sink", help="a receiver that prints the webhooks it gets (for trials)")
     sink.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT")
     sink.add_argument("--status", type=int, default=200, help="status to answer (default 200)")
