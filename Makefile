@@ -11,7 +11,8 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test browser postgresql pebble lint format bench soak binary clean
+.PHONY: setup run test browser postgresql pebble lint format bench soak binary clean \
+	arm64-tools binary-arm64 test-arm64
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -95,13 +96,33 @@ bench: setup
 soak: setup
 	$(BIN)/python bench/soak.py --minutes 10 --rate 200
 
-# The single executable: dist/relay (PyInstaller onefile, packaging/relay.spec).
-binary: setup
-	$(UV) sync --locked --group build --python $(PYTHON)
+# The single executable: dist/relay (PyInstaller onefile, packaging/relay.spec). Built in
+# its own venv with the runtime and build dependencies only, so nothing a developer's venv
+# holds (pytest, mypy, hypothesis) can slip into the file.
+BUILD_VENV := .venv-build
+binary: $(UV)
+	UV_PROJECT_ENVIRONMENT=$(BUILD_VENV) $(UV) sync --locked --no-dev --group build \
+	  --python $(PYTHON)
 	git rev-parse --short HEAD > relay/_commit.txt 2>/dev/null || echo unknown > relay/_commit.txt
-	cd packaging && ../$(BIN)/pyinstaller --noconfirm --clean --log-level WARN \
+	cd packaging && ../$(BUILD_VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN \
 	  --distpath ../dist --workpath ../build relay.spec
 	@ls -l dist/relay
 
+# The arm64 executable, built on this x86_64 machine by emulation: a cached Debian arm64
+# tree (debootstrap), qemu through binfmt_misc, the locked aarch64 wheels, PyInstaller
+# (packaging/arm64.sh). Needs root. test-arm64 then runs the smoke test under qemu.
+arm64-tools:
+	@{ command -v qemu-aarch64-static && command -v debootstrap && \
+	   command -v update-binfmts; } > /dev/null || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  qemu-user-static debootstrap binfmt-support; } || \
+	  { echo "binary-arm64 needs root and qemu-user-static, debootstrap, binfmt-support"; exit 1; }
+
+binary-arm64: $(UV) arm64-tools
+	UV=$(UV) sh packaging/arm64.sh build
+
+test-arm64: setup binary-arm64
+	$(BIN)/pytest -p no:cacheprovider tests/test_binary_arm64.py
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) $(BUILD_VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sqlite3
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def cmd_version(args: argparse.Namespace) -> int:
     # parser without a word; say which one is in use.
     c_parser = http_parser.HttpRequestParser.__module__.endswith("_http_parser")
     print(
-        f"relay {__version__} (commit {_commit()}, Python {python}, "
+        f"relay {__version__} ({platform.machine()}, commit {_commit()}, Python {python}, "
         f"SQLite {sqlite3.sqlite_version}, aiohttp {aiohttp.__version__} "
         f"{'C' if c_parser else 'Python'} parser)"
     )
