@@ -44,19 +44,29 @@ binfmt() {
     }
 }
 
+# What PyInstaller needs in the tree: Python with its shared library, venv, objdump.
+PACKAGES="python3 python3-venv libpython3.11 binutils ca-certificates"
+
 rootfs() {
-    [ -e "$FS/.relay-ready" ] && return
+    if [ -e "$FS/.relay-ready" ]; then
+        [ "$(cat "$FS/.relay-ready")" = "$PACKAGES" ] && return
+        say "adding packages to the cached tree: $PACKAGES"
+        inside apt-get update -qq
+        inside env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES
+        echo "$PACKAGES" > "$FS/.relay-ready"
+        return
+    fi
     say "debootstrap bookworm arm64 into $FS (once; cached)"
     rm -rf "$FS"
     mkdir -p "$CACHE"
     debootstrap --foreign --arch=arm64 --variant=minbase \
-        --include=python3,python3-venv,binutils,ca-certificates bookworm "$FS" "$MIRROR"
+        --include="$(echo "$PACKAGES" | tr ' ' ',')" bookworm "$FS" "$MIRROR"
     # The binfmt entry names its interpreter by path, which chroot resolves inside $FS.
     mkdir -p "$FS/usr/libexec/qemu-binfmt"
     cp /usr/bin/qemu-aarch64-static "$FS/usr/bin/"
     ln -sf ../../bin/qemu-aarch64-static "$FS/usr/libexec/qemu-binfmt/aarch64-binfmt-P"
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$FS" /debootstrap/debootstrap --second-stage
-    touch "$FS/.relay-ready"
+    echo "$PACKAGES" > "$FS/.relay-ready"
 }
 
 venv() {
@@ -100,7 +110,9 @@ case "${1:-}" in
     build) build ;;
     run)
         shift
-        exec qemu-aarch64-static -L "$FS" "$ROOT/dist/relay-linux-arm64" "$@"
+        # The one-file executable starts itself again through binfmt_misc: qemu finds the
+        # arm64 loader and libc through QEMU_LD_PREFIX there, not through -L.
+        QEMU_LD_PREFIX=$FS exec qemu-aarch64-static "$ROOT/dist/relay-linux-arm64" "$@"
         ;;
     *)
         echo "usage: sh packaging/arm64.sh build | run ARGS" >&2

@@ -8,6 +8,7 @@ the dynamic loader and libc) exist; `make test-arm64` builds both and runs this.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -32,14 +33,22 @@ pytestmark = pytest.mark.skipif(
 
 def under_qemu(*args: str) -> list[str]:
     assert QEMU is not None
-    return [QEMU, "-L", str(TREE), str(BINARY), *args]
+    return [QEMU, str(BINARY), *args]
+
+
+# The one-file executable starts itself again (the bootloader, then Python): that second
+# start goes through binfmt_misc, so qemu finds the arm64 loader and libc through the
+# environment rather than through -L.
+ENV = {**os.environ, "QEMU_LD_PREFIX": str(TREE)}
 
 
 def test_it_is_an_aarch64_executable() -> None:
     header = BINARY.read_bytes()[:20]
     assert header[:4] == b"\x7fELF"
     assert int.from_bytes(header[18:20], "little") == 183  # e_machine: EM_AARCH64
-    out = subprocess.run(under_qemu("version"), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        under_qemu("version"), capture_output=True, text=True, timeout=120, env=ENV
+    )
     assert out.returncode == 0, out.stderr
     assert "aarch64" in out.stdout, out.stdout
     assert "C parser" in out.stdout, out.stdout
@@ -54,7 +63,10 @@ async def test_arm64_round_trip_and_clean_stop(
     log = tmp_path / "relay.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            under_qemu("serve", "--config", str(config)), stdout=out, stderr=subprocess.STDOUT
+            under_qemu("serve", "--config", str(config)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=ENV,
         )
     try:
         await wait_for(lambda: READY.search(log.read_text()) is not None, timeout=180)
