@@ -106,8 +106,23 @@ build() {
     ls -l dist/relay-linux-arm64
 }
 
+# Whether this machine can build at all (CI asks before it tries): root, and a kernel that
+# lets qemu run arm64 programs. Says why not, and exits 1, when it cannot.
+can() {
+    if [ "$(id -u)" != 0 ]; then
+        say "needs root (debootstrap, chroot, binfmt_misc)"
+        exit 1
+    fi
+    if [ ! -e /proc/sys/fs/binfmt_misc/register ] \
+        && ! mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null; then
+        say "this kernel does not let binfmt_misc be mounted"
+        exit 1
+    fi
+}
+
 case "${1:-}" in
     build) build ;;
+    can) can ;;
     run)
         shift
         # The one-file executable starts itself again through binfmt_misc: qemu finds the
@@ -115,7 +130,7 @@ case "${1:-}" in
         QEMU_LD_PREFIX=$FS exec qemu-aarch64-static "$ROOT/dist/relay-linux-arm64" "$@"
         ;;
     *)
-        echo "usage: sh packaging/arm64.sh build | run ARGS" >&2
+        echo "usage: sh packaging/arm64.sh build | can | run ARGS" >&2
         exit 2
         ;;
 esac
