@@ -7,6 +7,8 @@ under load, and the installed `relay` entry point.)"""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -82,7 +84,10 @@ async def test_events_lists_newest_first_as_a_table_or_json(operated: Operated) 
     lines = out.splitlines()
     assert lines[0].split() == ["ID", "RECEIVED", "(UTC)", "SOURCE", "TYPE", "DELIVERIES"]
     assert len(lines) == 4
-    assert all(len(line) <= 80 for line in lines)
+    # Issue 20: in a pipe nothing is cut, so an id from the table works with `show`.
+    assert [line.split()[0] for line in lines[1:]] == [e["id"] for e in events]
+    code, out, _ = await operated.run("show", lines[1].split()[0])
+    assert code == 0
     code, _, err = await operated.run("events", "--since", "soon")
     assert code == 2
     assert "not a time" in err
@@ -196,3 +201,57 @@ async def test_changes_say_when_relay_is_not_running(
     code = await asyncio.to_thread(main, ["events", "--config", str(config)])
     assert code == 1  # no database there: said, with where it looked
     assert "no database here" in capsys.readouterr().err
+
+
+def test_a_table_fits_the_width_it_is_given_and_cuts_nothing_without_one() -> None:
+    from relay.cli.output import table
+
+    rows = [("evt_01KB9ZQ6G7H8J9K0M1N2P3Q4R5", "connection refused " * 5)]
+    wide = table(rows, ("ID", "ERROR"), width=None).splitlines()
+    assert rows[0][0] in wide[1]
+    assert wide[1].rstrip().endswith("refused")
+    narrow = table(rows, ("ID", "ERROR"), width=60).splitlines()
+    assert all(len(line) <= 60 for line in narrow)
+    assert "…" in narrow[1]
+
+
+async def test_show_takes_the_start_of_an_id(operated: Operated) -> None:
+    code, out, _ = await operated.run("events", "--json")
+    ids = [e["id"] for e in json.loads(out)]
+    unique = next(
+        i[:n] for n in range(4, 31) for i in ids if sum(o.startswith(i[:n]) for o in ids) == 1
+    )
+    code, out, _ = await operated.run("show", unique)
+    assert code == 0
+    assert out.startswith("event     " + next(i for i in ids if i.startswith(unique)))
+    code, out, _ = await operated.run("show", unique + "…")  # as a cut table shows it
+    assert code == 0
+    code, _, err = await operated.run("show", "evt_")  # every event starts so
+    assert code == 4
+    assert "more than one event" in err
+    code, _, err = await operated.run("show", "evt_ZZZZ")
+    assert (code, err.strip()) == (4, "relay: no event evt_ZZZZ")
+
+
+async def test_lists_take_until_and_csv(operated: Operated) -> None:
+    code, out, _ = await operated.run("events", "--csv")
+    assert code == 0
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["ID", "RECEIVED (UTC)", "SOURCE", "TYPE", "DELIVERIES"]
+    assert len(rows) == 4
+    code, out, _ = await operated.run("dead", "--csv", "--until", "1h")
+    assert code == 0
+    assert list(csv.reader(io.StringIO(out))) == [
+        ["DELIVERY", "EVENT", "DESTINATION", "DIED (UTC)", "LAST ERROR"]
+    ]  # all three died just now, not an hour ago
+    code, out, _ = await operated.run("dead", "--csv", "--since", "1h")
+    assert len(list(csv.reader(io.StringIO(out)))) == 4
+    code, out, _ = await operated.run("audit", "--csv", "--until", "1h")
+    assert code == 0
+    assert next(csv.reader(io.StringIO(out))) == [
+        "WHEN (UTC)",
+        "ACTOR",
+        "ACTION",
+        "TARGET",
+        "RESULT",
+    ]

@@ -92,23 +92,21 @@ def cmd_backup(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
-    since = since_to_time(args.since)
+    since, until = since_to_time(args.since), since_to_time(args.until)
     with database(ctx) as reader:
-        rows = reader.audit(since, args.limit)
-    text = table(
-        [
-            (
-                when(r["at"]),
-                r["actor"],
-                r["action"],
-                r["target"],
-                json.dumps(r["result"], separators=(",", ":")),
-            )
-            for r in rows
-        ],
-        ("WHEN (UTC)", "ACTOR", "ACTION", "TARGET", "RESULT"),
-    )
-    emit(args, rows, text)
+        rows = reader.audit(since, args.limit, until)
+    headers = ("WHEN (UTC)", "ACTOR", "ACTION", "TARGET", "RESULT")
+    cells = [
+        (
+            when(r["at"]),
+            r["actor"],
+            r["action"],
+            r["target"],
+            json.dumps(r["result"], separators=(",", ":")),
+        )
+        for r in rows
+    ]
+    emit(args, rows, table(cells, headers), (headers, cells))
     return 0
 
 
@@ -120,5 +118,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(command_run=cmd_backup)
     p = sub.add_parser("audit", parents=[common], help="operator actions, newest first")
     p.add_argument("--since", help="a duration ago (2h) or a time")
+    p.add_argument("--until", help="before: a duration ago or a time")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--csv", action="store_true", help="CSV output, headers first")
     p.set_defaults(command_run=cmd_audit)

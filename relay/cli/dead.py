@@ -28,14 +28,13 @@ def cmd_dead(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as reader:
         rows = reader.dead(f, args.limit)
         total = reader.count_dead(f)
-    text = table(
-        [
-            (r["delivery_id"], r["event_id"], r["destination"], when(r["died_at"]), r["last_error"])
-            for r in rows
-        ],
-        ("DELIVERY", "EVENT", "DESTINATION", "DIED (UTC)", "LAST ERROR"),
-    )
-    emit(args, {"dead": rows, "total": total}, f"{text}\n{total} dead, not replayed")
+    headers = ("DELIVERY", "EVENT", "DESTINATION", "DIED (UTC)", "LAST ERROR")
+    cells = [
+        (r["delivery_id"], r["event_id"], r["destination"], when(r["died_at"]), r["last_error"])
+        for r in rows
+    ]
+    text = f"{table(cells, headers)}\n{total} dead, not replayed"
+    emit(args, {"dead": rows, "total": total}, text, (headers, cells))
     return 0
 
 
@@ -113,8 +112,10 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--source")
     p.add_argument("--type", help="event type glob")
     p.add_argument("--since", help="died within this long ago (2h) or since a time")
+    p.add_argument("--until", help="died before: a duration ago or a time")
     p.add_argument("--error", metavar="TEXT", help="text in the last error")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--csv", action="store_true", help="CSV output, headers first")
     p.set_defaults(command_run=cmd_dead)
 
     p = sub.add_parser(

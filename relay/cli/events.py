@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from relay.cli.context import NOT_FOUND, Context, database
-from relay.cli.output import WIDTH, emit, table, when
+from relay.cli.output import emit, fit, table, when
 from relay.store import STATUSES, EventFilter, since_to_time
 
 
@@ -27,26 +27,34 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
     )
     with database(ctx) as reader:
         rows = reader.events(f)
-    text = table(
-        [
-            (
-                r["id"],
-                when(r["received_at"]),
-                r["source"],
-                r["event_type"],
-                " ".join(f"{d}:{s}" for d, s in r["deliveries"].items()) or "unrouted",
-            )
-            for r in rows
-        ],
-        ("ID", "RECEIVED (UTC)", "SOURCE", "TYPE", "DELIVERIES"),
-    )
-    emit(args, rows, text)
+    headers = ("ID", "RECEIVED (UTC)", "SOURCE", "TYPE", "DELIVERIES")
+    cells = [
+        (
+            r["id"],
+            when(r["received_at"]),
+            r["source"],
+            r["event_type"],
+            " ".join(f"{d}:{s}" for d, s in r["deliveries"].items()) or "unrouted",
+        )
+        for r in rows
+    ]
+    emit(args, rows, table(cells, headers), (headers, cells))
     return 0
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as reader:
         event = reader.event(args.id)
+        if event is None:  # the start of an id, as a narrow table showed it
+            found = reader.event_ids_starting(args.id.rstrip("…")) if args.id.strip("…") else []
+            if len(found) > 1:
+                print(
+                    f"relay: {args.id} starts more than one event ({found[0]}, {found[1]}, "
+                    "…); give more of the id",
+                    file=sys.stderr,
+                )
+                return NOT_FOUND
+            event = reader.event(found[0]) if found else None
     if event is None:
         print(f"relay: no event {args.id}", file=sys.stderr)
         return NOT_FOUND
@@ -86,8 +94,10 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
             status = a["status"] if a["status"] is not None else "-"
             error = f"  {a['error']}" if a["error"] else ""
             lines.append(
-                f"  #{a['number']} {when(a['started_at'])} {status} {a['duration_ms']:.0f} ms "
-                f"{a['outcome']}{error}"[:WIDTH]
+                fit(
+                    f"  #{a['number']} {when(a['started_at'])} {status} "
+                    f"{a['duration_ms']:.0f} ms {a['outcome']}{error}"
+                )
             )
     emit(args, event, "\n".join(lines))
     return 0
@@ -110,7 +120,7 @@ def cmd_tail(ctx: Context, args: argparse.Namespace) -> int:
                         f"{when(r['received_at'])}  {r['id']}  {r['source']}  "
                         f"{r['event_type'] or '-'}  {r['idempotency_key'] or '-'}"
                     )
-                    print(line[:WIDTH], flush=True)
+                    print(fit(line), flush=True)
                 printed += 1
                 if args.count and printed >= args.count:
                     return 0
@@ -129,10 +139,11 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--search", metavar="TEXT", help="text in the body")
     p.add_argument("--before", metavar="ID", help="page: events older than this id")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--csv", action="store_true", help="CSV output, headers first")
     p.set_defaults(command_run=cmd_events)
 
     p = sub.add_parser("show", parents=[common], help="one event: headers, body, attempts")
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="an event id, or enough of its start to name one")
     p.set_defaults(command_run=cmd_show)
 
     p = sub.add_parser("tail", parents=[common], help="follow new events as they arrive")

@@ -252,8 +252,12 @@ SELECT id, event_type, headers, body FROM events
 
 -- name: audit_latest
 SELECT id, at, actor, origin, action, target, params, result FROM audit
- WHERE (:since IS NULL OR at >= :since)
+ WHERE (:since IS NULL OR at >= :since) AND (:until IS NULL OR at < :until)
  ORDER BY id DESC LIMIT :limit;
+
+-- name: events_by_prefix
+-- Event ids that start with :prefix (ids are ASCII, so every one is below prefix || '~').
+SELECT id FROM events WHERE id >= :prefix AND id < :prefix || '~' ORDER BY id LIMIT 2;
 
 -- name: audit_insert
 -- One operator action. A request_id already used (the same request again) inserts nothing.

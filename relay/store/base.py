@@ -117,8 +117,14 @@ class Reader(Protocol):
         """Per event: its type, headers (JSON) and body, for routes and ordering keys."""
         ...
 
-    def audit(self, since: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def audit(
+        self, since: float | None = None, limit: int = 50, until: float | None = None
+    ) -> list[dict[str, Any]]:
         """Operator actions, newest first."""
+        ...
+
+    def event_ids_starting(self, prefix: str) -> list[str]:
+        """Up to two event ids that start with ``prefix`` (one: it names an event)."""
         ...
 
     def last_received(self, sources: list[str]) -> dict[str, float]:

@@ -72,6 +72,11 @@ class SqlReader:
             for r in rows
         ]
 
+    def event_ids_starting(self, prefix: str) -> list[str]:
+        """Up to two event ids that start with ``prefix``: one means it names an event."""
+        rows = self._conn.execute(self._q["events_by_prefix"], {"prefix": prefix})
+        return [row[0] for row in rows]
+
     def event(self, event_id: str) -> dict[str, Any] | None:
         q, conn = self._q, self._conn
         row = conn.execute(q["event_by_id"], (event_id,)).fetchone()
@@ -261,9 +266,11 @@ class SqlReader:
                 found[source] = float(row[0])
         return found
 
-    def audit(self, since: float | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def audit(
+        self, since: float | None = None, limit: int = 50, until: float | None = None
+    ) -> list[dict[str, Any]]:
         """The newest operator actions first."""
-        params = {"since": since, "limit": _limit(limit)}
+        params = {"since": since, "until": until, "limit": _limit(limit)}
         keys = ("id", "at", "actor", "origin", "action", "target", "params", "result")
         return [
             {

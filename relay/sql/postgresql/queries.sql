@@ -314,7 +314,11 @@ SELECT id, event_type, headers, body FROM events WHERE id = ANY(%(ids)s);
 -- name: audit_latest
 SELECT id, at, actor, origin, action, target, params, result FROM audit
  WHERE (%(since)s::double precision IS NULL OR at >= %(since)s::double precision)
+   AND (%(until)s::double precision IS NULL OR at < %(until)s::double precision)
  ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: events_by_prefix
+SELECT id FROM events WHERE id >= %(prefix)s AND id < %(prefix)s || '~' ORDER BY id LIMIT 2;
 
 -- name: audit_insert
 INSERT INTO audit (at, actor, origin, action, target, params, result, request_id)
