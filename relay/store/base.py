@@ -123,6 +123,10 @@ class Reader(Protocol):
         """Operator actions, newest first."""
         ...
 
+    def dead_summary(self, f: DeadFilter) -> tuple[int, float | None]:
+        """How many dead deliveries match, and when the last of them died."""
+        ...
+
     def event_ids_starting(self, prefix: str) -> list[str]:
         """Up to two event ids that start with ``prefix`` (one: it names an event)."""
         ...

@@ -126,6 +126,7 @@ def dead_where(f: DeadFilter, dialect: Dialect = SQLITE) -> Clause:
         ("d.updated_at >= ?", f.since),
         ("d.updated_at < ?", f.until),
         ("d.event_id = ?", f.event),
+        ("d.id < ?", f.before_id),
     ):
         if value is not None and value != "":
             clauses.append(fragment)
@@ -160,6 +161,9 @@ _DEAD = (
     " FROM deliveries d JOIN events e ON e.id = d.event_id"
 )
 _DEAD_COUNT = "SELECT COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id"
+_DEAD_SUMMARY = (
+    "SELECT COUNT(*), MAX(d.updated_at) FROM deliveries d JOIN events e ON e.id = d.event_id"
+)
 _DEAD_BY_DESTINATION = (
     "SELECT d.destination, COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id"
 )
@@ -182,6 +186,10 @@ def list_dead(where: str) -> str:
 
 def count_dead(where: str) -> str:
     return f"{_DEAD_COUNT}{where}"
+
+
+def summarize_dead(where: str) -> str:
+    return f"{_DEAD_SUMMARY}{where}"
 
 
 def dead_by_destination(where: str) -> str:
@@ -258,9 +266,14 @@ def replay_candidates(sel: ReplaySelection, dialect: Dialect = SQLITE) -> Clause
         elif sel.error:
             deliveries.append(dialect.contains.format("d.last_error"))
             params.append(sel.error)
-        if sel.died_before is not None:
-            deliveries.append("d.updated_at <= ?")
-            params.append(sel.died_before)
+        for fragment, bound in (
+            ("d.updated_at <= ?", sel.died_before),
+            ("d.updated_at >= ?", sel.died_since),
+            ("d.updated_at < ?", sel.died_until),
+        ):
+            if bound is not None:
+                deliveries.append(fragment)
+                params.append(bound)
     where = " AND ".join(deliveries)
     return f"{_CANDIDATES} WHERE {where}{where_events} ORDER BY d.id", [*params, *event_params]
 

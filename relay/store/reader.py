@@ -166,6 +166,13 @@ class SqlReader:
         where, params = clauses.dead_where(f, d)
         return int(self._conn.execute(d.finish(clauses.count_dead(where)), params).fetchone()[0])
 
+    def dead_summary(self, f: DeadFilter) -> tuple[int, float | None]:
+        """How many dead deliveries match, and when the last of them died."""
+        d = self._dialect
+        where, params = clauses.dead_where(f, d)
+        count, last = self._conn.execute(d.finish(clauses.summarize_dead(where)), params).fetchone()
+        return int(count), last
+
     def dead_by_destination(self, f: DeadFilter) -> dict[str, int]:
         d = self._dialect
         where, params = clauses.dead_where(f, d)

@@ -221,6 +221,7 @@ class DeadFilter:
     include_replayed: bool = False
     deliveries: tuple[int, ...] = ()
     event: str | None = None
+    before_id: int | None = None  # a page: deliveries older than this one (by id)
 
 
 def since_to_time(value: str | float | None, now: float | None = None) -> float | None:
@@ -256,7 +257,8 @@ class ReplaySelection:
     went nowhere goes where the routes now send it, or to ``destination``.
 
     The console narrows a dead-letter replay further: ``deliveries`` (the ones selected),
-    ``error`` (with ``exact_error``: one group) and ``died_before`` (the set it showed).
+    ``error`` (with ``exact_error``: one group), ``died_since``/``died_until`` (its From and
+    Until) and ``died_before`` (the set it showed).
     """
 
     event: str | None = None
@@ -272,6 +274,8 @@ class ReplaySelection:
     error: str | None = None
     exact_error: bool = False
     died_before: float | None = None
+    died_since: float | None = None  # the console's From and Until, on the time it died
+    died_until: float | None = None
 
     def __post_init__(self) -> None:
         if self.state not in REPLAY_STATES:

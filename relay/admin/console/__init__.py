@@ -21,6 +21,7 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
@@ -318,10 +319,37 @@ class Console:
         )
 
     async def dead(self, request: web.Request) -> web.Response:
+        """Dead letters: a filter (destination, source, type, error, From and Until on the
+        time they died), pages of ``PAGE`` by delivery id, and how many match in all, with
+        one form that replays exactly those."""
         q = request.query
-        f = DeadFilter(destination=q.get("destination") or None, error=q.get("error") or None)
+        form = {
+            k: q.get(k, "") for k in ("destination", "source", "type", "error", "from", "until")
+        }
+        problem = None
+        rows: list[dict[str, Any]] = []
+        total, last_died = 0, None
+        try:
+            f = DeadFilter(
+                destination=form["destination"] or None,
+                source=form["source"] or None,
+                event_type=form["type"] or None,
+                error=form["error"] or None,
+                since=since_to_time(form["from"] or None),
+                until=since_to_time(form["until"] or None),
+            )
+            before = q.get("before", "")
+            page = replace(f, before_id=int(before) if before.isdigit() else None)
+            rows = await self._surface.read(lambda r: r.dead(page, PAGE + 1))  # more after?
+            total, last_died = await self._surface.read(lambda r: r.dead_summary(f))
+        except ValueError as exc:
+            problem, f = str(exc), DeadFilter()
+        older = None
+        if len(rows) > PAGE:
+            rows = rows[:PAGE]
+            kept = {k: v for k, v in q.items() if k not in ("before", "done")}
+            older = urlencode(kept | {"before": rows[-1]["delivery_id"]})
         groups = await self._surface.read(lambda r: r.dead_groups())
-        rows = await self._surface.read(lambda r: r.dead(f, 200))
         return self.render(
             request,
             "dead.html",
@@ -329,7 +357,19 @@ class Console:
             "/ui/dead",
             groups=[g | {"form_id": _form_id()} for g in groups],
             rows=rows,
+            q=form,
+            matching={
+                "count": total,
+                "last_died": last_died,
+                "since": f.since,
+                "until": f.until,
+                "filtered": any(form.values()),
+            },
+            problem=problem,
+            older=older,
+            back="/ui/dead?" + urlencode({k: v for k, v in form.items() if v}),
             form_id=_form_id(),
+            matching_id=_form_id(),
         )
 
     async def replay(self, request: web.Request) -> web.Response:
@@ -347,16 +387,27 @@ class Console:
             if key is not None:  # the same form with another selection is another request
                 chosen = ",".join(str(i) for i in sorted(ids)).encode()
                 key = f"{key}:{hashlib.sha256(chosen).hexdigest()[:16]}"
+        elif form.get("matching"):  # "Replay all N matching": the list's own filter
+            sel = ReplaySelection(
+                destination=str(form.get("destination", "")) or None,
+                source=str(form.get("source", "")) or None,
+                event_type=str(form.get("type", "")) or None,
+                error=str(form.get("error", "")) or None,
+                died_since=_float(form.get("died_since")),
+                died_until=_float(form.get("died_until")),
+                died_before=_float(form.get("died_before")),
+            )
         else:
             destination = str(form.get("destination", "")) or None
             if destination is None:
-                return _redirect(back + "?" + urlencode({"done": "Nothing selected."}))
+                return _redirect(_told(back, "Nothing selected."))
             sel = ReplaySelection(
                 destination=destination,
                 error=str(form.get("error", "")) or None,
                 exact_error=True,
                 died_before=_float(form.get("died_before")),
             )
+        if not ids:
             expect = _float(form.get("expect"))
             if expect is not None:
                 seen = await self._surface.replay(sel, who, dry_run=True)
@@ -365,13 +416,13 @@ class Console:
                         f"Not replayed: {seen['matched']} deliveries match now, not the "
                         f"{int(expect)} shown. Look again, then replay them if you still want to."
                     )
-                    return _redirect(back + "?" + urlencode({"done": changed}))
+                    return _redirect(_told(back, changed))
         answer = await self._surface.replay(sel, who, key)
         count = int(answer["replayed"])
         message = f"Replayed {count} deliver{'y' if count == 1 else 'ies'}."
         if answer.get("repeated"):
             message = "Already replayed: this form was sent before."
-        return _redirect(back + "?" + urlencode({"done": message}))
+        return _redirect(_told(back, message))
 
     async def audit(self, request: web.Request) -> web.Response:
         rows = await self._surface.read(lambda r: r.audit(None, 200))
@@ -442,6 +493,11 @@ def _no_store() -> dict[str, str]:
 def _unix(request: web.Request) -> bool:
     transport = request.transport
     return transport is not None and isinstance(transport.get_extra_info("sockname"), str)
+
+
+def _told(back: str, done: str) -> str:
+    """``back`` (which may carry a filter already) with a message for the page."""
+    return back + ("&" if "?" in back else "?") + urlencode({"done": done})
 
 
 def _local_path(path: str | None) -> str:
