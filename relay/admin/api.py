@@ -84,6 +84,7 @@ class Api:
             since=since_to_time(q.get("since")),
             until=since_to_time(q.get("until")),
             key=q.get("key"),
+            destination=q.get("destination"),
             text=q.get("q"),
             before=q.get("before"),
             limit=_int(q.get("limit"), 50),

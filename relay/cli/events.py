@@ -21,6 +21,7 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
         since=since_to_time(args.since),
         until=since_to_time(args.until),
         key=args.key,
+        destination=args.destination,
         text=args.search,
         before=args.before,
         limit=args.limit,
@@ -131,12 +132,13 @@ def cmd_tail(ctx: Context, args: argparse.Namespace) -> int:
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("events", parents=[common], help="list and search events, newest first")
     p.add_argument("--source")
-    p.add_argument("--type", help="event type glob, e.g. 'invoice.*'")
+    p.add_argument("--type", help="event type: a prefix (invoice) or a glob ('invoice.*')")
     p.add_argument("--status", choices=STATUSES)
     p.add_argument("--since", help="a duration ago (2h) or a time")
     p.add_argument("--until")
     p.add_argument("--key", help="idempotency key")
-    p.add_argument("--search", metavar="TEXT", help="text in the body")
+    p.add_argument("--destination", help="went there (with --status: in that state there)")
+    p.add_argument("--search", metavar="TEXT", help="text in the body (any case, forms decoded)")
     p.add_argument("--before", metavar="ID", help="page: events older than this id")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--csv", action="store_true", help="CSV output, headers first")

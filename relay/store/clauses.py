@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 
 from relay.store.records import DeadFilter, EventFilter, ReplaySelection
 
@@ -23,7 +24,9 @@ class Dialect:
     name: str
     glob: str  # a column matching a shell pattern (* ? [...]); {} is the column
     contains: str  # a text column containing a string
-    body_contains: str  # an event's body (bytes) containing a string
+    # An event's body (bytes) containing a string: as given, in any case (ASCII), or
+    # form-encoded (so "@" finds "%40" in a Twilio body): three parameters.
+    body_contains: str
     same: str  # equal, NULL matching NULL
     type_first: str  # event type filter that keeps the newest-first plan
     destinations: str  # "name:state name:state" of an event's deliveries
@@ -42,7 +45,11 @@ SQLITE = Dialect(
     name="sqlite",
     glob="{} GLOB ?",
     contains="instr({}, ?) > 0",
-    body_contains="instr(CAST(e.body AS TEXT), ?) > 0",
+    body_contains=(
+        "(instr(CAST(e.body AS TEXT), ?) > 0"
+        " OR instr(lower(CAST(e.body AS TEXT)), lower(?)) > 0"
+        " OR instr(lower(CAST(e.body AS TEXT)), lower(?)) > 0)"
+    ),
     same="{} IS ?",
     # Unary + keeps SQLite on the primary key (newest first, stop at the page size)
     # instead of the type index, which would sort every event of the type.
@@ -53,7 +60,13 @@ POSTGRESQL = Dialect(
     name="postgresql",
     glob="{} ~ ?",
     contains="strpos({}, ?) > 0",
-    body_contains="position(convert_to(?, 'UTF8') in e.body) > 0",
+    # encode(…, 'escape') is the body as text with other than ASCII bytes escaped: lower()
+    # cannot fail on bytes that are not UTF-8, and ASCII text is found in any case.
+    body_contains=(
+        "(position(convert_to(?, 'UTF8') in e.body) > 0"
+        " OR position(lower(?) in lower(encode(e.body, 'escape'))) > 0"
+        " OR position(lower(?) in lower(encode(e.body, 'escape'))) > 0)"
+    ),
     same="{} IS NOT DISTINCT FROM ?",
     type_first="e.event_type ~ ?",
     destinations="string_agg(d.destination || ':' || d.state, ' ')",
@@ -85,6 +98,21 @@ def glob_to_regex(glob: str) -> str:
     return "".join(out)
 
 
+_AT_DESTINATION = (
+    "EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.destination = ?)"
+)
+_AT_DESTINATION_IN_STATE = (
+    "EXISTS (SELECT 1 FROM deliveries d"
+    " WHERE d.event_id = e.id AND d.destination = ? AND d.state = ?)"
+)
+
+
+def type_glob(given: str) -> str:
+    """A type filter as a glob: one without * ? [ is a prefix (``invoice`` finds
+    ``invoice.paid``)."""
+    return given if any(c in given for c in "*?[") else given + "*"
+
+
 def events_where(f: EventFilter, dialect: Dialect = SQLITE) -> Clause:
     clauses: list[str] = []
     params: list[Any] = []
@@ -96,7 +124,7 @@ def events_where(f: EventFilter, dialect: Dialect = SQLITE) -> Clause:
     if f.source:
         add("e.source = ?", f.source)
     if f.event_type:
-        add(dialect.type_first, dialect.pattern(f.event_type))
+        add(dialect.type_first, dialect.pattern(type_glob(f.event_type)))
     if f.since is not None:
         add("e.received_at >= ?", f.since)
     if f.until is not None:
@@ -104,7 +132,14 @@ def events_where(f: EventFilter, dialect: Dialect = SQLITE) -> Clause:
     if f.key:
         add("e.idempotency_key = ?", f.key)
     if f.text:
-        add(dialect.body_contains, f.text)
+        clauses.append(dialect.body_contains)
+        params.extend([f.text, f.text, quote_plus(f.text)])
+    if f.destination:
+        if f.status in ("pending", "delivered", "dead"):  # in that state there
+            add(_AT_DESTINATION_IN_STATE, f.destination)
+            params.append(f.status)
+        else:
+            add(_AT_DESTINATION, f.destination)
     if f.before:
         add("e.id < ?", f.before)
     if f.status == "unrouted":

@@ -193,9 +193,10 @@ class EventFilter:
     since: float | None = None
     until: float | None = None
     key: str | None = None
-    text: str | None = None  # searched in the body
+    text: str | None = None  # searched in the body (any case; form bodies decoded)
     before: str | None = None  # keyset: events older than this id
     limit: int = 50
+    destination: str | None = None  # went there (with status: in that state there)
 
     def __post_init__(self) -> None:
         if self.status and self.status not in STATUSES:

@@ -100,6 +100,29 @@ async def test_an_event_routed_nowhere_is_kept(store: Store) -> None:
     assert [r["id"] for r in rows] == ["evt_000001"]
 
 
+async def test_event_lists_search_any_case_and_form_bodies_and_types_by_prefix(
+    store: Store,
+) -> None:
+    """Issue 20: search was case-sensitive, a form body had to be searched URL-encoded,
+    and a type filter without * found nothing."""
+    await store.ingest(event(1, body=b'{"note": "Invoice for ANA@example.com"}'))
+    form = b"From=%2B15550001&Body=hi+ana%40example.com"
+    await store.ingest(event(2, body=form, event_type="message.received"))
+    await store.ingest(event(3, ("b",), event_type="invoicing.other"))
+
+    async def ids(**given: str) -> list[str]:
+        rows = await store.read(lambda r: r.events(EventFilter(**given)))  # type: ignore[arg-type]
+        return [row["id"] for row in rows]
+
+    assert await ids(text="ana@example.com") == ["evt_000002", "evt_000001"]
+    assert await ids(text="invoice FOR") == ["evt_000001"]
+    assert await ids(event_type="invoice") == ["evt_000001"]  # a prefix: invoice.paid
+    assert await ids(event_type="invoic*") == ["evt_000003", "evt_000001"]  # a glob
+    assert await ids(destination="b") == ["evt_000003"]
+    assert await ids(destination="a", status="pending") == ["evt_000002", "evt_000001"]
+    assert await ids(destination="a", status="dead") == []
+
+
 async def test_rejections_are_kept_bounded_and_readable(store: Store) -> None:
     for n in range(3):
         store.note_rejection(Rejection(T0 + n, "s", 401, f"bad {n}", "10.0.0.1", "POST", "[]"))

@@ -271,6 +271,9 @@ class Console:
                 event_type=q.get("type") or None,
                 status=q.get("status") or None,
                 since=since_to_time(q.get("since") or None),
+                until=since_to_time(q.get("until") or None),
+                key=q.get("key") or None,
+                destination=q.get("destination") or None,
                 text=q.get("q") or None,
                 before=q.get("before") or None,
                 limit=PAGE,
@@ -284,7 +287,8 @@ class Console:
             older = urlencode(
                 {k: v for k, v in q.items() if k != "before"} | {"before": rows[-1]["id"]}
             )
-        form = {k: q.get(k, "") for k in ("source", "type", "status", "since", "q")}
+        names = ("source", "destination", "type", "status", "since", "until", "key", "q")
+        form = {k: q.get(k, "") for k in names}
         return self.render(
             request,
             "events.html",
