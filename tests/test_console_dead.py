@@ -157,3 +157,45 @@ async def test_paging_through_ten_thousand_dead_letters(
             await page.locator("input[name=delivery]").first.wait_for()
         now_first = await page.locator("input[name=delivery]").first.get_attribute("value")
         assert int(first or 0) - int(now_first or 0) == 100
+
+
+async def test_a_pending_delivery_shows_its_next_attempt_and_the_whole_response(
+    tmp_path: Path, client: aiohttp.ClientSession
+) -> None:
+    """Issue 20: the attempt view cut the response at 200 characters and did not say when
+    a pending delivery would be tried again."""
+    from aiohttp import web
+
+    answer = "upstream is down: " + "x" * 300 + " END"
+
+    async def failing(request: web.Request) -> web.Response:
+        return web.Response(status=503, text=answer)
+
+    app = web.Application()
+    app.router.add_post("/hook", failing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    db = tmp_path / "relay.db"
+    settings = settings_for(
+        db,
+        f"http://127.0.0.1:{port}/hook",
+        admin={"listen": "127.0.0.1:0", "token": TOKEN},
+        retry={"max_attempts": 5, "base": 600, "cap": 600, "jitter": 0},
+    )
+    try:
+        async with running(settings) as relay:
+            _, headers, _ = await post(client, relay.port, BODY_JSON, key="p1")
+            event = headers["X-Relay-Event-Id"]
+            await wait_for(lambda: query(db, "SELECT COUNT(*) FROM attempts") == [(1,)])
+            base = f"http://{relay.admin_address}"
+            _, _, raw = await _sign_in(client, base)
+            async with client.get(f"{base}/ui/events/{event}", headers=_cookie(raw)) as r:
+                html = await r.text()
+    finally:
+        await runner.cleanup()
+    assert re.search(r"Next attempt \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (9|10) min\)", html)
+    assert '<meta http-equiv="refresh" content="5">' in html
+    assert "x" * 300 + " END" in html  # the stored response, not its first 200 characters

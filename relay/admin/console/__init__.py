@@ -77,7 +77,12 @@ def templates() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=False,
     )
-    env.filters.update(when=when, ago=ago, dash=lambda v: "-" if v is None else v)
+    env.filters.update(
+        when=when,
+        ago=ago,
+        dash=lambda v: "-" if v is None else v,
+        from_now=lambda stamp: ago(stamp - time.time()) if stamp is not None else "-",
+    )
     return env
 
 
@@ -320,6 +325,8 @@ class Console:
             body=body,
             replayed=replayed,
             form_id=_form_id(),
+            # Refreshed every 5 s while a delivery is on its way, so its outcome shows up.
+            refresh=any(d["state"] == "pending" for d in ev["deliveries"]),
         )
 
     async def dead(self, request: web.Request) -> web.Response:
