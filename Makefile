@@ -32,12 +32,15 @@ $(VENV)/.synced-run: $(UV) pyproject.toml uv.lock
 setup: $(VENV)/.synced
 
 # The relay on the example config, with a demo receiver (`relay sink`) on 127.0.0.1:9000.
+# (RUN_CONFIG and SINK_LISTEN change them, as tests/test_install.py does for free ports.)
+RUN_CONFIG ?= config.example.toml
+SINK_LISTEN ?= 127.0.0.1:9000
 run: $(VENV)/.synced-run
-	@$(BIN)/relay check-config config.example.toml > /dev/null
+	@$(BIN)/relay check-config $(RUN_CONFIG) > /dev/null
 	@echo "relay: POST to http://127.0.0.1:8080/in/demo (see README); Ctrl-C stops both."
-	@$(BIN)/relay sink --listen 127.0.0.1:9000 & sink=$$!; \
+	@$(BIN)/relay sink --listen $(SINK_LISTEN) & sink=$$!; \
 	  trap 'kill $$sink 2>/dev/null' EXIT INT TERM; \
-	  $(BIN)/relay serve --config config.example.toml
+	  $(BIN)/relay serve --config $(RUN_CONFIG)
 
 # Some tests fill or freeze a real file system (a tiny tmpfs, a read-only bind mount). Root
 # mounts them directly; any other user gets the suite run in a private user and mount

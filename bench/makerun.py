@@ -51,12 +51,14 @@ class Result:
     delivered: float  # to the demo receiver printing the delivery
     packages: list[str]  # what the venv's site-packages holds
     test_only: list[str]  # of those, test or development tools
+    event_id: str  # what relay answered for the example event
+    printed: str  # the demo receiver's line for its delivery
 
 
-def post(body: bytes) -> int:
+def post(body: bytes, port: int) -> tuple[int, dict[str, object]]:
     signature = "sha256=" + hmac.new(b"demo-secret-change-me", body, hashlib.sha256).hexdigest()
     request = urllib.request.Request(
-        "http://127.0.0.1:8080/in/demo",
+        f"http://127.0.0.1:{port}/in/demo",
         data=body,
         headers={
             "Content-Type": "application/json",
@@ -66,25 +68,40 @@ def post(body: bytes) -> int:
     )
     try:
         with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - http only
-            return int(response.status)
+            return int(response.status), json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, {}
     except OSError:
-        return 0
+        return 0, {}
 
 
-def once(cold: bool, timeout: float = 600.0) -> Result:
+def once(
+    cold: bool,
+    timeout: float = 600.0,
+    ports: tuple[int, int, int] | None = None,
+    repo: Path = ROOT,
+) -> Result:
+    """`make run` in a fresh clone of ``repo``; ``ports`` (relay, admin, receiver) in place
+    of the example's 8080, 8081 and 9000, so a test need not find those free."""
     with tempfile.TemporaryDirectory(prefix="relay-makerun-") as tmp:
         clone = Path(tmp) / "relay"
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
         env = dict(os.environ)
         if cold:
             env["UV_CACHE_DIR"] = str(Path(tmp) / "uv-cache")
+        argv, port = ["make", "run"], 8080
+        if ports is not None:
+            port, admin, sink = ports
+            text = (clone / "config.example.toml").read_text()
+            for old, new in (("8080", port), ("8081", admin), ("9000", sink)):
+                text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
+            (clone / "run.toml").write_text(text)
+            argv += ["RUN_CONFIG=run.toml", f"SINK_LISTEN=127.0.0.1:{sink}"]
         log = Path(tmp) / "make-run.log"
         started = time.monotonic()
         with log.open("w") as out:
             make = subprocess.Popen(
-                ["make", "run"],
+                argv,
                 cwd=clone,
                 env=env,
                 stdout=out,
@@ -94,12 +111,12 @@ def once(cold: bool, timeout: float = 600.0) -> Result:
         try:
             body = json.dumps({"id": "evt_1", "type": "invoice.paid", "amount": 4200}).encode()
             deadline = started + timeout
-            while post(body) != 200:
+            while (answer := post(body, port))[0] != 200:
                 if make.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"make run did not accept an event:\n{log.read_text()}")
                 time.sleep(0.1)
             accepted = time.monotonic() - started
-            while "sink: POST /hook" not in log.read_text():
+            while not (printed := _delivery_line(log.read_text())):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"no delivery printed:\n{log.read_text()}")
                 time.sleep(0.05)
@@ -115,7 +132,12 @@ def once(cold: bool, timeout: float = 600.0) -> Result:
         packages = sorted(p.name for p in site.iterdir() if not p.name.startswith(("_", ".")))
         lowered = {p.lower() for p in packages}
         test_only = [t for t in TEST_ONLY if t.lower() in lowered]
-        return Result(accepted, delivered, packages, test_only)
+        event_id = str(answer[1].get("id", ""))
+        return Result(accepted, delivered, packages, test_only, event_id, printed)
+
+
+def _delivery_line(log: str) -> str:
+    return next((ln for ln in log.splitlines() if ln.startswith("sink: POST /hook")), "")
 
 
 def main() -> int:
