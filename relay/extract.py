@@ -13,7 +13,7 @@ event is stored (raw body and headers byte for byte) rather than failing its tra
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -78,12 +78,16 @@ def resolve_pointer(document: Any, pointer: str) -> Any:
         return document if pointer == "" else _step(document, "")
     if not pointer.startswith("/"):
         return None
-    current = document
-    for token in pointer[1:].split("/"):
-        current = _step(current, token.replace("~1", "/").replace("~0", "~"))
-        if current is None:
+    return walk(document, [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")])
+
+
+def walk(node: Any, tokens: Sequence[str]) -> Any:
+    """The value at a pointer already split into its (unescaped) tokens, or None."""
+    for token in tokens:
+        node = _step(node, token)
+        if node is None:
             return None
-    return current
+    return node
 
 
 def _step(node: Any, token: str) -> Any:

@@ -22,6 +22,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,9 +58,8 @@ class Timing:
         return statistics.median(self.samples) * 1000
 
 
-def _timed(step: object, seconds: float, at_least: int = 5) -> Timing:
+def _timed(step: Callable[[], None], seconds: float, at_least: int = 5) -> Timing:
     """Run ``step`` until ``seconds`` have passed (and at least ``at_least`` times)."""
-    assert callable(step)
     samples: list[float] = []
     start = time.perf_counter()
     deadline = start + seconds

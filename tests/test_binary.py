@@ -30,34 +30,50 @@ def test_binary_version_uses_the_c_parser() -> None:
     assert "C parser" in out.stdout, out.stdout
 
 
-async def test_binary_round_trip_and_clean_stop(
-    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+async def smoke(
+    argv: list[str],
+    tmp_path: Path,
+    receiver: Receiver,
+    client: aiohttp.ClientSession,
+    env: dict[str, str] | None = None,
+    patience: float = 1.0,
 ) -> None:
+    """The executable ``argv`` (then ``serve --config …``): a signed event received,
+    committed, delivered; SIGTERM exits 0. ``patience`` stretches the waits (emulation)."""
     db = tmp_path / "relay.db"
     config = write_config(tmp_path / "relay.toml", db, receiver.url)
     log = tmp_path / "relay.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(BINARY), "serve", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
+            [*argv, "serve", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     try:
-        await wait_for(lambda: READY.search(log.read_text()) is not None, timeout=30)
+        await wait_for(lambda: READY.search(log.read_text()) is not None, timeout=30 * patience)
         match = READY.search(log.read_text())
         assert match is not None
         port = int(match.group(1).rsplit(":", 1)[1])
         body = json.dumps({"type": "binary.smoke"}).encode()
         status, _, answer = await post(client, port, body)
         assert status == 200
-        await wait_for(lambda: len(receiver.received) == 1, timeout=10)
+        await wait_for(lambda: len(receiver.received) == 1, timeout=10 * patience)
         assert receiver.received[0].body == body
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30 * patience) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert query(db, "SELECT state FROM deliveries") == [("delivered",)]
     assert answer["id"] == receiver.received[0].headers["X-Relay-Event-Id"]
+
+
+async def test_binary_round_trip_and_clean_stop(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    await smoke([str(BINARY)], tmp_path, receiver, client)
 
 
 async def test_binary_on_postgresql(

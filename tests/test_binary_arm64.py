@@ -7,18 +7,15 @@ the dynamic loader and libc) exist; `make test-arm64` builds both and runs this.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.helpers import Receiver, post, query, wait_for
-from tests.process import READY, write_config
+from tests.helpers import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARY = ROOT / "dist" / "relay-linux-arm64"
@@ -58,31 +55,7 @@ def test_it_is_an_aarch64_executable() -> None:
 async def test_arm64_round_trip_and_clean_stop(
     tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
 ) -> None:
-    db = tmp_path / "relay.db"
-    config = write_config(tmp_path / "relay.toml", db, receiver.url)
-    log = tmp_path / "relay.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            under_qemu("serve", "--config", str(config)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=ENV,
-        )
-    try:
-        await wait_for(lambda: READY.search(log.read_text()) is not None, timeout=180)
-        match = READY.search(log.read_text())
-        assert match is not None
-        port = int(match.group(1).rsplit(":", 1)[1])
-        body = json.dumps({"type": "arm64.smoke"}).encode()
-        status, _, answer = await post(client, port, body)
-        assert status == 200
-        await wait_for(lambda: len(receiver.received) == 1, timeout=60)
-        assert receiver.received[0].body == body
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=120) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert query(db, "SELECT state FROM deliveries") == [("delivered",)]
-    assert answer["id"] == receiver.received[0].headers["X-Relay-Event-Id"]
+    from tests.test_binary import smoke
+
+    assert QEMU is not None
+    await smoke([QEMU, str(BINARY)], tmp_path, receiver, client, env=ENV, patience=6.0)

@@ -46,8 +46,9 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
     with database(ctx) as reader:
         event = reader.event(args.id)
-        if event is None:  # the start of an id, as a narrow table showed it
-            found = reader.event_ids_starting(args.id.rstrip("…")) if args.id.strip("…") else []
+        prefix = args.id.rstrip("…")  # the start of an id, as a narrow table showed it
+        if event is None and prefix:
+            found = reader.event_ids_starting(prefix)
             if len(found) > 1:
                 print(
                     f"relay: {args.id} starts more than one event ({found[0]}, {found[1]}, "

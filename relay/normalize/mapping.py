@@ -31,7 +31,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, field_validator
 
 from relay.configtypes import NAME_PATTERN, SplitPath, StrictModel
-from relay.extract import MAX_VALUE_LENGTH, as_text
+from relay.extract import MAX_VALUE_LENGTH, as_text, walk
 from relay.normalize.taxonomy import TYPES, rank_of
 from relay.verify.timestamps import parse_instant
 
@@ -142,27 +142,10 @@ def _steps(part: str) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def _walk(node: Any, tokens: tuple[str, ...] | None) -> Any:
-    """``resolve_pointer`` with the pointer already split (the same rules)."""
-    if tokens is None:
-        return node
-    for token in tokens:
-        if isinstance(node, dict):
-            node = node.get(token)
-        elif isinstance(node, list) and token.isdigit() and (len(token) == 1 or token[0] != "0"):
-            index = int(token)
-            node = node[index] if index < len(node) else None
-        else:
-            return None
-        if node is None:
-            return None
-    return node
-
-
 def _one(part: str, item: Any, headers: MappingABC[str, str]) -> str | None:
     for kind, arg in _steps(part):
         if kind == _JSON:
-            found = _scalar(_walk(item, arg))
+            found = _scalar(item if arg is None else walk(item, arg))
         elif kind == _FORM:
             found = _scalar(item.get(arg)) if isinstance(item, dict) else None
         elif kind == _HEADER:

@@ -144,7 +144,7 @@ def events_where(f: EventFilter, dialect: Dialect = SQLITE) -> Clause:
         add("e.id < ?", f.before)
     if f.status == "unrouted":
         clauses.append("NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)")
-    elif f.status:
+    elif f.status and not f.destination:  # with a destination, its clause has the state
         add("EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = ?)", f.status)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
