@@ -120,7 +120,7 @@ def create_database(sockets: Path, name: str) -> str:
     """A new, empty database in the cluster; its URL."""
     import psycopg
 
-    with psycopg.connect(url(sockets, "postgres"), autocommit=True) as conn:
+    with psycopg.connect(url(sockets, "postgres"), autocommit=True, connect_timeout=30) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return url(sockets, name)
 

@@ -3,13 +3,18 @@ passes every test in this folder unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import io
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from relay.config import StorageConfig
 from relay.store import Store, open_store
+
+T = TypeVar("T")
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -30,9 +35,21 @@ async def store(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Store]:
     config = storage(backend, request, tmp_path)
-    opened = await open_store(config)
+    opened = await bounded(open_store(config), "opening the store")
     opened.start()
     try:
         yield opened
     finally:
-        await opened.close()
+        await bounded(opened.close(), "closing the store")
+
+
+async def bounded(step: Awaitable[T], what: str, limit: float = 60.0) -> T:
+    """Await a step of the fixture; if it hangs, fail with every task's stack (pytest-timeout
+    alone shows only the event loop waiting, not what it waits for)."""
+    try:
+        return await asyncio.wait_for(step, limit)
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=stacks)
+        pytest.fail(f"{what} took over {limit} s; tasks:\n{stacks.getvalue()}")

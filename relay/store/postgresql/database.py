@@ -67,7 +67,13 @@ async def connect_async(url: str) -> Any:
         conn = await psycopg.AsyncConnection.connect(url, **_kwargs())
     except psycopg.Error as exc:
         raise connect_failure(url, exc) from None
-    await conn.execute("SET synchronous_commit = on")
+    try:
+        await conn.execute("SET synchronous_commit = on")
+    except BaseException:
+        # Cancelled (a store closing while its listener connects) or failed: the caller
+        # never receives this connection, so close it here rather than leak it open.
+        await conn.close()
+        raise
     return conn
 
 
