@@ -1,10 +1,14 @@
-"""The console on a big database: how long the events pages take with 1,000,000 events.
+"""The console on a big database: how long its pages take with 1,000,000 events, idle and
+while events arrive.
 
-Builds a database of N events (three sources, a few types, 1% dead), starts relay on it
-with the admin listener, signs in like a browser, and times each page (median of
-``--repeat`` loads, server time as seen by the client on 127.0.0.1). Only 127.0.0.1.
+Builds a database of N events (three sources, a few types, 1% dead, with the per-minute
+rollup the writer would have kept), starts relay on it with the admin listener, signs in
+like a browser, and times each page (median of ``--repeat`` loads, time to the full answer
+as seen by a client on 127.0.0.1). Then again while bench/loadgen.py posts ``--rate``
+signed events per second (open loop) that relay verifies, stores and delivers to the load
+generator itself. Only 127.0.0.1.
 
-Usage: python bench/console.py [--events 1000000] [--repeat 10]
+Usage: python bench/console.py [--events 1000000] [--repeat 10] [--rate 2000]
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from relay.store import migrate  # noqa: E402 - after the path tweak
 
 TOKEN = "bench-token"
-PORT, ADMIN = 18421, 18422
+PORT, ADMIN, RECEIVE = 18421, 18422, 18423
+SECRET = "bench-secret"  # bench/ingest.py's, which bench/loadgen.py signs with
 TYPES = ("invoice.paid", "invoice.created", "customer.updated", "charge.refunded")
 
 
@@ -72,6 +77,24 @@ def build(path: Path, count: int) -> None:
             " CASE WHEN rowid % 100 = 0 THEN 422 ELSE 200 END,"
             " CASE WHEN rowid % 100 = 0 THEN 'HTTP 422' END FROM events"
         )
+        # The rollup the writer keeps as it commits (relay/store/rollup.py): received per
+        # source, queued, delivered (10 ms: latency bucket 1) and dead per destination.
+        db.execute(
+            "INSERT INTO minutes SELECT CAST(received_at / 60 AS INTEGER) AS m, 'source',"
+            " source, 'received', COUNT(*) FROM events GROUP BY m, source"
+        )
+        for metric, state in (
+            ("queued", None),
+            ("delivered", "delivered"),
+            ("lat1", "delivered"),
+            ("dead", "dead"),
+        ):
+            db.execute(
+                "INSERT INTO minutes SELECT CAST(updated_at / 60 AS INTEGER) AS m,"
+                " 'destination', destination, ?, COUNT(*) FROM deliveries"
+                " WHERE ? IS NULL OR state = ? GROUP BY m, destination",
+                (metric, state, state),
+            )
         db.execute("COMMIT")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.execute("ANALYZE")
@@ -93,9 +116,17 @@ token = "{TOKEN}"
 [[sources]]
 name = "stripe"
 verify = "none"
+[[sources]]
+name = "bench"
+verify = "hmac"
+secret = "{SECRET}"
+prefix = "sha256="
 [[destinations]]
 name = "app"
-url = "http://127.0.0.1:9/"
+url = "http://127.0.0.1:{RECEIVE}/"
+[[routes]]
+source = "bench"
+destinations = ["app"]
 """
     )
     return path
@@ -136,6 +167,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument(
+        "--rate", type=float, default=2000.0, help="events/s during the second pass"
+    )
+    parser.add_argument("--load-seconds", type=float, default=40.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -159,22 +194,57 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.2)
             middle = f"evt_{args.events // 2:026d}"
+            dead_one = f"evt_{(args.events // 200) * 100 - 1:026d}"  # rowid % 100 == 0: dead
             pages = [
+                ("overview", "/ui/"),
+                ("overview refresh (fragment)", "/ui/?fragment=1"),
                 ("events, first page", "/ui/events"),
                 ("events, by source", "/ui/events?source=github"),
-                ("events, by type glob", "/ui/events?type=invoice.*"),
+                ("events, by type prefix", "/ui/events?type=invoice"),
                 ("events, source + type", "/ui/events?source=shop&type=charge.*"),
-                ("events, dead only", "/ui/events?status=dead"),
-                ("events, last hour", "/ui/events?since=1h"),
+                ("events, dead at app", "/ui/events?status=dead&destination=app"),
+                ("events, From/Until (yesterday)", "/ui/events?since=12h&until=11h"),
                 ("events, a page in the middle", f"/ui/events?before={middle}"),
+                ("live tail (fragment)", "/ui/tail?fragment=1"),
                 ("one event", f"/ui/events/{middle}"),
-                ("dead letters", "/ui/dead"),
-                ("overview", "/ui/"),
+                ("one dead event (request as sent)", f"/ui/events/{dead_one}"),
+                ("dead letters, page 1 of 50", "/ui/dead"),
+                ("dead letters, From/Until", "/ui/dead?from=12h&until=11h"),
+                ("dead letters, grouped by type", "/ui/dead?group=type"),
+                ("rejections", "/ui/rejections"),
             ]
-            print("\n| page | median ms | max ms |\n|---|---:|---:|")
-            for name, path in pages:
-                median, worst = timed(path, cookie, args.repeat)
-                print(f"| {name} | {median:.0f} | {worst:.0f} |")
+            idle = {name: timed(path, cookie, args.repeat) for name, path in pages}
+            load = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "loadgen.py"),
+                    f"http://127.0.0.1:{PORT}/in/bench",
+                    "--rate",
+                    str(args.rate),
+                    "--seconds",
+                    str(args.load_seconds),
+                    "--receive",
+                    str(RECEIVE),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(3)  # the load is steady
+            busy = {name: timed(path, cookie, args.repeat) for name, path in pages}
+            out, _ = load.communicate(timeout=args.load_seconds + 120)
+            result = json.loads(out.strip().splitlines()[-1])
+            print(
+                f"\nload: {result['sent']} sent at {args.rate:g}/s, {result['acked']} acked"
+                f" ({result['rps']:.0f}/s), {result['errors']} errors;"
+                f" ack p99 {result['ack']['p99_ms']} ms"
+            )
+            print(
+                f"\n| page | idle median ms | idle max ms | at {args.rate:g} ev/s median ms |"
+                " max ms |\n|---|---:|---:|---:|---:|"
+            )
+            for name, _ in pages:
+                (m0, w0), (m1, w1) = idle[name], busy[name]
+                print(f"| {name} | {m0:.0f} | {w0:.0f} | {m1:.0f} | {w1:.0f} |")
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -42,9 +42,14 @@ async def receivers() -> tuple[web.AppRunner, int]:
         await request.read()
         return web.Response(status=503, text="maintenance")
 
+    async def ops(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200, text="ok")
+
     app = web.Application()
     app.router.add_post("/billing", billing)
     app.router.add_post("/crm", crm)
+    app.router.add_post("/ops", ops)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -74,7 +79,9 @@ def settings(db: Path, port: int) -> Settings:
                 "name": "billing",
                 "url": f"http://127.0.0.1:{port}/billing",
                 "retry": {"max_attempts": 1},
+                "headers": {"set": {"Authorization": "Bearer demo-key", "X-Tenant": "acme"}},
             },
+            {"name": "ops", "url": f"http://127.0.0.1:{port}/ops"},
             {
                 "name": "crm",
                 "url": f"http://127.0.0.1:{port}/crm",
@@ -82,6 +89,7 @@ def settings(db: Path, port: int) -> Settings:
                 "retry": {"base": 60},
             },
         ],
+        alerts={"destination": "ops", "backlog": 60},
         routes=[
             {"source": "stripe", "destinations": ["billing", "crm"]},
             {"source": "github", "destinations": ["billing"]},
@@ -149,12 +157,16 @@ async def main() -> int:
                     ("overview", "/ui/"),
                     ("events", "/ui/events?source=stripe"),
                     ("event", f"/ui/events/{event_id}"),
-                    ("dead", "/ui/dead"),
+                    ("dead", "/ui/dead?group=error"),
                     ("destinations", "/ui/destinations"),
                     ("rejections", "/ui/rejections"),
+                    ("alerts", "/ui/alerts"),
+                    ("audit", "/ui/audit"),
                 ]
                 for name, path in shots:
                     await page.goto(base + path)
+                    if name == "event":  # with the first delivery's request as sent open
+                        await page.locator("details.request summary").first.click()
                     await page.screenshot(path=str(OUT / f"{name}.png"), full_page=name != "event")
                 phone = await browser.new_context(
                     viewport={"width": 390, "height": 844}, device_scale_factor=2

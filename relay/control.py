@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 
 from relay.admin.surface import DestinationView, Who
 from relay.agents import AgentHub
-from relay.config import Settings
+from relay.config import AlertsConfig, Settings
 from relay.configtypes import IPNetwork
 from relay.errors import StorageUnavailable
 from relay.extract import Parsed
@@ -28,7 +28,7 @@ from relay.metrics import Metrics
 from relay.retention import Pruner
 from relay.route import destinations_for, ordering_keys
 from relay.scheduler import Scheduler
-from relay.store import Action, Reader, ReplaySelection, ReplayTarget, Store
+from relay.store import Action, EventPayload, Reader, ReplaySelection, ReplayTarget, Store
 
 log = logging.getLogger("relay")
 T = TypeVar("T")
@@ -78,6 +78,12 @@ class Control:
             "relay_requests_total", {"source": source, "outcome": "duplicate"}
         )
         return int(value or 0)
+
+    def alerts(self) -> AlertsConfig:
+        return self._settings().alerts
+
+    async def payload(self, event_id: str) -> EventPayload | None:
+        return (await self._store.load_events([event_id])).get(event_id)
 
     async def read(self, work: Callable[[Reader], T]) -> T:
         return await self._store.read(work)

@@ -89,7 +89,10 @@ async def test_console_in_a_browser(
         await page.get_by_role("link", name="Events").click()
         await page.get_by_role("link", name=fresh_id).click()
         await page.get_by_role("heading", name=fresh_id).wait_for()
-        assert "order.created" in await page.locator("pre").first.inner_text()
+        assert (
+            "order.created"
+            in await page.locator("section[aria-labelledby=bd] pre").first.inner_text()
+        )
 
         # Replay the dead delivery from its event page and see it delivered.
         await page.goto(f"{base}/ui/events/{dead_id}")

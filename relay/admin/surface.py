@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from relay.config import DestinationConfig
+from relay.config import AlertsConfig, DestinationConfig
 from relay.configtypes import IPNetwork
-from relay.store import Reader, ReplaySelection
+from relay.store import EventPayload, Reader, ReplaySelection
 
 T = TypeVar("T")
 
@@ -54,6 +54,14 @@ class Surface(Protocol):
 
     def duplicates(self, source: str) -> int:
         """Duplicates answered for a source since relay started."""
+        ...
+
+    def alerts(self) -> AlertsConfig:
+        """The ``[alerts]`` settings in force."""
+        ...
+
+    async def payload(self, event_id: str) -> EventPayload | None:
+        """What a delivery of this event sends (its stored request), or None."""
         ...
 
     async def read(self, work: Callable[[Reader], T]) -> T:

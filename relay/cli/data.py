@@ -5,40 +5,86 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from relay.cli.context import Context, NotRunning, actor, admin_call, database
 from relay.cli.output import emit, table, when
 from relay.errors import RelayError
-from relay.store import record_offline, since_to_time
+from relay.store import record_offline, rollup, since_to_time
 
 
 def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
+    """Per source and destination: what happened in a time range (the last hour unless
+    --since/--until say otherwise, from the per-minute rollup, which keeps a week) and the
+    backlog now."""
+    now = time.time()
+    since = since_to_time(args.since) if args.since else now - 3600
+    until = since_to_time(args.until) if args.until else now
+    if since is None or until is None:  # given, so parsed: never None
+        raise AssertionError
     with database(ctx) as reader:
         data = reader.stats()
-    sources = table(
-        [
-            (n, s["events_last_hour"], s.get("rejected_last_hour", 0))
-            for n, s in sorted(data["sources"].items())
-        ],
-        ("SOURCE", "EVENTS (1 H)", "REJECTED (1 H)"),
+        totals = reader.totals(since, until)
+    data["range"] = {"since": since, "until": until}
+    names = sorted({n for k, n in totals if k == rollup.SOURCE} | set(data["sources"]))
+    sources: dict[str, dict[str, Any]] = {}
+    for n in names:
+        t = totals.get((rollup.SOURCE, n), {})
+        sources[n] = {
+            **data["sources"].get(n, {}),  # events_last_hour, … (as before)
+            "received": t.get("received", 0),
+            "rejected": t.get("rejected", 0),
+        }
+    data["sources"] = sources
+    dests = sorted({n for k, n in totals if k == rollup.DESTINATION} | set(data["destinations"]))
+    for n in dests:
+        t = totals.get((rollup.DESTINATION, n), {})
+        histogram = [t.get(f"lat{i}", 0) for i in range(len(rollup.LATENCY_BOUNDS) + 1)]
+        d = data["destinations"].setdefault(
+            n, {"pending": 0, "dead": 0, "oldest_pending_seconds": None, "paused": False}
+        )
+        d.update(
+            delivered=t.get("delivered", 0),
+            died=t.get("dead", 0),
+            retried=t.get("retried", 0),
+            p95_seconds=rollup.p95(histogram),
+        )
+    source_rows = [(n, s["received"], s["rejected"]) for n, s in sources.items()]
+    dest_rows = [
+        (
+            n,
+            d["delivered"],
+            d["died"],
+            d["retried"],
+            d["p95_seconds"],
+            d["pending"],
+            d["dead"],
+            d["oldest_pending_seconds"],
+            "yes" if d["paused"] else "no",
+        )
+        for n, d in sorted(data["destinations"].items())
+    ]
+    text = table(source_rows, ("SOURCE", "RECEIVED", "REJECTED"))
+    text += "\n\n" + table(
+        dest_rows,
+        (
+            "DESTINATION",
+            "DELIVERED",
+            "DIED",
+            "RETRIED",
+            "P95 S",
+            "PENDING",
+            "DEAD",
+            "OLDEST S",
+            "PAUSED",
+        ),
     )
-    destinations = table(
-        [
-            (
-                n,
-                d["pending"],
-                d["dead"],
-                d["delivered_last_hour"],
-                d["oldest_pending_seconds"],
-                "yes" if d["paused"] else "no",
-            )
-            for n, d in data["destinations"].items()
-        ],
-        ("DESTINATION", "PENDING", "DEAD", "DELIVERED/1H", "OLDEST (S)", "PAUSED"),
+    span = (
+        f"from {when(since)} until {when(until)} UTC" if args.since or args.until else "last hour"
     )
-    text = f"{sources}\n\n{destinations}"
+    text = f"Counts: {span} (pending and dead: now).\n\n" + text
     groups = _agents(ctx)  # live state: only the running relay knows it
     if groups:
         data["agents"] = groups
@@ -49,7 +95,25 @@ def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
             ],
             ("AGENT GROUP", "CONNECTED", "FREE CREDITS", "OFFLINE (S)"),
         )
-    emit(args, data, text)
+    headers = (
+        "kind",
+        "name",
+        "received",
+        "rejected",
+        "delivered",
+        "died",
+        "retried",
+        "p95_seconds",
+        "pending",
+        "dead",
+        "oldest_pending_seconds",
+        "paused",
+    )
+    csv_rows = [
+        ("source", n, s["received"], s["rejected"], *[None] * 8) for n, s in sources.items()
+    ]
+    csv_rows += [("destination", r[0], None, None, *r[1:]) for r in dest_rows]
+    emit(args, data, text, (headers, csv_rows))
     return 0
 
 
@@ -112,6 +176,9 @@ def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("stats", parents=[common], help="per source and destination counts")
+    p.add_argument("--since", help="from: a duration ago (24h) or a time (default: 1h ago)")
+    p.add_argument("--until", help="until: a duration ago or a time (default: now)")
+    p.add_argument("--csv", action="store_true", help="CSV output, headers first")
     p.set_defaults(command_run=cmd_stats)
     p = sub.add_parser("backup", parents=[common], help="a consistent copy of the database")
     p.add_argument("path", metavar="PATH")

@@ -89,12 +89,14 @@ SELECT :id, :number, :started_at, :duration_ms, :status, :error, :excerpt, :outc
                   AND d.lease_until IS NOT NULL AND (NOT :strict OR d.lease_until >= :now));
 
 -- name: finish_attempt
+-- Returns the delivery when the outcome applied (for the rollup); a stale one returns none.
 UPDATE deliveries
    SET state = :state, next_attempt_at = :next_attempt_at, lease_until = NULL,
        updated_at = :now, last_status = :status, last_error = :error,
        delivered_at = CASE WHEN :state = 'delivered' THEN :now ELSE delivered_at END
  WHERE id = :id AND lease_seq = :lease AND state = 'pending'
-   AND lease_until IS NOT NULL AND (NOT :strict OR lease_until >= :now);
+   AND lease_until IS NOT NULL AND (NOT :strict OR lease_until >= :now)
+RETURNING destination, state, created_at;
 
 -- name: release_lease
 -- An attempt that never reached the receiver's side (its agent went away with it): the
@@ -231,8 +233,10 @@ SELECT COUNT(*) FROM deliveries
  WHERE state = 'delivered' AND destination = ? AND updated_at >= ?;
 
 -- name: rejections_latest
-SELECT at, source, status, reason, remote_addr, method, headers FROM rejections
+SELECT at, source, status, reason, remote_addr, method, headers, id FROM rejections
  WHERE (:source IS NULL OR source = :source)
+   AND (:since IS NULL OR at >= :since) AND (:until IS NULL OR at < :until)
+   AND (:before IS NULL OR id < :before)
  ORDER BY id DESC LIMIT :limit;
 
 -- name: chart_events
@@ -253,6 +257,7 @@ SELECT id, event_type, headers, body FROM events
 -- name: audit_latest
 SELECT id, at, actor, origin, action, target, params, result FROM audit
  WHERE (:since IS NULL OR at >= :since) AND (:until IS NULL OR at < :until)
+   AND (:before IS NULL OR id < :before) AND (:action IS NULL OR action = :action)
  ORDER BY id DESC LIMIT :limit;
 
 -- name: events_by_prefix
@@ -285,3 +290,18 @@ DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < :before LIMIT :ba
 -- name: last_received
 -- When a source last received an event: the time index, newest first, to the first match.
 SELECT received_at FROM events WHERE source = ? ORDER BY received_at DESC LIMIT 1;
+
+-- name: add_minutes
+-- A transaction's tally (relay/store/rollup.py), added to the rollup.
+INSERT INTO minutes (minute, kind, name, metric, n) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (minute, kind, name, metric) DO UPDATE SET n = n + excluded.n;
+
+-- name: trim_minutes
+DELETE FROM minutes WHERE minute < :before;
+
+-- name: minutes_since
+SELECT minute, kind, name, metric, n FROM minutes WHERE minute >= :since;
+
+-- name: minutes_between
+SELECT kind, name, metric, SUM(n) FROM minutes
+ WHERE minute >= :first AND minute < :end GROUP BY kind, name, metric;

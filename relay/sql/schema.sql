@@ -196,3 +196,16 @@ SELECT d.destination                                AS destination,
        COALESCE(s.paused, 0)                        AS paused
   FROM deliveries d LEFT JOIN destination_state s ON s.destination = d.destination
  GROUP BY d.destination;
+
+-- The overview's per-minute rollup (relay/store/rollup.py): counts added by each writer
+-- transaction for what it commits, so health figures never scan the event tables.
+-- metric: received, rejected (a source); queued, delivered, retried, dead, lat0… (a
+-- destination; latN counts deliveries whose received → delivered time fell in bucket N).
+CREATE TABLE minutes (
+    minute  INTEGER NOT NULL,                -- unix time // 60
+    kind    TEXT NOT NULL,                   -- 'source' or 'destination'
+    name    TEXT NOT NULL,
+    metric  TEXT NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (minute, kind, name, metric)
+) WITHOUT ROWID;

@@ -90,6 +90,11 @@ class Reader(Protocol):
         """How many dead deliveries match ``f``, per destination."""
         ...
 
+    def dead_grouped(self, f: DeadFilter, by: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead letters matching ``f`` counted per ``by`` (destination, error, type or
+        source): value, count, last_died_at; the largest group first."""
+        ...
+
     def dead_groups(self, limit: int = 100) -> list[dict[str, Any]]:
         """Dead deliveries not yet replayed, grouped by destination and last error, largest
         group first: destination, error, count."""
@@ -100,12 +105,33 @@ class Reader(Protocol):
         dead (not replayed), delivered in the last hour, oldest pending, paused."""
         ...
 
-    def rejections(self, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest refused requests (headers redacted when they were stored)."""
+    def rejections(
+        self,
+        source: str | None = None,
+        limit: int = 50,
+        since: float | None = None,
+        until: float | None = None,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest refused requests (headers redacted when they were stored), of a
+        source, from ``since`` until ``until``, with an id below ``before`` (the next page)."""
         ...
 
     def last_hour(self, now: float | None = None) -> dict[str, list[float]]:
         """Per minute over the last hour: events received, p95 received → delivered."""
+        ...
+
+    def minutes(self, now: float | None = None) -> list[tuple[int, str, str, str, int]]:
+        """The per-minute rollup's rows of the overview's window (relay.store.rollup)."""
+        ...
+
+    def totals(self, since: float, until: float) -> dict[tuple[str, str], dict[str, int]]:
+        """The per-minute rollup's counts from ``since`` until ``until``, per (kind, name)."""
+        ...
+
+    def backlog(self) -> dict[str, tuple[int, float, int]]:
+        """Per destination: pending count, when the oldest pending was queued, dead (not
+        replayed) count; each from an index."""
         ...
 
     def replay_targets(self, sel: ReplaySelection) -> list[ReplayTarget]:
@@ -118,9 +144,14 @@ class Reader(Protocol):
         ...
 
     def audit(
-        self, since: float | None = None, limit: int = 50, until: float | None = None
+        self,
+        since: float | None = None,
+        limit: int = 50,
+        until: float | None = None,
+        before: int | None = None,
+        action: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Operator actions, newest first."""
+        """Operator actions, newest first (an id below ``before``: the next page)."""
         ...
 
     def dead_summary(self, f: DeadFilter) -> tuple[int, float | None]:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from relay.errors import StorageUnavailable
 from relay.log import Fault
 from relay.normalize.taxonomy import transition
+from relay.store import rollup
 from relay.store.base import HandOff
 from relay.store.records import (
     AttemptRecord,
@@ -100,6 +101,7 @@ class Batcher:
         self._urgent = asyncio.Event()  # an op someone is waiting on was queued
         self.hand_off: HandOff | None = None
         self._committed_at = 0.0
+        self._trimmed_hour = 0  # the hour (of the rollup's minutes) whose trim is done
 
     @property
     def healthy(self) -> bool:
@@ -317,6 +319,31 @@ class Batcher:
         for op in batch:
             if op.future is not None and not op.future.done():
                 op.future.set_exception(error)
+
+    def tally(
+        self,
+        stored: list[NewEvent],
+        finished: list[tuple[str, str, float, float]],
+        rejections: list[Rejection],
+    ) -> tuple[list[tuple[int, str, str, str, int]], int | None]:
+        """The rollup rows a transaction adds (events stored, outcomes applied as
+        (destination, state, queued at, finished at), requests refused), and once an hour
+        the minute before which the rollup is trimmed."""
+        t = rollup.Tally()
+        for event in stored:
+            if not event.items:  # a split batch counts as its items
+                t.received(event.source, event.received_at, event.destinations)
+        for destination, state, queued_at, at in finished:
+            t.finished(destination, state, queued_at, at)
+        for r in rejections:
+            t.rejected(r.source, r.at)
+        rows = t.rows()
+        trim = None
+        latest = max((row[0] for row in rows), default=None)  # the times it counts, not ours
+        if latest is not None and latest // 60 > self._trimmed_hour:
+            self._trimmed_hour = latest // 60
+            trim = latest - rollup.KEEP_MINUTES
+        return rows, trim
 
     # -- what a backend provides ---------------------------------------------------------
 

@@ -231,6 +231,24 @@ def dead_by_destination(where: str) -> str:
     return f"{_DEAD_BY_DESTINATION}{where} GROUP BY d.destination"
 
 
+# What dead letters can be grouped by: the column each stands for.
+DEAD_GROUPS = {
+    "destination": "d.destination",
+    "error": "d.last_error",
+    "type": "e.event_type",
+    "source": "e.source",
+}
+
+
+def dead_grouped(where: str, by: str) -> str:
+    column = DEAD_GROUPS[by]  # KeyError for anything else: never a caller's text
+    return (
+        f"SELECT {column}, COUNT(*), MAX(d.updated_at)"  # noqa: S608 - column from DEAD_GROUPS
+        f" FROM deliveries d JOIN events e ON e.id = d.event_id{where}"
+        f" GROUP BY {column} ORDER BY COUNT(*) DESC LIMIT ?"
+    )
+
+
 def replay(where: str) -> str:
     return f"{_REPLAY}{where}"
 

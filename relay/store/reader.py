@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from relay import sql
-from relay.store import clauses
+from relay.store import clauses, rollup
 from relay.store.records import (
     MAX_LIMIT,
     DeadFilter,
@@ -179,6 +179,15 @@ class SqlReader:
         rows = self._conn.execute(d.finish(clauses.dead_by_destination(where)), params)
         return {name: int(count) for name, count in rows}
 
+    def dead_grouped(self, f: DeadFilter, by: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The dead letters matching ``f``, counted per destination, error, type or source
+        (``clauses.DEAD_GROUPS``), the largest group first."""
+        d = self._dialect
+        where, params = clauses.dead_where(f, d)
+        statement = d.finish(clauses.dead_grouped(where, by))
+        rows = self._conn.execute(statement, [*params, _limit(limit)])
+        return [{"value": r[0], "count": int(r[1]), "last_died_at": r[2]} for r in rows]
+
     def dead_groups(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._conn.execute(self._q["dead_groups"], (_limit(limit),))
         return [
@@ -226,9 +235,22 @@ class SqlReader:
         ordered = {name: destinations[name] for name in sorted(destinations)}
         return {"at": now, "sources": sources, "destinations": ordered}
 
-    def rejections(self, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        params = {"source": source, "limit": _limit(limit)}
-        keys = ("at", "source", "status", "reason", "remote_addr", "method", "headers")
+    def rejections(
+        self,
+        source: str | None = None,
+        limit: int = 50,
+        since: float | None = None,
+        until: float | None = None,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        params = {
+            "source": source,
+            "limit": _limit(limit),
+            "since": since,
+            "until": until,
+            "before": before,
+        }
+        keys = ("at", "source", "status", "reason", "remote_addr", "method", "headers", "id")
         return [
             {**dict(zip(keys, row, strict=True)), "headers": json.loads(row[6])}
             for row in self._conn.execute(self._q["rejections_latest"], params)
@@ -250,6 +272,32 @@ class SqlReader:
                     latency[minute].append(float(seconds))
         p95 = [sorted(v)[int(len(v) * 0.95)] if v else 0.0 for v in latency]
         return {"events": events, "p95": p95}
+
+    def minutes(self, now: float | None = None) -> list[tuple[int, str, str, str, int]]:
+        now = now if now is not None else time.time()
+        since = rollup.minute_of(now) - rollup.WINDOW + 1
+        return [
+            (int(r[0]), r[1], r[2], r[3], int(r[4]))
+            for r in self._conn.execute(self._q["minutes_since"], {"since": since})
+        ]
+
+    def totals(self, since: float, until: float) -> dict[tuple[str, str], dict[str, int]]:
+        """The rollup's counts from ``since`` until ``until`` (whole minutes), per (kind,
+        name): received, rejected, queued, delivered, retried, dead, lat0…"""
+        params = {"first": rollup.minute_of(since), "end": rollup.minute_of(until - 1e-9) + 1}
+        found: dict[tuple[str, str], dict[str, int]] = {}
+        for kind, name, metric, n in self._conn.execute(self._q["minutes_between"], params):
+            found.setdefault((kind, name), {})[metric] = int(n)
+        return found
+
+    def backlog(self) -> dict[str, tuple[int, float, int]]:
+        found: dict[str, tuple[int, float, int]] = {}
+        for name, count, oldest in self._conn.execute(self._q["gauges_pending"]):
+            found[name] = (int(count), float(oldest), 0)
+        for name, count in self._conn.execute(self._q["gauges_dead"]):
+            pending, oldest, _ = found.get(name, (0, 0.0, 0))
+            found[name] = (pending, oldest, int(count))
+        return found
 
     def replay_targets(self, sel: ReplaySelection) -> list[ReplayTarget]:
         d = self._dialect
@@ -274,10 +322,21 @@ class SqlReader:
         return found
 
     def audit(
-        self, since: float | None = None, limit: int = 50, until: float | None = None
+        self,
+        since: float | None = None,
+        limit: int = 50,
+        until: float | None = None,
+        before: int | None = None,
+        action: str | None = None,
     ) -> list[dict[str, Any]]:
         """The newest operator actions first."""
-        params = {"since": since, "until": until, "limit": _limit(limit)}
+        params = {
+            "since": since,
+            "until": until,
+            "limit": _limit(limit),
+            "before": before,
+            "action": action,
+        }
         keys = ("id", "at", "actor", "origin", "action", "target", "params", "result")
         return [
             {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace as changed
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from relay.store import (
     Store,
     open_reader,
     open_store,
+    rollup,
 )
 from relay.store.records import Facts
 from tests.store.conftest import storage
@@ -593,3 +595,40 @@ async def test_reopening_releases_the_leases_of_the_last_process(
         assert claim.attempt == 2
     finally:
         await second.close()
+
+
+async def test_the_minute_rollup_counts_what_each_commit_applied(store: Store) -> None:
+    """The overview reads these counts instead of scanning: events received per source,
+    deliveries queued, delivered (with their latency bucket), retried and dead per
+    destination, requests refused; an outcome under a stale lease adds nothing."""
+    at = (T0 // 60 + 100) * 60  # the start of a minute
+    for n in range(3):
+        await store.ingest(event(n, ("a", "b"), at=at))  # received at at+0, at+1, at+2
+    store.note_rejection(Rejection(at + 5, "s", 401, "bad signature", None, "POST", "[]"))
+    claims = await store.claim("a", at + 10, 10, lease=30)
+    assert len(claims) == 3
+    await store.record(outcome(claims[0], "delivered", at + 10.02))  # queued at+0: 10 s
+    await store.record(outcome(claims[1], "dead", at + 11))
+    await store.record(outcome(claims[2], "pending", at + 12, retry_at=at + 100))
+    await store.record(changed(outcome(claims[0], "delivered", at + 13), lease=claims[0].lease + 7))
+    rows = await store.read(lambda r: r.minutes(at + 30))
+    minute = rollup.minute_of(at)
+    counts = {(kind, name, metric): n for m, kind, name, metric, n in rows if m == minute}
+    latency = f"lat{rollup.bucket(10.02)}"  # queued at at+0, delivered at at+10.02
+    assert counts == {
+        ("source", "s", "received"): 3,
+        ("source", "s", "rejected"): 1,
+        ("destination", "a", "queued"): 3,
+        ("destination", "b", "queued"): 3,
+        ("destination", "a", "delivered"): 1,
+        ("destination", "a", latency): 1,
+        ("destination", "a", "dead"): 1,
+        ("destination", "a", "retried"): 1,
+    }
+    s = rollup.series(rows, at + 30)[("destination", "a")]
+    assert (s.total("delivered"), s.total("dead"), s.total("retried")) == (1, 1, 1)
+    assert s.p95() == rollup.LATENCY_BOUNDS[rollup.bucket(10.02)]
+    assert await store.read(lambda r: r.backlog()) == {
+        "a": (1, at + 2, 1),
+        "b": (3, at, 0),
+    }

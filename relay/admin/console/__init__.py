@@ -29,10 +29,21 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 
+from relay.admin.console import outgoing
 from relay.admin.console.sessions import SESSION_SECONDS, Sessions, Throttle
 from relay.admin.surface import Surface, Who
+from relay.alerting import ALERT_SOURCE
 from relay.network import parse_address, within
-from relay.store import STATUSES, DeadFilter, EventFilter, ReplaySelection, since_to_time
+from relay.store import (
+    STATUSES,
+    Claim,
+    DeadFilter,
+    EventFilter,
+    ReplaySelection,
+    clauses,
+    rollup,
+    since_to_time,
+)
 
 COOKIE = "relay_session"
 PAGE = 50
@@ -158,12 +169,14 @@ class Console:
         r.add_get("/ui/static/{name}", self.static)
         r.add_get("/ui/events", self.events)
         r.add_get("/ui/events/{id}", self.event)
+        r.add_get("/ui/tail", self.events)
         r.add_get("/ui/dead", self.dead)
         r.add_post("/ui/replay", self.replay)
         r.add_get("/ui/destinations", self.destinations)
         r.add_post("/ui/destinations/{name}/{action}", self.pause_resume)
         r.add_get("/ui/rejections", self.rejections)
         r.add_get("/ui/audit", self.audit)
+        r.add_get("/ui/alerts", self.alerts)
 
     async def home(self, request: web.Request) -> web.Response:
         return _redirect("/ui/")
@@ -234,35 +247,76 @@ class Console:
         )
 
     async def overview(self, request: web.Request) -> web.Response:
-        stats = await self._surface.read(lambda r: r.stats())
-        chart = await self._surface.read(lambda r: r.last_hour())
-        names = sorted(set(self._surface.sources()) | set(stats["sources"]))
-        sources = [
-            {
-                "name": name,
-                "events": stats["sources"].get(name, {}).get("events_last_hour", 0),
-                "rejected": stats["sources"].get(name, {}).get("rejected_last_hour", 0),
-                "duplicates": self._surface.duplicates(name),
-            }
-            for name in names
-        ]
+        """Health at a glance, from the per-minute rollup and the backlog's indexes (never
+        a scan of the event tables): each source and destination judged from its own
+        numbers (relay.store.rollup), what needs attention first, linked to its list."""
+        now = time.time()
+        rows = await self._surface.read(lambda r: r.minutes(now))
+        backlog = await self._surface.read(lambda r: r.backlog())
+        per = rollup.series(rows, now)
+        empty = rollup.Series()
+        attention: list[dict[str, Any]] = []
+        names = {n for kind, n in per if kind == rollup.SOURCE}
+        sources = []
+        for name in sorted(set(self._surface.sources()) | names):
+            s = per.get((rollup.SOURCE, name), empty)
+            health = rollup.source_health(name, s)
+            sources.append(
+                {
+                    "name": name,
+                    "health": health,
+                    "received": s.total("received"),
+                    "rejected": s.total("rejected"),
+                    "duplicates": self._surface.duplicates(name),
+                    "spark": rollup.chart([float(v) for v in s.of("received")]),
+                }
+            )
+            if health.level != "ok":
+                attention.append({"kind": "source", "name": name, "health": health})
+        groups = self._surface.agents()
         destinations = []
         for view in self._surface.destinations():
-            d = stats["destinations"].get(view.name, {})
-            state = "paused" if view.paused else ("trouble" if view.circuit == "open" else "ok")
+            s = per.get((rollup.DESTINATION, view.name), empty)
+            pending, oldest_at, dead = backlog.get(view.name, (0, 0.0, 0))
+            oldest = now - oldest_at if pending else None
+            group = view.config.agent
+            offline = (
+                group if group is not None and not groups.get(group, {}).get("connected") else None
+            )
+            health = rollup.destination_health(
+                view.name, s, pending, oldest, view.paused is not None, view.circuit, offline
+            )
+            delivered, died, retried = s.total("delivered"), s.total("dead"), s.total("retried")
+            attempts = delivered + died + retried
+            p95 = s.p95()
             destinations.append(
                 {
                     "name": view.name,
-                    "state": state,
-                    "delivered": d.get("delivered_last_hour", 0),
-                    "pending": d.get("pending", 0),
-                    "dead": d.get("dead", 0),
-                    "paused": view.paused is not None,
-                    "circuit": view.circuit or "-",
-                    "oldest": d.get("oldest_pending_seconds"),
+                    "health": health,
+                    "delivered": delivered,
+                    "died": died,
+                    "success": f"{100 * delivered / attempts:.0f}%" if attempts else "-",
+                    "pending": pending,
+                    "dead": dead,
+                    "oldest": oldest,
+                    "p95": _seconds(p95),
+                    "spark": rollup.chart([float(v) for v in s.of("delivered")]),
+                    "latency": rollup.chart(s.p95_per_minute()),
                 }
             )
-        context = {"sources": sources, "destinations": destinations, "chart": _chart(chart)}
+            if health.level != "ok":
+                attention.append({"kind": "destination", "name": view.name, "health": health})
+        attention.sort(key=lambda a: -rollup.LEVELS[a["health"].level])
+        received = [0.0] * rollup.WINDOW
+        for (kind, _), s in per.items():
+            if kind == rollup.SOURCE:
+                received = [a + b for a, b in zip(received, s.of("received"), strict=True)]
+        context = {
+            "sources": sources,
+            "destinations": destinations,
+            "attention": attention,
+            "chart": _chart(received, now),
+        }
         if request.query.get("fragment"):
             html = self._templates.get_template("_overview.html").render(**context)
             return web.Response(text=html, content_type="text/html", headers=_no_store())
@@ -281,29 +335,53 @@ class Console:
                 destination=q.get("destination") or None,
                 text=q.get("q") or None,
                 before=q.get("before") or None,
-                limit=PAGE,
+                limit=PAGE + 1,  # one more: is there an older page?
             )
             rows = await self._surface.read(lambda r: r.events(f))
             problem = None
         except ValueError as exc:
             rows, problem = [], str(exc)
-        older = None
-        if len(rows) == PAGE:
-            older = urlencode(
-                {k: v for k, v in q.items() if k != "before"} | {"before": rows[-1]["id"]}
-            )
+        rows, older = _paged(q, rows, "id")
         names = ("source", "destination", "type", "status", "since", "until", "key", "q")
         form = {k: q.get(k, "") for k in names}
+        replayable = None
+        # Delivered ones can be millions: counted for a replay only when asked (count=1).
+        counted = ("dead", "unrouted", "delivered") if q.get("count") else ("dead", "unrouted")
+        # Only what a replay selection can say exactly (no key, no text).
+        live = request.path == "/ui/tail"
+        if problem is None and f.status in counted and not (f.key or f.text or live):
+            sel = ReplaySelection(
+                source=f.source,
+                event_type=clauses.type_glob(f.event_type) if f.event_type else None,
+                since=f.since,
+                until=f.until,
+                state=f.status or "dead",
+                destination=f.destination,
+            )
+            who = Who("console", request.remote or "unix")
+            seen = await self._surface.replay(sel, who, dry_run=True)
+            replayable = {"sel": sel, "count": int(seen["matched"]), "form_id": _form_id()}
+        back_query = urlencode({k: v for k, v in form.items() if v})
+        if live and q.get("fragment"):
+            html = self._templates.get_template("_events_table.html").render(rows=rows)
+            return web.Response(text=html, content_type="text/html", headers=_no_store())
         return self.render(
             request,
             "events.html",
-            "Events",
+            "Live tail" if live else "Events",
             "/ui/events",
+            live=live,
+            page=PAGE,
+            back_query=back_query,
+            fragment_query=urlencode({k: v for k, v in form.items() if v} | {"fragment": "1"}),
             q=form,
             statuses=("", *STATUSES),
             rows=rows,
             problem=problem,
             older=older,
+            replayable=replayable,
+            count_link=urlencode(dict(q) | {"count": "1"}),
+            back="/ui/events?" + back_query,
         )
 
     async def event(self, request: web.Request) -> web.Response:
@@ -316,6 +394,17 @@ class Console:
         else:
             body = str(ev["body"])
         replayed = {d["replay_of"] for d in ev["deliveries"] if d["replay_of"] is not None}
+        configs = {view.name: view.config for view in self._surface.destinations()}
+        payload = await self._surface.payload(event_id) if ev["deliveries"] else None
+        for d in ev["deliveries"]:
+            config = configs.get(d["destination"])
+            if payload is None or config is None:
+                continue  # a destination no longer configured: nothing to rebuild it from
+            last = d["history"][-1] if d["history"] else None
+            number = last["number"] if last else 1
+            at = last["started_at"] if last else time.time()
+            claim = Claim(d["id"], event_id, number, d["created_at"])
+            d["request"] = outgoing.shown(config, payload, claim, at)
         return self.render(
             request,
             "event.html",
@@ -355,11 +444,15 @@ class Console:
             total, last_died = await self._surface.read(lambda r: r.dead_summary(f))
         except ValueError as exc:
             problem, f = str(exc), DeadFilter()
-        older = None
-        if len(rows) > PAGE:
-            rows = rows[:PAGE]
-            kept = {k: v for k, v in q.items() if k not in ("before", "done")}
-            older = urlencode(kept | {"before": rows[-1]["delivery_id"]})
+        rows, older = _paged(q, rows, "delivery_id")
+        by = q.get("group", "")
+        grouped: list[dict[str, Any]] = []
+        if by in clauses.DEAD_GROUPS:
+            grouped = await self._surface.read(lambda r: r.dead_grouped(f, by))
+            keep = {k: v for k, v in form.items() if v and k != by}
+            for g in grouped:
+                if g["value"] is not None:
+                    g["link"] = "/ui/dead?" + urlencode(keep | {by: g["value"]})
         groups = await self._surface.read(lambda r: r.dead_groups())
         return self.render(
             request,
@@ -367,6 +460,12 @@ class Console:
             "Dead letters",
             "/ui/dead",
             groups=[g | {"form_id": _form_id()} for g in groups],
+            by=by if by in clauses.DEAD_GROUPS else "",
+            grouped=grouped,
+            group_links={
+                k: "/ui/dead?" + urlencode({x: v for x, v in form.items() if v} | {"group": k})
+                for k in clauses.DEAD_GROUPS
+            },
             rows=rows,
             q=form,
             matching={
@@ -398,6 +497,15 @@ class Console:
             if key is not None:  # the same form with another selection is another request
                 chosen = ",".join(str(i) for i in sorted(ids)).encode()
                 key = f"{key}:{hashlib.sha256(chosen).hexdigest()[:16]}"
+        elif form.get("events"):  # the events list's "Replay the N": its filter, exactly
+            sel = ReplaySelection(
+                source=str(form.get("source", "")) or None,
+                event_type=str(form.get("type", "")) or None,
+                since=_float(form.get("since")),
+                until=_float(form.get("until")),
+                state=str(form.get("state", "dead")),
+                destination=str(form.get("destination", "")) or None,
+            )
         elif form.get("matching"):  # "Replay all N matching": the list's own filter
             sel = ReplaySelection(
                 destination=str(form.get("destination", "")) or None,
@@ -436,8 +544,59 @@ class Console:
         return _redirect(_told(back, message))
 
     async def audit(self, request: web.Request) -> web.Response:
-        rows = await self._surface.read(lambda r: r.audit(None, 200))
-        return self.render(request, "audit.html", "Audit", "/ui/audit", rows=rows)
+        """Operators' actions, newest first: From/Until, an action, pages by id."""
+        q = request.query
+        form = {k: q.get(k, "") for k in ("action", "from", "until")}
+        rows: list[dict[str, Any]] = []
+        problem = None
+        try:
+            since, until = since_to_time(form["from"] or None), since_to_time(form["until"] or None)
+            before = _int(q.get("before"))
+            action = form["action"] or None
+            rows = await self._surface.read(
+                lambda r: r.audit(since, PAGE + 1, until, before, action)
+            )
+        except ValueError as exc:
+            problem = str(exc)
+        rows, older = _paged(q, rows, "id")
+        return self.render(
+            request,
+            "audit.html",
+            "Audit",
+            "/ui/audit",
+            rows=rows,
+            q=form,
+            problem=problem,
+            older=older,
+        )
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        """What raises an alert and where it goes (``[alerts]``), and the alerts sent: events
+        of relay's own source, delivered like any other."""
+        config = self._surface.alerts()
+        conditions = []
+        if config.dead:
+            conditions.append(("dead", "deliveries died"))
+        if config.backlog is not None:
+            conditions.append(("backlog", f"oldest pending older than {ago(config.backlog)}"))
+        if config.rejections is not None:
+            conditions.append(("rejections", "a source refuses too large a share"))
+        for source, quiet in sorted(config.quiet.items()):
+            conditions.append(("quiet", f"{source} received nothing for {ago(quiet)}"))
+        f = EventFilter(source=ALERT_SOURCE, limit=PAGE + 1, before=request.query.get("before"))
+        rows = await self._surface.read(lambda r: r.events(f))
+        rows, older = _paged(request.query, rows, "id")
+        return self.render(
+            request,
+            "alerts.html",
+            "Alerts",
+            "/ui/alerts",
+            config=config,
+            conditions=conditions,
+            every=ago(config.every),
+            rows=rows,
+            older=older,
+        )
 
     async def destinations(self, request: web.Request) -> web.Response:
         stats = await self._surface.read(lambda r: r.stats())
@@ -488,8 +647,31 @@ class Console:
         return _redirect("/ui/destinations?" + urlencode({"done": done}))
 
     async def rejections(self, request: web.Request) -> web.Response:
-        rows = await self._surface.read(lambda r: r.rejections(None, 200))
-        return self.render(request, "rejections.html", "Rejections", "/ui/rejections", rows=rows)
+        """Refused requests, newest first: source, From/Until, pages by id."""
+        q = request.query
+        form = {k: q.get(k, "") for k in ("source", "from", "until")}
+        rows: list[dict[str, Any]] = []
+        problem = None
+        try:
+            since, until = since_to_time(form["from"] or None), since_to_time(form["until"] or None)
+            before = _int(q.get("before"))
+            source = form["source"] or None
+            rows = await self._surface.read(
+                lambda r: r.rejections(source, PAGE + 1, since, until, before)
+            )
+        except ValueError as exc:
+            problem = str(exc)
+        rows, older = _paged(q, rows, "id")
+        return self.render(
+            request,
+            "rejections.html",
+            "Rejections",
+            "/ui/rejections",
+            rows=rows,
+            q=form,
+            problem=problem,
+            older=older,
+        )
 
 
 def _no_store() -> dict[str, str]:
@@ -535,6 +717,20 @@ def _form_id() -> str:
     return "ui-" + secrets.token_urlsafe(16)
 
 
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _paged(q: Any, rows: list[dict[str, Any]], key: str) -> tuple[list[dict[str, Any]], str | None]:
+    """A page read with one row more than it shows: the rows to show, and the query of the
+    next (older) page when that extra row exists (keyset paging on ``key``)."""
+    if len(rows) <= PAGE:
+        return rows, None
+    rows = rows[:PAGE]
+    kept = {k: v for k, v in q.items() if k not in ("before", "done")}
+    return rows, urlencode(kept | {"before": rows[-1][key]})
+
+
 def _float(value: object) -> float | None:
     try:
         return float(str(value)) if value not in (None, "") else None
@@ -546,33 +742,44 @@ def _redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def _chart(data: dict[str, list[float]]) -> dict[str, Any]:
-    """The geometry of the overview's two small SVG charts: events per minute (bars) and
-    p95 received → delivered (a line); the template draws them."""
-    width, height = 600, 120
-    events, p95 = data["events"], data["p95"]
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"≤ {value * 1000:.0f} ms" if value < 1 else f"≤ {value:g} s"
+
+
+def _chart(events: list[float], now: float) -> dict[str, Any]:
+    """The geometry of the overview's events-per-minute chart: bars, a y axis with its
+    peak and unit, and an x axis of clock times (UTC) every 15 minutes."""
+    left, bottom, width, height = 44, 18, 600, 120
+    plot_w, plot_h = width - left, height - bottom
     top = max(events) or 1.0
-    step = width / len(events)
+    step = plot_w / len(events)
     bars = [
         {
-            "x": f"{i * step:.1f}",
-            "y": f"{height - v / top * height:.1f}",
-            "w": f"{step - 1:.1f}",
-            "h": f"{v / top * height:.1f}",
+            "x": f"{left + i * step:.1f}",
+            "y": f"{plot_h - v / top * plot_h:.1f}",
+            "w": f"{max(step - 1, 1):.1f}",
+            "h": f"{v / top * plot_h:.1f}",
         }
         for i, v in enumerate(events)
         if v
     ]
-    slowest = max(p95) or 1.0
-    line_step = width / (len(p95) - 1)
-    points = " ".join(
-        f"{i * line_step:.1f},{height - v / slowest * height:.1f}" for i, v in enumerate(p95)
-    )
+    first = (rollup.minute_of(now) - len(events) + 1) * 60
+    ticks = [
+        {
+            "x": f"{left + i * step:.1f}",
+            "label": time.strftime("%H:%M", time.gmtime(first + i * 60)),
+        }
+        for i in range(0, len(events), 15)
+    ]
     return {
         "width": width,
         "height": height,
+        "left": left,
+        "plot_h": plot_h,
         "bars": bars,
-        "events_peak": f"{top:g}",
-        "points": points,
-        "latency_peak": f"{slowest * 1000:.0f} ms" if slowest < 10 else f"{slowest:.0f} s",
+        "peak": f"{top:g}",
+        "ticks": ticks,
+        "total": f"{sum(events):g}",
     }

@@ -152,7 +152,8 @@ UPDATE deliveries
                            ELSE delivered_at END
  WHERE id = %(id)s::bigint AND lease_seq = %(lease)s::bigint AND state = 'pending'
    AND lease_until IS NOT NULL
-   AND (NOT %(strict)s::boolean OR lease_until >= %(now)s::double precision);
+   AND (NOT %(strict)s::boolean OR lease_until >= %(now)s::double precision)
+RETURNING destination, state, created_at;
 
 -- name: release_lease
 UPDATE deliveries
@@ -295,8 +296,11 @@ SELECT COUNT(*) FROM deliveries
  WHERE state = 'delivered' AND destination = %s AND updated_at >= %s;
 
 -- name: rejections_latest
-SELECT at, source, status, reason, remote_addr, method, headers FROM rejections
+SELECT at, source, status, reason, remote_addr, method, headers, id FROM rejections
  WHERE (%(source)s::text IS NULL OR source = %(source)s::text)
+   AND (%(since)s::double precision IS NULL OR at >= %(since)s::double precision)
+   AND (%(until)s::double precision IS NULL OR at < %(until)s::double precision)
+   AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
  ORDER BY id DESC LIMIT %(limit)s;
 
 -- name: chart_events
@@ -315,6 +319,8 @@ SELECT id, event_type, headers, body FROM events WHERE id = ANY(%(ids)s);
 SELECT id, at, actor, origin, action, target, params, result FROM audit
  WHERE (%(since)s::double precision IS NULL OR at >= %(since)s::double precision)
    AND (%(until)s::double precision IS NULL OR at < %(until)s::double precision)
+   AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+   AND (%(action)s::text IS NULL OR action = %(action)s::text)
  ORDER BY id DESC LIMIT %(limit)s;
 
 -- name: events_by_prefix
@@ -350,3 +356,17 @@ DELETE FROM audit WHERE id IN (
 
 -- name: last_received
 SELECT received_at FROM events WHERE source = %s ORDER BY received_at DESC LIMIT 1;
+
+-- name: add_minutes
+INSERT INTO minutes (minute, kind, name, metric, n) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (minute, kind, name, metric) DO UPDATE SET n = minutes.n + excluded.n;
+
+-- name: trim_minutes
+DELETE FROM minutes WHERE minute < %(before)s;
+
+-- name: minutes_since
+SELECT minute, kind, name, metric, n FROM minutes WHERE minute >= %(since)s;
+
+-- name: minutes_between
+SELECT kind, name, metric, SUM(n)::bigint FROM minutes
+ WHERE minute >= %(first)s AND minute < %(end)s GROUP BY kind, name, metric;

@@ -99,9 +99,16 @@ class PgWriter(Batcher):
         ingests = [op for op in batch if op.kind is Kind.INGEST]
         inserted = await self._insert_events(cur, ingests) if ingests else Inserted()
         records = [op.payload for op in batch if op.kind is Kind.RECORD]
+        finished: list[tuple[str, str, float, float]] = []
         if records:
             await cur.executemany(q["insert_attempt"], [attempt_row(r) for r in records])
-            await cur.executemany(q["finish_attempt"], [finish_params(r) for r in records])
+            params = [finish_params(r) for r in records]
+            await cur.executemany(q["finish_attempt"], params, returning=True)
+            for r in records:  # one result per record: empty when the outcome was stale
+                row = await cur.fetchone()
+                if row is not None:
+                    finished.append((row[0], row[1], row[2], r.finished_at))
+                cur.nextset()
         # Destination locks in name order: two relays' batches never wait in a circle.
         claims = sorted(
             (op for op in batch if op.kind is Kind.CLAIM), key=lambda op: op.payload["destination"]
@@ -115,6 +122,12 @@ class PgWriter(Batcher):
         if rejections:
             await cur.executemany(q["insert_rejection"], [rejection_row(r) for r in rejections])
             await cur.execute(q["trim_rejections"], {"keep": self._keep_rejections})
+        counts, trim = self.tally(inserted.events, finished, rejections)
+        if counts:
+            # In key order: two relays adding to the same minutes never wait in a circle.
+            await cur.executemany(q["add_minutes"], sorted(counts))
+        if trim is not None:
+            await cur.execute(q["trim_minutes"], {"before": trim})
         if records and self.holds:
             # Outcomes end leases: a lane held back by the cluster's max_concurrency may
             # claim again now, rather than at its next look.

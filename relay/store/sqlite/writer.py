@@ -85,9 +85,13 @@ class Writer(Batcher):
         ingests = [op for op in batch if op.kind is Kind.INGEST]
         inserted = self._insert_events(ingests, offers) if ingests else Inserted()
         records = [op.payload for op in batch if op.kind is Kind.RECORD]
+        finished: list[tuple[str, str, float, float]] = []
         if records:
             db.executemany(q["insert_attempt"], [attempt_row(r) for r in records])
-            db.executemany(q["finish_attempt"], [finish_params(r) for r in records])
+            for r in records:  # one by one: a stale outcome changes (and counts) nothing
+                row = db.execute(q["finish_attempt"], finish_params(r)).fetchone()
+                if row is not None:
+                    finished.append((row[0], row[1], row[2], r.finished_at))
         for op in batch:
             if op.kind is Kind.CLAIM:
                 rows = db.execute(q["claim_due"], op.payload).fetchall()
@@ -98,6 +102,10 @@ class Writer(Batcher):
         if rejections:
             db.executemany(q["insert_rejection"], [rejection_row(r) for r in rejections])
             db.execute(q["trim_rejections"], {"keep": self._keep_rejections})
+        counts, trim = self.tally(inserted.events, finished, rejections)
+        db.executemany(q["add_minutes"], counts)
+        if trim is not None:
+            db.execute(q["trim_minutes"], {"before": trim})
         return inserted
 
     def _insert_events(self, ops: list[Op], offers: dict[str, tuple[int, float]]) -> Inserted:

@@ -1,4 +1,5 @@
-// relay console: a confirmation before bulk actions, and live refresh of the overview.
+// relay console: a confirmation before bulk actions, live refresh (the overview, the live
+// tail), and "Copy as curl".
 "use strict";
 
 document.addEventListener("submit", (event) => {
@@ -16,6 +17,7 @@ document.addEventListener("submit", (event) => {
 
 for (const region of document.querySelectorAll("[data-refresh]")) {
   const url = region.getAttribute("data-refresh");
+  const every = Number(region.getAttribute("data-every") || 5000);
   setInterval(async () => {
     if (document.hidden) return;
     try {
@@ -27,5 +29,23 @@ for (const region of document.querySelectorAll("[data-refresh]")) {
       }
       if (response.ok) region.innerHTML = await response.text();
     } catch (error) { /* offline for a moment: try again next time */ }
-  }, 5000);
+  }, every);
 }
+
+// "Copy as curl" (and any button with data-copy): the named element's text to the clipboard.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-copy]");
+  if (!button) return;
+  const source = document.getElementById(button.getAttribute("data-copy"));
+  if (!source) return;
+  try {
+    await navigator.clipboard.writeText(source.textContent);
+    button.textContent = "Copied";
+  } catch (error) {  // no clipboard (plain HTTP from afar): select it for Ctrl+C instead
+    const range = document.createRange();
+    range.selectNodeContents(source);
+    window.getSelection().removeAllRanges();
+    window.getSelection().addRange(range);
+    button.textContent = "Selected: press Ctrl+C";
+  }
+});
