@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import re
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -36,6 +37,10 @@ TOKEN = "bench-token"
 PORT, ADMIN, RECEIVE = 18421, 18422, 18423
 SECRET = "bench-secret"  # bench/ingest.py's, which bench/loadgen.py signs with
 TYPES = ("invoice.paid", "invoice.created", "customer.updated", "charge.refunded")
+
+
+def pinned(core: int, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *argv] if shutil.which("taskset") else argv
 
 
 def build(path: Path, count: int) -> None:
@@ -123,7 +128,8 @@ secret = "{SECRET}"
 prefix = "sha256="
 [[destinations]]
 name = "app"
-url = "http://127.0.0.1:{RECEIVE}/"
+url = "http://127.0.0.1:{RECEIVE}/hook"
+max_concurrency = 50
 [[routes]]
 source = "bench"
 destinations = ["app"]
@@ -181,8 +187,24 @@ def main() -> int:
             f"built {args.events:,} events in {time.monotonic() - t0:.0f}s "
             f"({db.stat().st_size / 1e6:.0f} MB)"
         )
+        # As bench/suite.py's fixed-rate runs: relay on core 0; the load generator and the
+        # destination (bench/receiver.py) on core 1; this process times pages from either.
+        receiver = subprocess.Popen(
+            pinned(
+                1,
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "receiver.py"),
+                    str(RECEIVE),
+                    str(directory / "e2e.json"),
+                ],
+            )
+        )
         proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve", "--config", str(config(directory, db))],
+            pinned(
+                0,
+                [sys.executable, "-m", "relay", "serve", "--config", str(config(directory, db))],
+            ),
             cwd=ROOT,
         )
         try:
@@ -215,17 +237,18 @@ def main() -> int:
             ]
             idle = {name: timed(path, cookie, args.repeat) for name, path in pages}
             load = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(ROOT / "bench" / "loadgen.py"),
-                    f"http://127.0.0.1:{PORT}/in/bench",
-                    "--rate",
-                    str(args.rate),
-                    "--seconds",
-                    str(args.load_seconds),
-                    "--receive",
-                    str(RECEIVE),
-                ],
+                pinned(
+                    1,
+                    [
+                        sys.executable,
+                        str(ROOT / "bench" / "loadgen.py"),
+                        f"http://127.0.0.1:{PORT}/in/bench",
+                        "--rate",
+                        str(args.rate),
+                        "--seconds",
+                        str(args.load_seconds),
+                    ],
+                ),
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -245,9 +268,19 @@ def main() -> int:
             for name, _ in pages:
                 (m0, w0), (m1, w1) = idle[name], busy[name]
                 print(f"| {name} | {m0:.0f} | {w0:.0f} | {m1:.0f} | {w1:.0f} |")
+            time.sleep(3)  # the last deliveries arrive
+            receiver.terminate()
+            receiver.wait(timeout=30)
+            e2e = json.loads((directory / "e2e.json").read_text())
+            print(
+                f"\nreceived → delivered under load: p50 {e2e['p50_ms']:.0f} ms,"
+                f" p99 {e2e['p99_ms']:.0f} ms ({e2e['count']} delivered)"
+            )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+            if receiver.poll() is None:
+                receiver.terminate()
     return 0
 
 
