@@ -78,6 +78,8 @@ async def main() -> int:
     sent_at: dict[str, float] = {}
     ack, e2e = Histogram(), Histogram()
     counts = {"acked": 0, "errors": 0}
+    kinds: dict[str, int] = {}  # why requests failed: an HTTP status or a client error
+    samples: dict[str, str] = {}  # the first answer of each failing status
 
     runner = None
     if args.receive:
@@ -111,15 +113,19 @@ async def main() -> int:
             sent_at[key] = started
             try:
                 async with session.post(args.url, data=body, headers=headers) as response:
-                    await response.read()
+                    answer = await response.read()
                     ok = response.status == 200
-            except aiohttp.ClientError:
-                ok = False
+                    why = f"HTTP {response.status}"
+                    if not ok and why not in samples:
+                        samples[why] = answer[:200].decode("utf-8", "replace")
+            except aiohttp.ClientError as exc:
+                ok, why = False, type(exc).__name__
             if ok:
                 ack.add(time.perf_counter() - started)
                 counts["acked"] += 1
             else:
                 counts["errors"] += 1
+                kinds[why] = kinds.get(why, 0) + 1
                 sent_at.pop(key, None)
 
         tasks = []
@@ -143,6 +149,8 @@ async def main() -> int:
                 "sent": total,
                 "acked": counts["acked"],
                 "errors": counts["errors"],
+                "error_kinds": kinds,
+                "error_samples": samples,
                 "rps": counts["acked"] / elapsed,
                 "ack": ack.summary(),
                 "e2e": e2e.summary() if args.receive else None,

@@ -294,7 +294,10 @@ class Agent:
             headers = [(str(k), str(v)) for k, v in message.get("headers", [])]
             body = base64.b64decode(message.get("body", ""))
             timeout = float(message.get("timeout", 10.0))
-            result = await delivery.send(self._session(url), url, headers, body, timeout)
+            keep = min(int(message.get("keep", delivery.EXCERPT_BYTES)), 65536)
+            result = await delivery.send(
+                self._session(url), url, headers, body, timeout, keep=max(0, keep)
+            )
             self.delivered += 1
             fields = {
                 "event": message.get("event_id"),
@@ -308,6 +311,7 @@ class Agent:
             "status": result.status,
             "error": result.error,
             "excerpt": result.excerpt,
+            "headers": result.headers,
             "retry_after": result.retry_after,
             "duration_ms": result.duration_ms,
             "started_at": result.started_at,

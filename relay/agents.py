@@ -13,10 +13,10 @@ The protocol (JSON text frames; bodies base64, so binary bodies arrive byte-exac
     agent → relay  {"type": "hello", "credits": 10, "version": "…"}
     relay → agent  {"type": "welcome", "group": "office", "heartbeat": 15}
     relay → agent  {"type": "deliver", "lease": "42:7", "url": "…", "headers": [[k, v], …],
-                    "body": "<base64>", "timeout": 10.0, "event_id": "evt_…"}
+                    "body": "<base64>", "timeout": 10.0, "keep": 512, "event_id": "evt_…"}
     agent → relay  {"type": "result", "lease": "42:7", "status": 200, "error": null,
-                    "excerpt": "…", "retry_after": null, "duration_ms": 3.1,
-                    "started_at": 1764…, "permanent": false}
+                    "excerpt": "…", "headers": "[[k, v], …]", "retry_after": null,
+                    "duration_ms": 3.1, "started_at": 1764…, "permanent": false}
 
 ``lease`` is the delivery id and its lease's fencing id: a result that comes back under a
 lease the relay no longer holds (it expired, or the delivery went again after the agent's
@@ -214,9 +214,10 @@ class AgentHub:
                 duration_ms=float(data.get("duration_ms") or 0.0),
                 status=_int_or_none(data.get("status")),
                 error=_text(data.get("error")),
-                excerpt=_text(data.get("excerpt")),
+                excerpt=_text(data.get("excerpt"), 65536),
                 retry_after=_text(data.get("retry_after")),
                 permanent=bool(data.get("permanent")),
+                headers=_text(data.get("headers"), delivery.HEADERS_BYTES * 2),
             )
         )
         self.wake(conn.group)  # a credit came free
@@ -266,6 +267,7 @@ class AgentHub:
             "headers": headers,
             "body": base64.b64encode(body).decode(),
             "timeout": destination.timeout,
+            "keep": destination.keep_response,
         }
         try:
             await conn.ws.send_str(json.dumps(message))
@@ -292,5 +294,5 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _text(value: object) -> str | None:
-    return str(value)[:2000] if value is not None else None
+def _text(value: object, limit: int = 2000) -> str | None:
+    return str(value)[:limit] if value is not None else None

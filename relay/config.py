@@ -393,6 +393,12 @@ class DestinationConfig(StrictModel):
     url: str = Field(description="http:// or https:// URL deliveries are POSTed to")
     timeout: Duration = Field(10.0, description="time allowed for one attempt")
     max_concurrency: int = Field(10, ge=1, le=1000, description="attempts in flight at once")
+    keep_response: int = Field(
+        512,
+        ge=0,
+        le=65536,
+        description="bytes of each attempt's response body kept (shown in the console)",
+    )
     rate_limit: RateLimit | None = Field(None, description="deliveries per second, and burst")
     retry: RetryPolicy = RetryPolicy()
     circuit: CircuitConfig | None = Field(None, description="stop sending to a failing service")

@@ -16,6 +16,7 @@ import hmac
 import json
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -23,9 +24,10 @@ import aiohttp
 from relay.config import DestinationConfig
 from relay.normalize.envelope import envelope_body, item_body
 from relay.store import Claim, EventPayload
-from relay.verify.base import REDACTED
+from relay.verify.base import REDACTED, redacted
 
-EXCERPT_BYTES = 512
+EXCERPT_BYTES = 512  # of a response's body, unless the destination's keep_response says
+HEADERS_BYTES = 4096  # of a response's headers
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus those that describe the old connection or framing.
 DROPPED = frozenset(
@@ -56,6 +58,7 @@ class AttemptResult:
     excerpt: str | None
     retry_after: str | None
     permanent: bool = False  # refused before it was sent (an agent's allow list): dead now
+    headers: str | None = None  # the response's headers: JSON [[name, value], …], redacted
 
 
 SIGNATURE_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature"})
@@ -212,7 +215,13 @@ async def attempt(
     """One direct attempt: the stored request, as the destination transforms it."""
     headers, body = request_of(event, claim, outgoing, time.time())
     return await send(
-        session, destination.url, headers, body, destination.timeout, destination.proxy
+        session,
+        destination.url,
+        headers,
+        body,
+        destination.timeout,
+        destination.proxy,
+        destination.keep_response,
     )
 
 
@@ -223,6 +232,7 @@ async def send(
     body: bytes,
     timeout: float,  # noqa: ASYNC109 - it is the receiver's time limit, not this call's
     proxy: str | None = None,
+    keep: int = EXCERPT_BYTES,
 ) -> AttemptResult:
     """POST it and report what happened. The agent calls this too, so a delivery through
     an agent ends exactly as a direct one would."""
@@ -232,6 +242,7 @@ async def send(
     error: str | None = None
     excerpt: str | None = None
     retry_after: str | None = None
+    kept_headers: str | None = None
     try:
         async with session.post(
             url,
@@ -244,7 +255,8 @@ async def send(
         ) as response:
             status = response.status
             retry_after = response.headers.get("Retry-After")
-            raw = await response.content.read(EXCERPT_BYTES)
+            kept_headers = response_headers(response.raw_headers)
+            raw = await response.content.read(keep) if keep else b""
             excerpt = raw.decode("utf-8", "replace") or None
     except TimeoutError:
         error = f"timed out after {timeout:g}s"
@@ -255,7 +267,24 @@ async def send(
     if status is not None and not 200 <= status < 300 and error is None:
         error = f"HTTP {status}"
     duration_ms = (time.monotonic() - clock) * 1000
-    return AttemptResult(started_at, duration_ms, status, error, excerpt, retry_after)
+    return AttemptResult(
+        started_at, duration_ms, status, error, excerpt, retry_after, headers=kept_headers
+    )
+
+
+def response_headers(raw: Sequence[tuple[bytes, bytes]]) -> str:
+    """A response's headers as stored with its attempt: JSON pairs, secrets (a cookie, a
+    token) redacted, at most ``HEADERS_BYTES`` of them."""
+    pairs = [(name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in raw]
+    kept: list[list[str]] = []
+    size = 0
+    for name, value in redacted(pairs):
+        size += len(name) + len(value)
+        if size > HEADERS_BYTES:
+            kept.append(["…", "more headers not kept"])
+            break
+        kept.append([name, value])
+    return json.dumps(kept)
 
 
 async def close_quietly(session: aiohttp.ClientSession) -> None:

@@ -196,6 +196,18 @@ destinations = ["direct"]"""
         (None, "retry"),
         (None, "dead"),  # timeouts, then given up
     ]
+    # What the console shows of each response is the same too: body and header names.
+    kept = query(
+        db,
+        "SELECT d.destination, a.response_excerpt, a.response_headers FROM attempts a"
+        " JOIN deliveries d ON d.id = a.delivery_id ORDER BY d.event_id, a.number",
+    )
+    seen = {
+        name: [(r[1], sorted(n for n, _ in json.loads(r[2] or "[]"))) for r in kept if r[0] == name]
+        for name in ("internal", "direct")
+    }
+    assert seen["internal"] == seen["direct"]
+    assert seen["direct"][0] == ("answer 503", ["Content-Length", "Content-Type", "Date", "Server"])
 
 
 async def test_two_agents_one_killed_keep_order_per_key(tmp_path: Path) -> None:

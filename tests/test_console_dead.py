@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import re
 import sqlite3
 import time
@@ -199,3 +200,53 @@ async def test_a_pending_delivery_shows_its_next_attempt_and_the_whole_response(
     assert re.search(r"Next attempt \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (9|10) min\)", html)
     assert '<meta http-equiv="refresh" content="5">' in html
     assert "x" * 300 + " END" in html  # the stored response, not its first 200 characters
+
+
+async def test_an_attempt_keeps_the_response_headers_and_as_much_body_as_configured(
+    tmp_path: Path, client: aiohttp.ClientSession
+) -> None:
+    """Issue 20: the attempt view showed no response headers, and the body was cut at 512
+    bytes whatever the destination. keep_response sets how much; headers are kept with
+    secrets redacted."""
+    from aiohttp import web
+
+    answer = "validation failed: " + "y" * 2000
+
+    async def refusing(request: web.Request) -> web.Response:
+        headers = {"X-Upstream": "db-01", "Set-Cookie": "session=s3cr3t"}
+        return web.Response(status=422, text=answer, headers=headers)
+
+    app = web.Application()
+    app.router.add_post("/hook", refusing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    db = tmp_path / "relay.db"
+    settings = settings_for(
+        db,
+        f"http://127.0.0.1:{port}/hook",
+        admin={"listen": "127.0.0.1:0", "token": TOKEN},
+        retry={"max_attempts": 1},
+        destination={"keep_response": 1500},
+    )
+    try:
+        async with running(settings) as relay:
+            _, headers, _ = await post(client, relay.port, BODY_JSON, key="h1")
+            event = headers["X-Relay-Event-Id"]
+            await wait_for(lambda: query(db, "SELECT state FROM deliveries") == [("dead",)])
+            base = f"http://{relay.admin_address}"
+            _, _, raw = await _sign_in(client, base)
+            async with client.get(f"{base}/ui/events/{event}", headers=_cookie(raw)) as r:
+                html = await r.text()
+    finally:
+        await runner.cleanup()
+    [(excerpt, stored)] = query(db, "SELECT response_excerpt, response_headers FROM attempts")
+    assert excerpt == answer[:1500]
+    kept = dict(json.loads(stored))
+    assert kept["X-Upstream"] == "db-01"
+    assert kept["Set-Cookie"] == "[redacted]"
+    assert "<th scope=row>X-Upstream</th><td>db-01</td>" in html
+    assert "s3cr3t" not in html
+    assert answer[:1500] in html

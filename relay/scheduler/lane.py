@@ -341,6 +341,7 @@ class Lane:
                 status=result.status,
                 error=error,
                 response_excerpt=result.excerpt,
+                response_headers=result.headers,
                 state=decision.state,
                 next_attempt_at=decision.next_attempt_at,
                 finished_at=now,

@@ -82,8 +82,8 @@ SELECT MIN(CASE WHEN d.lease_until IS NULL THEN d.next_attempt_at
 -- fencing id, lease_seq); with :strict (an agent's result), only if that lease has not run
 -- out either. finish_attempt then applies it under the same condition.
 INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status, error,
-                      response_excerpt, outcome)
-SELECT :id, :number, :started_at, :duration_ms, :status, :error, :excerpt, :outcome
+                      response_excerpt, outcome, response_headers)
+SELECT :id, :number, :started_at, :duration_ms, :status, :error, :excerpt, :outcome, :headers
  WHERE EXISTS (SELECT 1 FROM deliveries d
                 WHERE d.id = :id AND d.lease_seq = :lease AND d.state = 'pending'
                   AND d.lease_until IS NOT NULL AND (NOT :strict OR d.lease_until >= :now));
@@ -193,7 +193,8 @@ SELECT id, destination, state, attempts, next_attempt_at, created_at, delivered_
   FROM deliveries WHERE event_id = ? ORDER BY id;
 
 -- name: delivery_attempts
-SELECT number, started_at, duration_ms, status, error, response_excerpt, outcome
+SELECT number, started_at, duration_ms, status, error, response_excerpt, outcome,
+       response_headers
   FROM attempts WHERE delivery_id = ? ORDER BY id;
 
 -- name: events_after

@@ -97,7 +97,8 @@ CREATE TABLE attempts (
     status           INTEGER,                -- HTTP status, NULL when no response came
     error            TEXT,                   -- connection error, timeout, or why it failed
     response_excerpt TEXT,                   -- the first bytes of the response body
-    outcome          TEXT NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead'))
+    outcome          TEXT NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead')),
+    response_headers TEXT                    -- JSON [[name, value], …], secrets redacted
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id);
 

@@ -477,6 +477,7 @@ def attempt_row(r: AttemptRecord) -> dict[str, Any]:
         "status": r.status,
         "error": r.error,
         "excerpt": r.response_excerpt,
+        "headers": r.response_headers,
         "outcome": r.outcome,
         "lease": r.lease,
         "strict": r.strict,

@@ -113,6 +113,7 @@ class SqlReader:
             "error",
             "response_excerpt",
             "outcome",
+            "response_headers",
         )
         event["deliveries"] = [
             {
@@ -128,6 +129,7 @@ class SqlReader:
                 "replay_of": d[9],
                 "history": [
                     dict(zip(keys, a, strict=True))
+                    | {"response_headers": json.loads(a[7]) if a[7] else None}
                     for a in conn.execute(q["delivery_attempts"], (d[0],))
                 ],
             }

@@ -117,6 +117,7 @@ class AttemptRecord:
     finished_at: float
     lease: int = 0  # the fencing id of the lease it was tried under
     strict: bool = False  # an agent's result: also void once the lease has run out
+    response_headers: str | None = None  # JSON [[name, value], …], secrets redacted
 
     @property
     def outcome(self) -> str:

@@ -1,4 +1,7 @@
--- 0010: the per-minute rollup behind the overview (schema.sql says what it holds).
+-- 0010: the per-minute rollup behind the overview (schema.sql says what it holds), and
+-- each attempt's response headers.
+
+ALTER TABLE attempts ADD COLUMN response_headers TEXT;
 
 CREATE TABLE minutes (
     minute  INTEGER NOT NULL,                -- unix time // 60

@@ -134,10 +134,10 @@ SELECT MIN(CASE WHEN d.lease_until IS NULL THEN d.next_attempt_at
 
 -- name: insert_attempt
 INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status, error,
-                      response_excerpt, outcome)
+                      response_excerpt, outcome, response_headers)
 SELECT %(id)s::bigint, %(number)s::integer, %(started_at)s::double precision,
        %(duration_ms)s::double precision, %(status)s::integer, %(error)s::text,
-       %(excerpt)s::text, %(outcome)s::text
+       %(excerpt)s::text, %(outcome)s::text, %(headers)s::text
  WHERE EXISTS (SELECT 1 FROM deliveries d
                 WHERE d.id = %(id)s::bigint AND d.lease_seq = %(lease)s::bigint
                   AND d.state = 'pending' AND d.lease_until IS NOT NULL
@@ -258,7 +258,8 @@ SELECT id, destination, state, attempts, next_attempt_at, created_at, delivered_
   FROM deliveries WHERE event_id = %s ORDER BY id;
 
 -- name: delivery_attempts
-SELECT number, started_at, duration_ms, status, error, response_excerpt, outcome
+SELECT number, started_at, duration_ms, status, error, response_excerpt, outcome,
+       response_headers
   FROM attempts WHERE delivery_id = %s ORDER BY id;
 
 -- name: events_after

@@ -41,12 +41,13 @@ TABLES: list[tuple[str, str, str]] = [
     (
         "attempts",
         "id, delivery_id, number, started_at, duration_ms, status, error, response_excerpt, "
-        "outcome",
+        "outcome, response_headers",
         "ORDER BY id",
     ),
     ("rejections", "id, at, source, status, reason, remote_addr, method, headers", "ORDER BY id"),
     ("destination_state", "destination, paused, paused_at, reason, updated_at", ""),
     ("audit", "id, at, actor, origin, action, target, params, result, request_id", "ORDER BY id"),
+    ("minutes", "minute, kind, name, metric, n", ""),
 ]
 SEQUENCES = ("deliveries", "attempts", "rejections", "audit")
 
