@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from relay.store import migrate  # noqa: E402 - after the path tweak
+from relay.ids import new_event_id  # noqa: E402 - after the path tweak
+from relay.store import migrate  # noqa: E402
 
 TOKEN = "bench-token"
 PORT, ADMIN, RECEIVE = 18421, 18422, 18423
@@ -57,7 +58,7 @@ def build(path: Path, count: int) -> None:
                 body = json.dumps({"id": f"evt_{i}", "type": kind, "amount": i % 977}).encode()
                 rows.append(
                     (
-                        f"evt_{i:026d}",
+                        new_event_id(start + i * 0.05),  # as relay mints them: time first
                         ("stripe", "github", "shop")[i % 3],
                         start + i * 0.05,
                         f"key-{i}",
@@ -102,7 +103,7 @@ def build(path: Path, count: int) -> None:
             )
         db.execute("COMMIT")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        db.execute("ANALYZE")
+        # No ANALYZE: relay never runs it, so the planner sees what it sees in the field.
 
 
 def config(directory: Path, db: Path, deliver: bool = False) -> Path:
@@ -228,8 +229,13 @@ def main() -> int:
                     break
                 except OSError:
                     time.sleep(0.2)
-            middle = f"evt_{args.events // 2:026d}"
-            dead_one = f"evt_{(args.events // 200) * 100 - 1:026d}"  # rowid % 100 == 0: dead
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                middle = conn.execute(
+                    "SELECT id FROM events WHERE rowid = ?", (args.events // 2,)
+                ).fetchone()[0]
+                dead_one = conn.execute(
+                    "SELECT event_id FROM deliveries WHERE state = 'dead' LIMIT 1"
+                ).fetchone()[0]
             pages = [
                 ("overview", "/ui/"),
                 ("overview refresh (fragment)", "/ui/?fragment=1"),

@@ -29,6 +29,18 @@ def _time_part(millis: int) -> str:
     return _last_prefix
 
 
+def id_floor(stamp: float) -> str:
+    """The smallest id an event received at ``stamp`` can have: a time filter adds ``id >=
+    id_floor(since)`` and ``id < id_floor(until)`` (with some slack) beside its bounds on
+    received_at, so a list walks the primary key from there instead of sorting the range."""
+    millis = max(0, int(stamp * 1000)) & ((1 << 48) - 1)
+    value, chars = millis, []
+    for _ in range(10):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "evt_" + "".join(reversed(chars))
+
+
 def new_event_id(now: float | None = None) -> str:
     millis = int((time.time() if now is None else now) * 1000) & ((1 << 48) - 1)
     noise = random.getrandbits(80)

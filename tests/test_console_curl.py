@@ -20,6 +20,7 @@ from tests.test_console import TOKEN, browser, needs_chromium
 __all__ = ["browser"]  # the fixture, used by name
 
 SECRET = "k3y-that-must-not-show"
+INLINE = "inline-token-that-must-not-show"
 BODY = b'{"type": "invoice.paid", "note": "caf\xc3\xa9 & \'quotes\' $HOME `x`"}\n'
 
 
@@ -37,7 +38,15 @@ async def test_copy_as_curl_reproduces_the_delivery(
         db,
         receiver.url,
         admin={"listen": "127.0.0.1:0", "token": TOKEN},
-        destination={"headers": {"set": {"X-Api-Key": "env:RECEIVER_KEY", "X-Tenant": "acme"}}},
+        destination={
+            "headers": {
+                "set": {
+                    "X-Api-Key": "env:RECEIVER_KEY",  # a secret from the environment
+                    "Authorization": f"Bearer {INLINE}",  # written in the config, named so
+                    "X-Tenant": "acme",
+                }
+            }
+        },
     )
     async with running(settings) as relay:
         status, headers, _ = await post(client, relay.port, BODY, key="c1")
@@ -56,6 +65,7 @@ async def test_copy_as_curl_reproduces_the_delivery(
         await page.get_by_role("heading", name="Overview").wait_for()
         await page.goto(f"{base}/ui/events/{event}")
         assert SECRET not in await page.content()
+        assert INLINE not in await page.content()
         await page.get_by_text("Request as sent").click()
         assert await page.locator("details.request").get_by_text("X-Tenant").count() == 1
         await page.locator("summary", has_text="Copy as curl").click()
@@ -64,7 +74,12 @@ async def test_copy_as_curl_reproduces_the_delivery(
         command = await page.evaluate("navigator.clipboard.readText()")
 
     assert SECRET not in command
-    env = {"PATH": os.environ["PATH"], "RELAY_H_X_API_KEY": SECRET}
+    assert INLINE not in command
+    env = {
+        "PATH": os.environ["PATH"],
+        "RELAY_H_X_API_KEY": SECRET,
+        "RELAY_H_AUTHORIZATION": f"Bearer {INLINE}",
+    }
     run = await asyncio.to_thread(
         subprocess.run,
         ["bash", "-c", command],
@@ -80,6 +95,7 @@ async def test_copy_as_curl_reproduces_the_delivery(
     relays = (
         "Content-Type",
         "X-Api-Key",
+        "Authorization",
         "X-Tenant",
         "X-Relay-Event-Id",
         "X-Relay-Delivery-Id",

@@ -75,7 +75,7 @@ async def test_the_overview_marks_dying_and_growing_destinations_and_links_to_th
             await page.get_by_role("heading", name="Dead letters").wait_for()
             assert "destination=billing" in page.url
             await page.locator("#matching", has_text="8 dead matching").wait_for()
-            died = await page.locator("table.dead tbody tr td.destination").all_inner_texts()
+            died = await page.locator("table.deadlist tbody tr td.destination").all_inner_texts()
             assert died == ["billing"] * 8
 
             # The growing one's link: its pending events.

@@ -213,7 +213,9 @@ class Store(Protocol):
     async def ingest(self, event: NewEvent) -> Stored:
         """Store an event and one pending delivery per destination, atomically; return once
         committed. A duplicate (same source and idempotency key) stores nothing and names
-        the original. StorageUnavailable if it could not be committed."""
+        the original. StorageUnavailable if it could not be committed. An event's id starts
+        with the millisecond of its ``received_at`` (``relay.ids``; within a minute for a
+        split item): time-range lists rely on it."""
         ...
 
     def note_rejection(self, rejection: Rejection) -> None:

@@ -192,9 +192,10 @@ def source_health(name: str, s: Series) -> Health:
 
 
 def chart(values: list[float | None], width: int = 240, height: int = 40) -> dict[str, Any]:
-    """A sparkline's geometry (a polyline's points and the peak the top stands for); a
-    minute with no value breaks the line."""
-    peak = max((v for v in values if v is not None), default=0.0) or 1.0
+    """A sparkline's geometry (a polyline's points and the peak the top stands for, 0 when
+    there is nothing to show); a minute with no value breaks the line."""
+    peak = max((v for v in values if v is not None), default=0.0)
+    scale = peak or 1.0
     step = width / max(1, len(values) - 1)
     lines: list[str] = []
     run: list[str] = []
@@ -204,7 +205,7 @@ def chart(values: list[float | None], width: int = 240, height: int = 40) -> dic
                 lines.append(" ".join(run))
             run = []
             continue
-        run.append(f"{i * step:.1f},{height - v / peak * height:.1f}")
+        run.append(f"{i * step:.1f},{height - v / scale * height:.1f}")
     if run:
         lines.append(" ".join(run))
     return {"width": width, "height": height, "lines": lines, "peak": peak}

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from relay.errors import StorageError
+from relay.ids import new_event_id
 from relay.store import (
     Action,
     AttemptRecord,
@@ -488,10 +489,24 @@ async def test_event_lists_filter_and_page_by_keyset(store: Store) -> None:
     assert [e["id"] for e in by_key] == ["evt_000002"]
     by_text = await store.read(lambda r: r.events(EventFilter(text='"n": 4')))
     assert [e["id"] for e in by_text] == ["evt_000004"]
-    since = await store.read(lambda r: r.events(EventFilter(since=T0 + 3, until=T0 + 4)))
-    assert [e["id"] for e in since] == ["evt_000003"]
     with pytest.raises(ValueError, match="status"):
         EventFilter(status="lost")
+
+
+async def test_a_time_range_lists_the_events_received_in_it(store: Store) -> None:
+    """From/Until on received_at, with the ids relay mints (they start with the time, which
+    the list uses to walk the primary key from the range's end: relay.ids.id_floor)."""
+    ids = []
+    for n in range(6):
+        e = changed(event(n, at=T0 + 100 * n - n), id=new_event_id(T0 + 100 * n))
+        await store.ingest(e)
+        ids.append(e.id)
+    found = await store.read(lambda r: r.events(EventFilter(since=T0 + 100, until=T0 + 400)))
+    assert [e["id"] for e in found] == ids[3:0:-1]  # 100, 200, 300: newest first
+    edges = await store.read(lambda r: r.events(EventFilter(since=T0 + 300, until=T0 + 300.001)))
+    assert [e["id"] for e in edges] == [ids[3]]
+    page = await store.read(lambda r: r.events(EventFilter(since=T0, limit=2)))
+    assert [e["id"] for e in page] == [ids[5], ids[4]]
 
 
 async def test_tail_reads_what_was_committed_after_in_commit_order(store: Store) -> None:
@@ -632,3 +647,35 @@ async def test_the_minute_rollup_counts_what_each_commit_applied(store: Store) -
         "a": (1, at + 2, 1),
         "b": (3, at, 0),
     }
+
+
+async def test_state_filters_list_the_same_whether_few_or_many_are_in_the_state(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reader.events starts from the deliveries in a state when they are few, and walks the
+    events newest first when they are many (clauses.SPARSE): both give the same list."""
+    from relay.store import clauses
+
+    for n in range(6):
+        await store.ingest(event(n, ("a", "b") if n % 2 else ("a",)))
+    for destination, n in (("a", 1), ("b", 3)):
+        await _dead(store, 10 + n, destination)
+    [claim] = await store.claim("a", T0 + 200, 1, lease=30)
+    await store.record(outcome(claim, "delivered", T0 + 201))
+    filters = [
+        EventFilter(status=s, destination=d)
+        for s in ("pending", "dead", "delivered")
+        for d in (None, "a", "b")
+    ]
+
+    async def lists() -> list[list[str]]:
+        return [[e["id"] for e in await store.read(lambda r, f=f: r.events(f))] for f in filters]
+
+    monkeypatch.setattr(clauses, "SPARSE", 1_000_000)
+    from_deliveries = await lists()
+    monkeypatch.setattr(clauses, "SPARSE", 0)
+    walked = await lists()
+    assert from_deliveries == walked
+    assert sum(map(len, walked)) > 0
+    dead_at_b = walked[filters.index(EventFilter(status="dead", destination="b"))]
+    assert len(dead_at_b) == 1

@@ -49,7 +49,7 @@ def shown(destination: DestinationConfig, event: EventPayload, claim: Claim, at:
                 visible.append((name, REDACTED))
                 continue  # only the signing secret makes it: not in the command
             visible.append((name, value))
-        elif configured.get(low) or (low not in configured and _secret_name(low)):
+        elif configured.get(low) or _secret_name(low):  # from env:/file:, or named so
             visible.append((name, REDACTED))
             options.append(f'-H "{name}: ${env_name(name)}"')
             continue
