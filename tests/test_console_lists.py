@@ -108,6 +108,27 @@ async def test_lists_filter_page_group_and_replay_exactly(
             assert "+replayed" in r.headers["Location"]  # "Not replayed: 0 match now"
         assert query(db, "SELECT COUNT(*) FROM deliveries WHERE replay_of IS NOT NULL") == [(3,)]
 
+        # The dead letters' key and text filters, and a replay of an events list by key.
+        assert "3 dead matching" in await page("/ui/dead?destination=app&q=CUSTOMER")
+        assert "1 dead matching" in await page("/ui/dead?destination=app&key=k0")
+        by_key = await page("/ui/events?status=dead&destination=app&key=k4")
+        block = re.search(
+            r'<form method="post" action="/ui/replay" class="matching".*?</form>', by_key, re.S
+        )
+        assert block is not None
+        form = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', html.unescape(block.group(0))))
+        assert form["expect"] == "1"
+        async with client.post(
+            base + "/ui/replay", data=form, headers=cookie, allow_redirects=False
+        ) as r:
+            assert "Replayed+1+delivery" in r.headers["Location"]
+        again = query(
+            db,
+            "SELECT e.idempotency_key FROM deliveries d JOIN events e ON e.id = d.event_id"
+            " WHERE d.replay_of IS NOT NULL AND e.event_type = 'customer.updated'",
+        )
+        assert again == [("k4",)]
+
         # The live tail's fragment: the table alone, newest first, with the same filter.
         tail = await page("/ui/tail?type=customer&fragment=1")
         assert "<html" not in tail
@@ -122,7 +143,7 @@ async def test_lists_filter_page_group_and_replay_exactly(
 
         # Audit: the replay, found by its action; sign-ins left out.
         audit = await page("/ui/audit?action=replay")
-        assert audit.count("<td>replay</td>") == 1
+        assert audit.count("<td>replay</td>") == 2
         assert "sign-in" not in audit
 
 

@@ -212,6 +212,12 @@ def dead_where(f: DeadFilter, dialect: Dialect = SQLITE) -> Clause:
     if f.deliveries:
         clauses.append(f"d.id IN ({','.join('?' * len(f.deliveries))})")
         params.extend(f.deliveries)
+    if f.key:
+        clauses.append("e.idempotency_key = ?")
+        params.append(f.key)
+    if f.text:
+        clauses.append(dialect.body_contains)
+        params.extend([f.text, f.text, quote_plus(f.text)])
     if not f.include_replayed:
         clauses.append(NOT_REPLAYED)
     return " WHERE " + " AND ".join(clauses), params
@@ -315,6 +321,11 @@ def replay_candidates(sel: ReplaySelection, dialect: Dialect = SQLITE) -> Clause
         on_events("e.received_at >= ?", sel.since)
     if sel.until is not None:
         on_events("e.received_at < ?", sel.until)
+    if sel.key:
+        on_events("e.idempotency_key = ?", sel.key)
+    if sel.text:
+        events.append(dialect.body_contains)
+        params.extend([sel.text, sel.text, quote_plus(sel.text)])
     where_events = "".join(f" AND {c}" for c in events)
     event_params = list(params)
 

@@ -224,6 +224,8 @@ class DeadFilter:
     deliveries: tuple[int, ...] = ()
     event: str | None = None
     before_id: int | None = None  # a page: deliveries older than this one (by id)
+    key: str | None = None  # the event's idempotency key
+    text: str | None = None  # in the event's body (any case; form bodies decoded)
 
 
 def since_to_time(value: str | float | None, now: float | None = None) -> float | None:
@@ -278,6 +280,8 @@ class ReplaySelection:
     died_before: float | None = None
     died_since: float | None = None  # the console's From and Until, on the time it died
     died_until: float | None = None
+    key: str | None = None  # the event's idempotency key
+    text: str | None = None  # in the event's body (any case; form bodies decoded)
 
     def __post_init__(self) -> None:
         if self.state not in REPLAY_STATES:

@@ -679,3 +679,26 @@ async def test_state_filters_list_the_same_whether_few_or_many_are_in_the_state(
     assert sum(map(len, walked)) > 0
     dead_at_b = walked[filters.index(EventFilter(status="dead", destination="b"))]
     assert len(dead_at_b) == 1
+
+
+async def test_dead_letters_and_replays_filter_by_key_and_body_text(store: Store) -> None:
+    """The dead letters list and "Replay the N matching" take the event's idempotency key
+    and text in its body (any case; a form body decoded), and select the same ones."""
+    bodies = [b'{"customer": "ACME"}', b"email=ops%40acme.example&x=1", b'{"customer": "other"}']
+    for n, body in enumerate(bodies):
+        await store.ingest(event(n, key=f"key-{n}", body=body))
+        [claim] = await store.claim("a", T0 + 100 + n, 1, lease=30)
+        await store.record(outcome(claim, "dead", T0 + 101 + n))
+    cases = [
+        ({"text": "acme"}, {"evt_000000", "evt_000001"}),
+        ({"text": "ops@acme"}, {"evt_000001"}),
+        ({"key": "key-2"}, {"evt_000002"}),
+        ({"key": "key-2", "text": "acme"}, set()),
+    ]
+    for given, expected in cases:
+        listed = await store.read(lambda r, g=given: r.dead(DeadFilter(**g)))
+        assert {d["event_id"] for d in listed} == expected, given
+        targets = await store.read(
+            lambda r, g=given: r.replay_targets(ReplaySelection(state="dead", **g))
+        )
+        assert {t.event_id for t in targets} == expected, given

@@ -347,9 +347,9 @@ class Console:
         replayable = None
         # Delivered ones can be millions: counted for a replay only when asked (count=1).
         counted = ("dead", "unrouted", "delivered") if q.get("count") else ("dead", "unrouted")
-        # Only what a replay selection can say exactly (no key, no text).
+        # The replay selection says exactly what the filter says (the live tail has none).
         live = request.path == "/ui/tail"
-        if problem is None and f.status in counted and not (f.key or f.text or live):
+        if problem is None and f.status in counted and not live:
             sel = ReplaySelection(
                 source=f.source,
                 event_type=clauses.type_glob(f.event_type) if f.event_type else None,
@@ -357,6 +357,8 @@ class Console:
                 until=f.until,
                 state=f.status or "dead",
                 destination=f.destination,
+                key=f.key,
+                text=f.text,
             )
             who = Who("console", request.remote or "unix")
             seen = await self._surface.replay(sel, who, dry_run=True)
@@ -423,9 +425,8 @@ class Console:
         time they died), pages of ``PAGE`` by delivery id, and how many match in all, with
         one form that replays exactly those."""
         q = request.query
-        form = {
-            k: q.get(k, "") for k in ("destination", "source", "type", "error", "from", "until")
-        }
+        names = ("destination", "source", "type", "error", "from", "until", "key", "q")
+        form = {k: q.get(k, "") for k in names}
         problem = None
         rows: list[dict[str, Any]] = []
         total, last_died = 0, None
@@ -437,6 +438,8 @@ class Console:
                 error=form["error"] or None,
                 since=since_to_time(form["from"] or None),
                 until=since_to_time(form["until"] or None),
+                key=form["key"] or None,
+                text=form["q"] or None,
             )
             before = q.get("before", "")
             page = replace(f, before_id=int(before) if before.isdigit() else None)
@@ -505,6 +508,8 @@ class Console:
                 until=_float(form.get("until")),
                 state=str(form.get("state", "dead")),
                 destination=str(form.get("destination", "")) or None,
+                key=str(form.get("key", "")) or None,
+                text=str(form.get("q", "")) or None,
             )
         elif form.get("matching"):  # "Replay all N matching": the list's own filter
             sel = ReplaySelection(
@@ -515,6 +520,8 @@ class Console:
                 died_since=_float(form.get("died_since")),
                 died_until=_float(form.get("died_until")),
                 died_before=_float(form.get("died_before")),
+                key=str(form.get("key", "")) or None,
+                text=str(form.get("q", "")) or None,
             )
         else:
             destination = str(form.get("destination", "")) or None
