@@ -5,6 +5,8 @@ a shared machine falls on all of them alike:
 
   hello         aiohttp + uvloop that reads the body and answers 200 (the ceiling,
                 and the receiver of relay's deliveries in every run)
+  groupcommit   the floor under relay's ingest (bench/groupcommit.py): HMAC verified,
+                key parsed, the row group-committed (WAL, synchronous FULL), then 200
   relay-full    relay, group commit, durability "full" (the default)
   relay-normal  relay, group commit, durability "normal"
   relay-ingest  relay-full with no route: the same ingest, no delivery sharing the core
@@ -47,7 +49,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SECRET = "bench-secret"
 PORT, RECEIVER_PORT = 18080, 19000
-TARGETS = ["hello", "relay-full", "relay-normal", "relay-ingest", "relay-1", "naive"]
+TARGETS = [
+    "hello",
+    "groupcommit",
+    "relay-full",
+    "relay-normal",
+    "relay-ingest",
+    "relay-1",
+    "naive",
+]
 WEBHOOK_TARGETS = ["webhook-true", "webhook-none"]
 
 
@@ -189,6 +199,8 @@ def server_argv(target: str, directory: Path) -> list[str]:
         return [python, str(HERE / "hello.py"), str(PORT)]
     if target == "naive":
         return [python, str(HERE / "naive.py"), str(PORT), str(directory / "naive.db")]
+    if target == "groupcommit":
+        return [python, str(HERE / "groupcommit.py"), str(PORT), str(directory / "floor.db")]
     if target.startswith("webhook-"):
         hooks = directory / "hooks.json"
         command = "/bin/true" if target == "webhook-true" else ""
