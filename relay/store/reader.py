@@ -232,10 +232,9 @@ class SqlReader:
                 },
             )
 
-        for name, count, oldest in conn.execute(q["gauges_pending"]):
-            entry(name).update(pending=count, oldest_pending_seconds=int(now - oldest))
-        for name, count in conn.execute(q["gauges_dead"]):
-            entry(name)["dead"] = count
+        for name, (pending, oldest, dead) in self.backlog().items():
+            waited = int(now - oldest) if pending else None
+            entry(name).update(pending=pending, dead=dead, oldest_pending_seconds=waited)
         for name in self.delivered_destinations():
             (count,) = conn.execute(q["delivered_since"], (name, hour)).fetchone()
             entry(name)["delivered_last_hour"] = count

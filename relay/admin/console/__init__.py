@@ -551,30 +551,39 @@ class Console:
         return _redirect(_told(back, message))
 
     async def audit(self, request: web.Request) -> web.Response:
-        """Operators' actions, newest first: From/Until, an action, pages by id."""
+        """Operators' actions, newest first: an action, From/Until, pages by id."""
+        return await self._timed_list(
+            request,
+            "action",
+            lambda r, action, since, until, before: r.audit(since, PAGE + 1, until, before, action),
+            "audit.html",
+            "Audit",
+        )
+
+    async def _timed_list(
+        self,
+        request: web.Request,
+        field: str,
+        read: Callable[[Any, str | None, float | None, float | None, int | None], Any],
+        template: str,
+        title: str,
+    ) -> web.Response:
+        """A list filtered by one field and From/Until, newest first, paged by id:
+        ``read(reader, field's value, since, until, before)`` reads PAGE + 1 rows."""
         q = request.query
-        form = {k: q.get(k, "") for k in ("action", "from", "until")}
+        form = {k: q.get(k, "") for k in (field, "from", "until")}
         rows: list[dict[str, Any]] = []
         problem = None
         try:
             since, until = since_to_time(form["from"] or None), since_to_time(form["until"] or None)
-            before = _int(q.get("before"))
-            action = form["action"] or None
-            rows = await self._surface.read(
-                lambda r: r.audit(since, PAGE + 1, until, before, action)
-            )
+            before, value = _int(q.get("before")), form[field] or None
+            rows = await self._surface.read(lambda r: read(r, value, since, until, before))
         except ValueError as exc:
             problem = str(exc)
         rows, older = _paged(q, rows, "id")
+        path = request.path
         return self.render(
-            request,
-            "audit.html",
-            "Audit",
-            "/ui/audit",
-            rows=rows,
-            q=form,
-            problem=problem,
-            older=older,
+            request, template, title, path, rows=rows, q=form, problem=problem, older=older
         )
 
     async def alerts(self, request: web.Request) -> web.Response:
@@ -654,30 +663,15 @@ class Console:
         return _redirect("/ui/destinations?" + urlencode({"done": done}))
 
     async def rejections(self, request: web.Request) -> web.Response:
-        """Refused requests, newest first: source, From/Until, pages by id."""
-        q = request.query
-        form = {k: q.get(k, "") for k in ("source", "from", "until")}
-        rows: list[dict[str, Any]] = []
-        problem = None
-        try:
-            since, until = since_to_time(form["from"] or None), since_to_time(form["until"] or None)
-            before = _int(q.get("before"))
-            source = form["source"] or None
-            rows = await self._surface.read(
-                lambda r: r.rejections(source, PAGE + 1, since, until, before)
-            )
-        except ValueError as exc:
-            problem = str(exc)
-        rows, older = _paged(q, rows, "id")
-        return self.render(
+        """Refused requests, newest first: a source, From/Until, pages by id."""
+        return await self._timed_list(
             request,
+            "source",
+            lambda r, source, since, until, before: r.rejections(
+                source, PAGE + 1, since, until, before
+            ),
             "rejections.html",
             "Rejections",
-            "/ui/rejections",
-            rows=rows,
-            q=form,
-            problem=problem,
-            older=older,
         )
 
 
