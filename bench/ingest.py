@@ -115,7 +115,7 @@ path = "{directory}/relay.db"
 durability = "{durability}"
 max_batch = {max_batch}
 [log]
-level = "warning"
+level = "info"  # the default: no line per event since issue 22
 [[sources]]
 name = "bench"
 verify = "hmac"

@@ -85,7 +85,7 @@ max_connections_per_address = 1000  # the load generator is one address
 [storage]
 path = "{directory}/{name}.db"
 [log]
-level = "warning"
+level = "info"  # the default: no line per event since issue 22
 [[sources]]
 name = "bench"
 verify = "hmac"

@@ -324,7 +324,10 @@ class AlertsConfig(StrictModel):
 class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = Field(
         "info",
-        description="info: a line per event received and per attempt; warning: problems only",
+        description=(
+            "debug: a line per event received and per attempt; info: retries, lifecycle "
+            "and problems; warning: problems only"
+        ),
     )
     format: Literal["auto", "logfmt", "json"] = Field(
         "auto", description="auto: logfmt (no timestamps under journald)"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.helpers import Receiver, post, query, running, settings_for, sign, wait_for
 
@@ -249,3 +251,51 @@ async def test_fan_out_one_route_two_destinations(
         await failing.stop()
     assert len(receiver.received) == 1
     assert len(failing.received) == 2
+
+
+async def test_info_logs_retries_and_dead_letters_but_no_line_per_delivered_event(
+    tmp_path: Path,
+    receiver: Receiver,
+    client: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At the default level an event that arrives and is delivered writes no line (that line
+    cost more CPU than the rest of ingest); a retry is an info line, a dead letter a warning;
+    debug has a line per event and per attempt."""
+    receiver.script = [503, 200, 400]  # the first event: retried, then delivered; then dead
+    db = tmp_path / "relay.db"
+    for level, done in ((logging.INFO, 1), (logging.DEBUG, 2)):  # done: so far, each state
+        caplog.clear()
+        caplog.set_level(level, logger="relay")
+        async with running(settings_for(db, receiver.url)) as relay:
+            await post(client, relay.port, BODY, extra={"X-Request-Id": f"a-{level}"})
+            await wait_for(
+                lambda: (
+                    query(db, "SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'")
+                    >= [(done,)]  # noqa: B023 (awaited within the iteration)
+                )
+            )
+            await post(client, relay.port, BODY, extra={"X-Request-Id": f"b-{level}"})
+            await wait_for(
+                lambda: (
+                    query(db, "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'") >= [(done,)]  # noqa: B023 (awaited within the iteration)
+                )
+            )
+        lines = [
+            (r.levelname, r.msg, getattr(r, "fields", {}).get("outcome"))
+            for r in caplog.records
+            if r.msg in ("event.received", "delivery.attempt")
+        ]
+        if level == logging.INFO:
+            assert lines == [
+                ("INFO", "delivery.attempt", "retry"),
+                ("WARNING", "delivery.attempt", "dead"),
+            ]
+            receiver.script = [200, 400]
+        else:
+            assert lines == [
+                ("DEBUG", "event.received", None),
+                ("DEBUG", "delivery.attempt", "delivered"),
+                ("DEBUG", "event.received", None),
+                ("WARNING", "delivery.attempt", "dead"),
+            ]

@@ -355,7 +355,19 @@ class Lane:
             self._known.retry_at(decision.next_attempt_at)
         elif self.destination.ordering != "none":
             self._known.notify()  # the next one of its key may be due now
-        log.info(
+        # A delivered attempt is a debug line (one per event is too dear at info); a retry
+        # is news at info, a dead letter a warning.
+        level = (
+            logging.DEBUG
+            if decision.state == "delivered"
+            else logging.INFO
+            if decision.state == "pending"
+            else logging.WARNING
+        )
+        if not log.isEnabledFor(level):
+            return
+        log.log(
+            level,
             "delivery.attempt",
             extra={
                 "fields": {
