@@ -4,13 +4,18 @@ Runs each target alone on core 0 under wrk (core 1, 50 connections, bench/ingest
 signed Stripe-like body): ``hello`` (the aiohttp + uvloop ceiling), ``groupcommit``
 (bench/groupcommit.py: the least a durable receiver does) and ``relay-ingest`` (relay,
 HMAC verified, durability full, no route). The core is saturated, so a target's CPU per
-event is 1 / its rate. Meanwhile py-spy samples relay's threads (``py-spy record --format
-raw``, every thread, idle excluded); each sample is charged to a step of the ingest path by
+event is 1 / its rate. In a second pass py-spy samples relay's threads (``py-spy record
+--format raw``, every thread, idle excluded; for the event loop's thread only the samples
+that hold the GIL, see ``profile``); each sample is charged to a step of the ingest path by
 the innermost frame it can name (``STEPS``), so the steps' shares of the samples split
 relay's µs per event. py-spy is a profiling tool, not a dependency: ``pip install py-spy``
 (or ``--py-spy PATH``).
 
-Usage: python bench/account.py [--seconds 10] [--runs 3] [--py-spy py-spy]
+``--before PATH``: also run relay-ingest from another checkout (a ``git worktree`` of an
+older commit with its own ``.venv``), interleaved and sampled the same way, and print its
+account beside this one's: the before and after of a change, in one run.
+
+Usage: python bench/account.py [--seconds 10] [--runs 3] [--py-spy py-spy] [--before PATH]
 """
 
 from __future__ import annotations
@@ -65,11 +70,16 @@ def step_of(frames: list[str]) -> str:
 
 
 def profile(py_spy: str, pid: int, seconds: float, out: Path) -> None:
-    subprocess.run(
-        [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-         "--format", "raw", "--threads", "--nonblocking", "--output", str(out)],
-        check=True, capture_output=True, timeout=seconds + 60,
-    )  # fmt: skip
+    """Two samplers at once: ``out`` (every sample of a working thread) for the writer
+    thread, whose SQLite calls run without the GIL, and ``out.gil`` (``--gil``: only while
+    the thread holds the GIL) for the event loop's thread, so that its waits for the GIL
+    while the writer thread runs Python are not charged to the loop's C code."""
+    argv = [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate",
+            "250", "--format", "raw", "--threads", "--nonblocking"]  # fmt: skip
+    with_gil = subprocess.Popen([*argv, "--gil", "--output", f"{out}.gil"])
+    subprocess.run([*argv, "--output", str(out)], check=True, capture_output=True)
+    if with_gil.wait(timeout=seconds + 60):
+        raise RuntimeError("py-spy --gil failed")
 
 
 def steps(raw: Path) -> dict[str, collections.Counter[str]]:
@@ -106,24 +116,34 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    parser.add_argument("--before", type=Path, help="a checkout of an older relay, with .venv")
     args = parser.parse_args()
+    relays = {"relay-ingest": (None, sys.executable)}
+    if args.before:
+        relays["relay-ingest (before)"] = (args.before, str(args.before / ".venv/bin/python"))
+    targets = ["hello", "groupcommit", *relays]
     rates: dict[str, list[float]] = collections.defaultdict(list)
-    samples: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    cpu = {"main": 0.0, "threads": 0.0}
-    events = 0.0
+    samples: dict[tuple[str, str], collections.Counter[str]] = collections.defaultdict(
+        collections.Counter
+    )
+    cpu: dict[tuple[str, str], float] = collections.defaultdict(float)
+    events: dict[str, float] = collections.defaultdict(float)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         script = wrk_script(stripe_like_body(), directory / "post.lua")
         url = f"http://127.0.0.1:{PORT}/in/bench"
         for run in range(args.runs):
-            for target in ("hello", "groupcommit", "relay-ingest"):
-                work = directory / f"{target}-{run}"
+            for target in targets:
+                work = directory / f"{target.replace(' ', '_')}-{run}"
                 work.mkdir()
-                with process(pinned(0, server_argv(target, work)), PORT, work / "server.log"):
+                cwd, python = relays.get(target, (None, sys.executable))
+                argv = server_argv(target.split()[0], work)
+                argv[0] = python
+                with process(pinned(0, argv), PORT, work / "server.log", cwd=cwd):
                     run_wrk(script, url, 2)  # warm up
                     rps = run_wrk(script, url, args.seconds)[0]
                     rates[target].append(rps)
-                    if target == "relay-ingest":  # a second pass, sampled
+                    if target in relays:  # a second pass, sampled
                         raw = work / "profile.txt"
                         pid = relay_pid(PORT)
                         loader = subprocess.Popen(
@@ -138,27 +158,38 @@ def main() -> int:
                         out, _ = loader.communicate()
                         sampled = float(out.split("Requests/sec:")[1].split()[0]) * took
                         for part in ("main", "threads"):
-                            cpu[part] += after[part] - before[part]
-                        events += sampled
-                        for part, counted in steps(raw).items():
-                            samples[part].update(counted)
+                            cpu[target, part] += after[part] - before[part]
+                        events[target] += sampled
+                        samples[target, "main"].update(steps(Path(f"{raw}.gil"))["main"])
+                        samples[target, "threads"].update(steps(raw)["threads"])
                 print(f"run {run + 1} {target}: {rps:,.0f} req/s", flush=True)
     median = {t: statistics.median(v) for t, v in rates.items()}
-    per_event = {t: 1e6 / r for t, r in median.items()}
     print(f"\n| target | req/s (median of {args.runs}) | µs per event |\n|---|---:|---:|")
-    for target in ("hello", "groupcommit", "relay-ingest"):
-        print(f"| {target} | {median[target]:,.0f} | {per_event[target]:.0f} |")
+    for target in targets:
+        print(f"| {target} | {median[target]:,.0f} | {1e6 / median[target]:.0f} |")
     print(
-        f"\nrelay-ingest, sampled passes: {events:,.0f} events; CPU per event, measured per"
-        " thread (/proc), split by py-spy's samples of that thread:"
+        "\nSampled passes: CPU per event, measured per thread (/proc), split by py-spy's"
+        " samples of that thread (the loop's: only samples holding the GIL) ("
+        + "; ".join(f"{t}: {events[t]:,.0f} events" for t in relays)
+        + "):"
     )
     for part, name in (("main", "event loop thread"), ("threads", "other threads (writer)")):
-        per = cpu[part] / events * 1e6
-        total = sum(samples[part].values()) or 1
-        print(f"\n{name}: {per:.1f} µs per event\n\n| step | share | µs per event |")
-        print("|---|---:|---:|")
-        for step, n in samples[part].most_common():
-            print(f"| {step} | {n / total:.1%} | {n / total * per:.1f} |")
+        per = {t: cpu[t, part] / events[t] * 1e6 for t in relays}
+        share = {
+            t: {s: n / (sum(samples[t, part].values()) or 1) for s, n in samples[t, part].items()}
+            for t in relays
+        }
+        names = sorted(
+            {s for t in relays for s in share[t]}, key=lambda s: -share[targets[2]].get(s, 0)
+        )
+        head = " | ".join(f"{t}: {per[t]:.1f} µs" for t in relays)
+        print(f"\n| {name} | {head} |\n|---|" + "---:|" * len(relays))
+        for step in names:
+            cells = " | ".join(
+                f"{share[t].get(step, 0) * per[t]:.1f} ({share[t].get(step, 0):.1%})"
+                for t in relays
+            )
+            print(f"| {step} | {cells} |")
     return 0
 
 

@@ -142,10 +142,12 @@ def _listening(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def process(argv: list[str], port: int, log: Path, timeout: float = 15.0) -> Iterator[None]:
+def process(
+    argv: list[str], port: int, log: Path, timeout: float = 15.0, cwd: Path | None = None
+) -> Iterator[None]:
     """Run argv until the block ends; ready once something accepts on ``port``."""
     with log.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     try:
         deadline = time.monotonic() + timeout
         while not _listening(port):

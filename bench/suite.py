@@ -122,6 +122,39 @@ def loadgen(rate: float, seconds: float, receive: bool) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
+# -- the targets of issue 22 ---------------------------------------------------------------
+
+
+def targets(raw: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(target, goal, this run's figure, met) for the performance issue's targets, from a
+    run's raw numbers (what the suite writes to bench/results/suite-*.json)."""
+    med = {t: statistics.median(v) for t, v in raw["throughput"].items()}
+    at = raw["rates"]["2000"]
+    ack = [r["ack"]["p99_ms"] for r in at]
+    e2e = [r["e2e"]["p50_ms"] if r["e2e"] else float("inf") for r in at]
+    ingest_only, delivering = med["relay-ingest"] / med["hello"], med["relay-full"] / med["hello"]
+    naive = med["relay-ingest"] / med["naive"]
+    return [
+        ("ingest only, of the hello ceiling", "≥ 50%", f"{ingest_only:.0%}", ingest_only >= 0.5),
+        ("ingest while delivering every event, of hello", "≥ 30%", f"{delivering:.0%}",
+         delivering >= 0.3),
+        ("× the naive relay (ingest only; delivering in brackets)", "≥ 4×",
+         f"{naive:.1f}× ({med['relay-full'] / med['naive']:.1f}×)", naive >= 4),
+        ("ack p99 at 2,000 req/s, open loop, every run", "≤ 10 ms",
+         " / ".join(f"{v:.1f}" for v in ack) + " ms", max(ack) <= 10),
+        ("received → delivered p50 at 2,000 req/s, every run", "≤ 10 ms",
+         " / ".join(f"{v:.1f}" for v in e2e) + " ms", max(e2e) <= 10),
+    ]  # fmt: skip
+
+
+def targets_table(raw: dict[str, Any]) -> str:
+    rows = [
+        f"| {name} | {goal} | {figure} | {'met' if met else 'missed'} |"
+        for name, goal, figure, met in targets(raw)
+    ]
+    return "| target | goal | this run | |\n|---|---|---|---|\n" + "\n".join(rows)
+
+
 # -- scenarios -----------------------------------------------------------------------------
 
 
@@ -371,6 +404,15 @@ def main() -> int:
     def lat(results: list[dict[str, Any]], kind: str, key: str) -> str:
         return span([r[kind][key] for r in results if r[kind] and r[kind][key]], "{:.2f}")
 
+    raw = {
+        "throughput": tp["by"],
+        "disk": disk,
+        "rates": {str(k): v for k, v in rates.items()},
+        "fanout": fan,
+        "backlog": drain,
+        "idle": rest,
+        "big_database": {k: v for k, v in big.items()},
+    }
     machine = ingest.machine()
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report = (
@@ -379,6 +421,10 @@ def main() -> int:
 `make bench` (`python bench/suite.py --runs {args.runs}`), {stamp}, {machine}.
 Medians over {args.runs} runs, (min – max). Server on core 0, load on core 1 (taskset).
 Bodies: {len(ingest.stripe_like_body())} bytes of JSON shaped like a Stripe event, HMAC-signed.
+
+## The performance issue's targets (this run)
+
+{targets_table(raw)}
 
 ## 1. Durable ingest, max throughput (wrk -t1 -c50, {seconds:g} s per run)
 
@@ -450,15 +496,6 @@ Ack latency at 500 req/s (open loop, {rate_seconds:g} s, interleaved) with a dat
         f"Durable ingest, req/s (median of {args.runs})",
         "requests per second",
     )
-    raw = {
-        "throughput": tp["by"],
-        "disk": disk,
-        "rates": {str(k): v for k, v in rates.items()},
-        "fanout": fan,
-        "backlog": drain,
-        "idle": rest,
-        "big_database": {k: v for k, v in big.items()},
-    }
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / f"suite-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(raw, indent=1))

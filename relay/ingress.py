@@ -183,6 +183,7 @@ class Ingress:
         self._store = store
         self._metrics = metrics or Metrics()
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._unrouted: dict[str, Any] = {}
         self._storage_full = storage_full
         self._problems = problems
         self._max_body = settings.server.max_body_size
@@ -281,6 +282,12 @@ class Ingress:
                 m.requests.labels(source, outcome),
                 m.ack_seconds.labels(source),
             )
+        return found
+
+    def _unrouted_counter(self, source: str) -> Any:
+        found = self._unrouted.get(source)  # looked up once per source, as in _series
+        if found is None:
+            found = self._unrouted[source] = self._metrics.unrouted.labels(source)
         return found
 
     async def _receive(self, request: web.Request) -> web.Response:
@@ -385,7 +392,7 @@ class Ingress:
         event.items = [self._item_event(source, event, item, headers) for item in items.split]
         if not any(e.destinations for e in (event, *event.items)):
             self.unrouted += 1
-            self._metrics.unrouted.labels(config.name).inc()
+            self._unrouted_counter(config.name).inc()
         try:
             stored = await self._store.ingest(event)
         except StorageUnavailable:
