@@ -149,6 +149,22 @@ async def main(minutes: float, rate: float) -> int:
                     latencies.clear()
             await asyncio.gather(*tasks)
         print(f"\n{n} requests at {rate:g}/s over {minutes:g} min; relay log: {tmp}/relay.log")
+        # Then nothing may be left: the retries of the receiver's 503s finish within a few
+        # backoffs (cap 2 s), so wait for the queue to empty (bounded), and say what is left.
+        stopped = time.monotonic()
+        while True:
+            with contextlib.closing(sqlite3.connect(tmp / "relay.db")) as db:
+                states = dict(db.execute("SELECT state, count(*) FROM deliveries GROUP BY state"))
+            if not states.get("pending") or time.monotonic() - stopped > 60:
+                break
+            await asyncio.sleep(0.2)
+        print(
+            f"after the load: {states.get('delivered', 0)} delivered, {states.get('pending', 0)}"
+            f" pending, {states.get('dead', 0)} dead, {time.monotonic() - stopped:.1f} s after the"
+            " last request"
+        )
+        if failures or states.get("pending") or states.get("dead"):
+            return 1
     finally:
         proc.terminate()
         proc.wait(timeout=30)
