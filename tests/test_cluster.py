@@ -174,8 +174,12 @@ async def test_a_relay_killed_repeatedly_loses_no_acknowledged_event(
 async def test_a_killed_relays_leases_are_rescued_within_the_lease_time(
     tmp_path: Path, pg_url: str, receiver: Receiver, client: aiohttp.ClientSession
 ) -> None:
-    """One relay takes deliveries and dies with them in flight; another relay, already
-    running, sends them again once their lease (timeout 2 s + lease_margin 1 s) runs out."""
+    """One relay takes deliveries and dies with them in flight; another relay sends them
+    again once their lease (timeout 2 s + lease_margin 1 s) runs out.
+
+    The other relay starts after the kill: started before it, its start-up (which blocks
+    this test's event loop, the receiver's too) could outlast the 2 s attempt timeout, and
+    the first relay would then time out and retry its own deliveries before it died."""
     receiver.default = "hang"
     lease = 2.0 + 1.0
     one = RelayProcess(
@@ -194,9 +198,9 @@ async def test_a_killed_relays_leases_are_rescued_within_the_lease_time(
             (5,)
         ]
         receiver.default = 200
-        other.start(timeout=20)
         one.kill()
         killed_at = time.monotonic()
+        other.start(timeout=20)
         await wait_for(lambda: len(receiver.received) == 10, timeout=30)
         rescued = max(r.at for r in receiver.received[5:]) - killed_at
         # At most the lease plus one look of the rescuing relay (it polls every second).
