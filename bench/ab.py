@@ -21,16 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ingest import (  # noqa: E402
-    PORT,
-    RECEIVER_PORT,
-    pinned,
-    process,
-    run_wrk,
-    server_argv,
-    stripe_like_body,
-    wrk_script,
-)
+from ingest import measure, stripe_like_body, wrk_script  # noqa: E402
 
 
 def main() -> int:
@@ -41,35 +32,17 @@ def main() -> int:
     args = parser.parse_args()
     variants = [v.split("=", 1) for v in args.variants]
     rates: dict[str, list[float]] = {name: [] for name, _ in variants}
-    url = f"http://127.0.0.1:{PORT}/in/bench"
-    for run in range(args.runs):
-        for name, spec in variants:
-            checkout, _, level = spec.partition(":")
-            target = "relay-full" if name.endswith("+deliver") else "relay-ingest"
-            with tempfile.TemporaryDirectory(prefix="relay-ab-") as tmp:
-                directory = Path(tmp)
-                script = wrk_script(stripe_like_body(), directory / "post.lua")
-                argv = server_argv(target, directory)
-                config = Path(argv[-1])
-                if level:
-                    text = config.read_text()
-                    start = text.index('level = "')
-                    end = text.index("\n", start)
-                    config.write_text(f'{text[:start]}level = "{level}"{text[end:]}')
-                receiver = [sys.executable, str(HERE / "hello.py"), str(RECEIVER_PORT)]
-                with (
-                    process(pinned(1, receiver), RECEIVER_PORT, directory / "receiver.log"),
-                    process(
-                        pinned(0, argv),
-                        PORT,
-                        directory / "relay.log",
-                        cwd=Path(checkout).resolve(),
-                    ),
-                ):
-                    run_wrk(script, url, 2)  # warm up
-                    rps = run_wrk(script, url, args.seconds)[0]
-            rates[name].append(rps)
-            print(f"run {run + 1} {name}: {rps:,.0f} req/s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="relay-ab-") as tmp:
+        script = wrk_script(stripe_like_body(), Path(tmp) / "post.lua")
+        for run in range(args.runs):
+            for name, spec in variants:
+                checkout, _, level = spec.partition(":")
+                target = "relay-full" if name.endswith("+deliver") else "relay-ingest"
+                result = measure(
+                    target, script, args.seconds, 2.0, Path(checkout).resolve(), level or None
+                )
+                rates[name].append(result.rps)
+                print(f"run {run + 1} {name}: {result.rps:,.0f} req/s", flush=True)
     print(f"\n| variant | req/s (median of {args.runs}) | min – max | µs per event |")
     print("|---|---:|---:|---:|")
     for name, values in rates.items():

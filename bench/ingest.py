@@ -222,15 +222,30 @@ def server_argv(target: str, directory: Path) -> list[str]:
     return [python, "-m", "relay", "serve", "--config", str(config)]
 
 
-def measure(target: str, script: Path, seconds: float, warmup: float) -> Result:
+def measure(
+    target: str,
+    script: Path,
+    seconds: float,
+    warmup: float,
+    cwd: Path | None = None,
+    level: str | None = None,
+) -> Result:
+    """One run of ``target``. ``cwd``: run relay from that checkout (its modules are
+    imported from there); ``level``: relay's log level instead of the default."""
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         directory = Path(tmp)
         argv = server_argv(target, directory)
+        if level is not None:
+            config = Path(argv[-1])
+            text = config.read_text()
+            start = text.index('level = "')
+            end = text.index("\n", start)
+            config.write_text(f'{text[:start]}level = "{level}"{text[end:]}')
         # The receiver is the ceiling's own server: it reads the body and answers 200.
         receiver = [sys.executable, str(HERE / "hello.py"), str(RECEIVER_PORT)]
         with (
             process(pinned(1, receiver), RECEIVER_PORT, directory / "receiver.log"),
-            process(pinned(0, argv), PORT, directory / "server.log"),
+            process(pinned(0, argv), PORT, directory / "server.log", cwd=cwd),
         ):
             path = "/hooks/bench" if target.startswith("webhook-") else "/in/bench"
             url = f"http://127.0.0.1:{PORT}{path}"

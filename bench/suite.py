@@ -122,6 +122,18 @@ def loadgen(rate: float, seconds: float, receive: bool) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
+def loaded(pid: int, rate: float, seconds: float) -> dict[str, Any]:
+    """loadgen's result, plus the CPU the server ``pid`` spent per request under it and its
+    share of a core (the run's wall time includes the load generator's start, so the share
+    reads a little low)."""
+    used = cpu_seconds(pid)
+    result = loadgen(rate, seconds, receive=False)
+    used = cpu_seconds(pid) - used
+    result["cpu_us"] = used / max(1, result["acked"]) * 1e6
+    result["cpu_share"] = used / seconds
+    return result
+
+
 # -- the targets of issue 22 ---------------------------------------------------------------
 
 
@@ -243,14 +255,8 @@ def fixed_rate(
                     process(relay_argv(path), PORT, directory / "relay.log"),
                 ):
                     pid = relay_pid()
-                    used = cpu_seconds(pid)
-                    result = loadgen(rate, seconds, receive=False)
-                    used = cpu_seconds(pid) - used
+                    result = loaded(pid, rate, seconds)
                     result["rss_mb"] = rss_mb(pid)
-                    # CPU per event while under this load (the run's wall time includes the
-                    # load generator's start, so the share of the core reads a little low).
-                    result["cpu_us"] = used / max(1, result["acked"]) * 1e6
-                    result["cpu_share"] = used / seconds
                     time.sleep(2.0)  # let deliveries finish
                     db = directory / "relay.db"
                     with contextlib.closing(sqlite3.connect(db)) as conn:
@@ -284,14 +290,8 @@ def hello_at(rates: tuple[int, ...], seconds: float) -> dict[int, dict[str, floa
                         check=True,
                     ).stdout.split()[0]
                 )
-                used = cpu_seconds(pid)
-                result = loadgen(rate, seconds, receive=False)
-                used = cpu_seconds(pid) - used
-        out[rate] = {
-            "rps": result["rps"],
-            "cpu_us": used / max(1, result["acked"]) * 1e6,
-            "cpu_share": used / seconds,
-        }
+                result = loaded(pid, rate, seconds)
+        out[rate] = {key: result[key] for key in ("rps", "cpu_us", "cpu_share")}
     return out
 
 

@@ -39,6 +39,9 @@ from relay.scheduler.plan import Knowledge, LaneState, Sleep, plan
 from relay.store import Action, AttemptRecord, Claim, EventPayload, Limits, Store
 
 log = logging.getLogger("relay.scheduler")
+# A delivered attempt is a debug line (a line per event is too dear at info); a retry is
+# news at info; anything else (dead) a warning.
+ATTEMPT_LOG_LEVEL = {"delivered": logging.DEBUG, "pending": logging.INFO}
 
 LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt timeout (storage.lease_margin)
 MAX_BACKOFF = 5.0  # longest pause of a failing lane (a claim every 5 s costs nothing)
@@ -355,15 +358,7 @@ class Lane:
             self._known.retry_at(decision.next_attempt_at)
         elif self.destination.ordering != "none":
             self._known.notify()  # the next one of its key may be due now
-        # A delivered attempt is a debug line (one per event is too dear at info); a retry
-        # is news at info, a dead letter a warning.
-        level = (
-            logging.DEBUG
-            if decision.state == "delivered"
-            else logging.INFO
-            if decision.state == "pending"
-            else logging.WARNING
-        )
+        level = ATTEMPT_LOG_LEVEL.get(decision.state, logging.WARNING)
         if not log.isEnabledFor(level):
             return
         log.log(
