@@ -141,7 +141,9 @@ class ServerConfig(StrictModel):
     read_timeout: Duration = Field(10.0, description="time allowed to read one request body")
     keepalive_timeout: Duration = Field(15.0, description="idle time before closing a connection")
     header_timeout: Duration = Field(
-        5.0, description="a new connection must send a whole request head within this"
+        5.0,
+        description="a new connection must send a whole request head within this (over "
+        "HTTPS, the TLS handshake included)",
     )
     max_connections: int = Field(
         1000,

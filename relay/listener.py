@@ -16,6 +16,11 @@ passes through a guard:
 
 A connection is busy while aiohttp holds a parsed request for it (queued or in a handler):
 only then has the client proven it can send a request, and only then is there work to lose.
+
+Over TLS the guard holds a connection from accept, not from the end of its handshake: a
+client that never sends its ClientHello is a slowloris of the stage before HTTP, so it
+counts against its address and ``max_connections``, may be evicted while handshaking, and
+shares one ``header_timeout`` budget for the handshake and the first request head.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from relay import memory
 from relay.configtypes import IPNetwork
 from relay.network import parse_address, within
 
@@ -42,6 +48,9 @@ _REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(_BODY), _BODY)
 )
+
+
+BURST = 128  # open connections at once that count as a burst worth giving memory back after
 
 
 def address_key(peer: Any) -> str | None:
@@ -72,6 +81,7 @@ class Guard:
         self.trusted = trusted
         self._open: dict[Connection, None] = {}  # insertion order: oldest first
         self._by_address: dict[str, int] = {}
+        self._peak = 0  # the most open at once since memory was last given back
         self.evicted = 0
         self.refused = 0
 
@@ -90,6 +100,7 @@ class Guard:
             self.refused += 1
             return False
         self._open[connection] = None
+        self._peak = max(self._peak, len(self._open))
         if key is not None:
             self._by_address[key] = self._by_address.get(key, 0) + 1
         return True
@@ -115,6 +126,11 @@ class Guard:
                 self._by_address[key] = left
             else:
                 del self._by_address[key]
+        if self._peak >= BURST and len(self._open) <= self._peak // 8:
+            # A burst of connections (a flood, or a provider's catch-up) has ended: give its
+            # buffers back to the system, once per burst (relay.memory says why).
+            self._peak = len(self._open)
+            memory.release()
 
 
 class Connection(asyncio.Protocol):
@@ -122,7 +138,17 @@ class Connection(asyncio.Protocol):
     the HTTP; this only forwards the transport's calls to it and watches the head deadline.
     """
 
-    __slots__ = ("_deadline", "_guard", "_handler", "_server", "_transport", "address", "host")
+    __slots__ = (
+        "_admitted_at",
+        "_deadline",
+        "_guard",
+        "_handler",
+        "_handshake",
+        "_server",
+        "_transport",
+        "address",
+        "host",
+    )
 
     def __init__(self, guard: Guard, server: web.Server) -> None:
         self._guard = guard
@@ -130,8 +156,33 @@ class Connection(asyncio.Protocol):
         self._handler: Any = None
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._admitted_at: float | None = None  # set when admitted before connection_made
+        self._handshake: asyncio.Task[None] | None = None
         self.address: str | None = None
         self.host: str | None = None
+
+    def admit_accepted(self, peer: Any, handshake: Callable[[], asyncio.Task[None]]) -> bool:
+        """Admit a connection at accept, before its TLS handshake (run by ``handshake()``,
+        which ``abort`` cancels); False: refused, nothing started."""
+        self.host = peer[0] if isinstance(peer, tuple) and peer else None
+        self.address = address_key(peer)
+        if not self._guard.admit(self):
+            return False
+        self._admitted_at = asyncio.get_running_loop().time()
+        self._handshake = handshake()
+        return True
+
+    def handshake_failed(self) -> None:
+        """The handshake ended without a connection: its place is free."""
+        self._handshake = None
+        self._guard.forget(self)
+
+    def budget(self) -> float:
+        """What is left of ``header_timeout`` since accept."""
+        if self._admitted_at is None:
+            return self._guard.header_timeout
+        elapsed = asyncio.get_running_loop().time() - self._admitted_at
+        return max(0.0, self._guard.header_timeout - elapsed)
 
     @property
     def busy(self) -> bool:
@@ -147,17 +198,19 @@ class Connection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
-        peer = transport.get_extra_info("peername")
-        self.host = peer[0] if isinstance(peer, tuple) and peer else None
-        self.address = address_key(peer)
-        if not self._guard.admit(self):
-            transport.write(_REFUSAL)
-            transport.close()
-            return
+        self._handshake = None
+        if self._admitted_at is None:  # plain HTTP: admitted now; TLS: at accept
+            peer = transport.get_extra_info("peername")
+            self.host = peer[0] if isinstance(peer, tuple) and peer else None
+            self.address = address_key(peer)
+            if not self._guard.admit(self):
+                transport.write(_REFUSAL)
+                transport.close()
+                return
         self._handler = self._server()
         self._handler.connection_made(transport)
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self._guard.header_timeout, self._head_due)
+        self._deadline = loop.call_later(self.budget(), self._head_due)
 
     def _head_due(self) -> None:
         self._deadline = None
@@ -168,6 +221,8 @@ class Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+        elif self._handshake is not None:
+            self._handshake.cancel()  # still in its TLS handshake: that closes the socket
 
     def data_received(self, data: bytes) -> None:
         if self._handler is not None:
@@ -261,10 +316,10 @@ class TlsSite(GuardedSite):
     context of that moment (``contexts``): a renewed certificate reaches new connections
     while open ones keep theirs, and while a TLS-ALPN-01 challenge is pending (``peek``),
     a connection whose ClientHello asks for ``acme-tls/1`` gets the challenge's answer.
-    Handshakes are bounded like request heads (``header_timeout``) and in number
-    (``max_connections`` at once)."""
+    Each accepted socket is admitted by the guard at once (see the module's docstring), and
+    its handshake shares the ``header_timeout`` budget with the first request head."""
 
-    __slots__ = ("_contexts", "_handshakes", "_peek")
+    __slots__ = ("_contexts", "_peek")
 
     def __init__(
         self,
@@ -280,7 +335,6 @@ class TlsSite(GuardedSite):
         super().__init__(runner, host, port, guard=guard, backlog=backlog)
         self._contexts = contexts
         self._peek = peek
-        self._handshakes = 0
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
@@ -299,41 +353,45 @@ class TlsSite(GuardedSite):
         pending: set[asyncio.Task[None]] = set()
         while True:
             try:
-                conn, _ = await loop.sock_accept(sock)
+                conn, peer = await loop.sock_accept(sock)
             except OSError as exc:  # out of file descriptors, or the socket closed
                 if sock.fileno() < 0:
                     return
                 log.warning("listener.accept_failed", extra={"fields": {"error": str(exc)}})
                 await asyncio.sleep(0.1)
                 continue
-            if self._handshakes >= self.guard.max_connections:
-                conn.close()  # a flood of handshakes: the guard's cap applies to them too
-                continue
-            task = asyncio.create_task(self._handshake(conn, server))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+            connection = Connection(self.guard, server)
 
-    async def _handshake(self, conn: socket.socket, server: web.Server) -> None:
+            def start(conn: socket.socket = conn, connection: Connection = connection) -> Any:
+                task = asyncio.create_task(self._handshake(conn, connection))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                return task
+
+            if not connection.admit_accepted(peer, start):
+                conn.close()  # over its address's cap, or every place busy: nothing to say
+
+    async def _handshake(self, conn: socket.socket, connection: Connection) -> None:
         loop = asyncio.get_running_loop()
-        guard = self.guard
-        self._handshakes += 1
         try:
             conn.setblocking(False)
-            hello = await _peek_hello(conn, guard.header_timeout) if self._peek() else None
+            hello = await _peek_hello(conn, connection.budget()) if self._peek() else None
             context = self._contexts(hello)
             if context is None:  # no certificate yet: nothing to say
-                conn.close()
-                return
+                raise ConnectionAbortedError
             await loop.connect_accepted_socket(
-                lambda: Connection(guard, server),
+                lambda: connection,
                 conn,
                 ssl=context,
-                ssl_handshake_timeout=guard.header_timeout,
+                ssl_handshake_timeout=max(connection.budget(), 0.001),
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
-            conn.close()  # a failed or abandoned handshake: the client's problem
-        finally:
-            self._handshakes -= 1
+            connection.handshake_failed()  # failed or abandoned: the client's problem
+            conn.close()
+        except asyncio.CancelledError:  # evicted, or the listener stops
+            connection.handshake_failed()
+            conn.close()
+            raise
 
 
 async def _peek_hello(conn: socket.socket, within: float) -> Hello | None:

@@ -1,10 +1,11 @@
 """A slowloris attacker, run as its own process by tests/reliability/test_slowloris.py so
 that its thousands of tasks do not slow the test's own measurements.
 
-    python -m tests.slowloris PORT COUNT ADDRESS [ADDRESS ...]
+    python -m tests.slowloris [--silent] PORT COUNT ADDRESS [ADDRESS ...]
 
 Opens COUNT connections to 127.0.0.1:PORT spread over the local ADDRESSes, each sending a
-request head one byte every 0.5 s and reconnecting at once whenever the relay closes it.
+request head one byte every 0.5 s (with ``--silent``: nothing at all, as a client that never
+sends its TLS ClientHello) and reconnecting at once whenever the relay closes it.
 Prints ``connected N`` on stdout each second; stops on SIGTERM or after 60 s.
 """
 
@@ -17,8 +18,9 @@ import sys
 
 
 class Slowloris:
-    def __init__(self, port: int, count: int, addresses: list[str]) -> None:
+    def __init__(self, port: int, count: int, addresses: list[str], silent: bool) -> None:
         self.port = port
+        self.silent = silent
         self.count = count
         self.addresses = addresses
         self.connects = 0
@@ -35,10 +37,12 @@ class Slowloris:
                 continue
             self.connects += 1
             try:
-                writer.write(b"POST /in/demo HTTP/1.1\r\nHost: relay\r\nX-Slow: ")
+                if not self.silent:
+                    writer.write(b"POST /in/demo HTTP/1.1\r\nHost: relay\r\nX-Slow: ")
                 while not self.stop.is_set() and not reader.at_eof():
-                    writer.write(b"a")
-                    await writer.drain()
+                    if not self.silent:
+                        writer.write(b"a")
+                        await writer.drain()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(0.5):
                             if await reader.read(1024) == b"":
@@ -66,11 +70,13 @@ class Slowloris:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def main(port: int, count: int, addresses: list[str]) -> None:
-    attacker = Slowloris(port, count, addresses)
+async def main(port: int, count: int, addresses: list[str], silent: bool) -> None:
+    attacker = Slowloris(port, count, addresses, silent)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, attacker.stop.set)
     await attacker.run()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]))
+    silent = sys.argv[1] == "--silent"
+    args = sys.argv[2:] if silent else sys.argv[1:]
+    asyncio.run(main(int(args[0]), int(args[1]), args[2:], silent))
