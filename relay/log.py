@@ -92,6 +92,26 @@ def setup(level: str = "info", fmt: Format = "auto") -> None:
     server.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     server.propagate = False
     handler.addFilter(ClientGarbage())
+    # The PostgreSQL driver's own warnings come in its own format, per connection; relay's
+    # fault stories (store.write, store.listen, scheduler.lane) tell an outage once, so
+    # only the driver's errors pass.
+    driver = logging.getLogger("psycopg")
+    driver.handlers[:] = [handler]
+    driver.setLevel(logging.DEBUG if level == "debug" else logging.ERROR)
+    driver.propagate = False
+
+
+ERROR_TEXT = 300  # characters of an error's text a log line keeps
+
+
+def brief(error: str) -> str:
+    """An error's text for a log line: its first line, at most ``ERROR_TEXT`` characters.
+    A driver can pile a message up (libpq repeated one line 27 million times across an
+    outage); the log must stay readable and small whatever the error says."""
+    first, _, rest = error.partition("\n")
+    if rest or len(first) > ERROR_TEXT:
+        return first[:ERROR_TEXT] + " …"
+    return first
 
 
 class Fault:
@@ -118,6 +138,7 @@ class Fault:
     ) -> None:
         """It failed (again). ``exc``: shown with its traceback in the first line only (for
         a bug; a full disk needs no traceback)."""
+        error = brief(error)
         self._count += 1
         self._last = now
         if self.since is None:

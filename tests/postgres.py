@@ -63,16 +63,24 @@ def start(base: Path) -> Path:
         check=True,
         capture_output=True,
     )
+    launch(base)
+    return sockets
+
+
+def launch(base: Path) -> None:
+    """Start the server of the cluster in ``base`` (made by ``start``) and wait for it."""
+    bindir = binaries()
+    assert bindir is not None
     options = (
-        f"-k {sockets} -c listen_addresses='' -p {PORT} -c fsync=on -c max_connections=300"
-        " -c shared_buffers=64MB"
+        f"-k {base / 'run'} -c listen_addresses='' -p {PORT} -c fsync=on"
+        " -c max_connections=300 -c shared_buffers=64MB"
     )
     subprocess.run(
         _as_postgres(
             [
                 str(bindir / "pg_ctl"),
                 "-D",
-                str(data),
+                str(base / "data"),
                 "-o",
                 options,
                 "-w",
@@ -86,7 +94,23 @@ def start(base: Path) -> Path:
         check=True,
         capture_output=True,
     )
-    return sockets
+
+
+def halt(base: Path, mode: str = "fast") -> None:
+    """Stop the server of the cluster in ``base`` (``pg_ctl stop -m mode``) and wait."""
+    bindir = binaries()
+    assert bindir is not None
+    subprocess.run(
+        _as_postgres([str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", mode, "-w", "stop"]),
+        check=True,
+        capture_output=True,
+    )
+
+
+def can_start() -> bool:
+    """Whether this process can start a cluster of its own (not inside the user namespace
+    `make test` uses for users other than root, where initdb refuses to run)."""
+    return binaries() is not None and (os.geteuid() != 0 or "RELAY_TEST_UID" not in os.environ)
 
 
 def stop(base: Path) -> None:

@@ -32,7 +32,7 @@ from relay.circuit import Circuit
 from relay.clock import Clock
 from relay.config import DestinationConfig
 from relay.errors import StorageUnavailable
-from relay.log import Fault
+from relay.log import Fault, brief
 from relay.metrics import Metrics
 from relay.ratelimit import TokenBucket
 from relay.scheduler.plan import Knowledge, LaneState, Sleep, plan
@@ -45,6 +45,9 @@ ATTEMPT_LOG_LEVEL = {"delivered": logging.DEBUG, "pending": logging.INFO}
 
 LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt timeout (storage.lease_margin)
 MAX_BACKOFF = 5.0  # longest pause of a failing lane (a claim every 5 s costs nothing)
+# … when the database is what fails: a look a second costs little (the store refuses at once
+# while the server is away) and the lane is ready within a second of the database's return.
+MAX_STORAGE_BACKOFF = 1.0
 
 
 class Lane:
@@ -152,9 +155,9 @@ class Lane:
             except Exception as exc:
                 failures += 1
                 self._known.forget()
-                self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
-                pause = min(MAX_BACKOFF, 0.25 * 2**failures)
+                self.healthy, self.last_error = False, brief(f"{type(exc).__name__}: {exc}")
                 bug = None if isinstance(exc, StorageUnavailable) else exc
+                pause = min(MAX_BACKOFF if bug else MAX_STORAGE_BACKOFF, 0.25 * 2**failures)
                 self._fault.failed(
                     self.last_error, self._clock.monotonic(), bug, destination=self.name
                 )

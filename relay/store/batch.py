@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from relay.errors import StorageUnavailable
-from relay.log import Fault
+from relay.log import Fault, brief
 from relay.normalize.taxonomy import transition
 from relay.store import rollup
 from relay.store.base import HandOff
@@ -307,7 +307,7 @@ class Batcher:
         if self._is_storage_fault(exc):
             now = time.monotonic()
             self._failed_at, self._locked = now, self._is_lock(exc)
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = brief(f"{type(exc).__name__}: {exc}")
             self._fault.failed(self.last_error, now)
             if self._locked:
                 # Nothing else may come to find out when the lock is gone: try again soon.

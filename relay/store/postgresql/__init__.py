@@ -1,7 +1,7 @@
 """The PostgreSQL store: several relays on one database, with SQLite's guarantees.
 
 ``PgStore`` implements ``relay.store.base.Store``. Its writes go through one ``PgWriter``
-per relay (group commit, as on SQLite); the scheduler's short reads use a small pool;
+per relay (group commit, as on SQLite); the scheduler's short reads use a few connections;
 people's reads (``relay.store.reader``) run on a read-only connection in a thread. What is
 different from SQLite, because other relays share the tables:
 
@@ -12,6 +12,8 @@ different from SQLite, because other relays share the tables:
 - lanes are woken by LISTEN/NOTIFY from other relays' commits, and by polling for due work
   (every ``POLL`` seconds; every ``POLL_ALONE`` when notifications do not arrive: the
   listening connection dropped, or a pooler that does not forward them);
+- the scheduler's short reads use a few connections of relay's own (``reads``: replaced,
+  never repaired, when the server restarts);
 - housekeeping (retention, alert checks, the size watch) runs on one relay at a time, the
   holder of a session advisory lock; when that relay dies, its session ends and another
   takes the lock at its next look;
@@ -35,10 +37,11 @@ from relay import sql
 from relay.config import StorageConfig
 from relay.configtypes import shown_url
 from relay.errors import StorageError, StorageUnavailable
-from relay.log import Fault
+from relay.log import Fault, brief
 from relay.store.base import HandOff, Reader
 from relay.store.clauses import POSTGRESQL
 from relay.store.postgresql.database import connect, connect_async, driver, migrate
+from relay.store.postgresql.reads import ReadConnections
 from relay.store.postgresql.writer import CHANNEL, PgWriter
 from relay.store.reader import SqlReader
 from relay.store.recent import RecentEvents
@@ -101,7 +104,9 @@ class PgStore:
     released = 0  # never: other relays' leases are theirs
     shared = True  # several relays may use this database at once
 
-    def __init__(self, config: StorageConfig, url: str, writer_conn: Any, pool: Any) -> None:
+    def __init__(
+        self, config: StorageConfig, url: str, writer_conn: Any, pool: ReadConnections
+    ) -> None:
         self._url = url
         self._config = config
         self.instance = uuid.uuid4().hex[:12]
@@ -139,25 +144,19 @@ class PgStore:
         assert config.url is not None
         url = config.url.value
         psycopg = driver()
-        from psycopg_pool import AsyncConnectionPool
-
         conn = await connect_async(url)
+        pool = ReadConnections(url)
         try:
             await migrate(conn, url)
-            pool = AsyncConnectionPool(
-                url,
-                min_size=1,
-                max_size=4,
-                kwargs={"autocommit": True},
-                open=False,
-                name="relay-reads",
-            )
-            await pool.open(wait=True, timeout=10)
-        except psycopg.Error as exc:
+            async with pool.connection():
+                pass  # the reads can connect too
+        except (psycopg.Error, StorageUnavailable) as exc:
             await conn.close()
+            await pool.close()
             raise StorageError(f"storage.url {shown_url(url)}: {exc}") from None
         except BaseException:
             await conn.close()
+            await pool.close()
             raise
         store = cls(config, url, conn, pool)
         store.clock_offset = await store._measure_offset()
@@ -288,7 +287,7 @@ class PgStore:
                 cur = await conn.execute(self._q["database_size"])
                 size = await cur.fetchone()
                 self._size = int(size[0]) if size else self._size
-        except driver().Error:
+        except (driver().Error, StorageUnavailable):
             return  # the listener's fault says so; the next poll tries again
         if due:
             self._wake(due)
@@ -353,19 +352,20 @@ class PgStore:
         await self._writer.call_async(work)
 
     async def _read(self, statement: str, params: Any = None) -> list[Any]:
-        """A short read on the pool; StorageUnavailable when the database cannot answer."""
+        """A short read; StorageUnavailable when the database cannot answer. A read that
+        fails on a kept connection (the server may have restarted since) is tried once more
+        on a new one."""
         psycopg = driver()
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(statement, params)
-                rows: list[Any] = await cur.fetchall()
-                return rows
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise StorageUnavailable(str(exc)) from None
-        except Exception as exc:  # the pool's own timeout
-            if type(exc).__name__ == "PoolTimeout":
-                raise StorageUnavailable(str(exc)) from None
-            raise
+        for fresh in (False, True):
+            try:
+                async with self._pool.connection(fresh) as conn:
+                    cur = await conn.execute(statement, params)
+                    rows: list[Any] = await cur.fetchall()
+                    return rows
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if fresh:
+                    raise StorageUnavailable(brief(str(exc))) from None
+        raise AssertionError("unreachable")
 
     async def next_due(self, destination: str) -> float | None:
         rows = await self._read(self._q["next_due"], {"destination": destination})

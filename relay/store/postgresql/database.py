@@ -77,6 +77,19 @@ async def connect_async(url: str) -> Any:
     return conn
 
 
+def known_good(conn: Any) -> bool:
+    """Idle, outside any transaction or pipeline: safe to use again. psycopg can leave a
+    connection in an aborted pipeline after the server went away, neither closed nor
+    broken, on which every later query fails; such a connection is closed, never reused."""
+    pq = driver().pq
+    return bool(
+        not conn.closed
+        and not conn.broken
+        and conn.info.transaction_status == pq.TransactionStatus.IDLE
+        and conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
+    )
+
+
 def connect(url: str, read_only: bool = False) -> Any:
     psycopg = driver()
     try:

@@ -14,16 +14,28 @@ one commit. Other relays write the same tables at the same time; what keeps them
 - outcomes: written only under the lease they came from (``lease_seq``), as on SQLite;
 - wake-ups: ``pg_notify`` in the transaction that adds deliveries reaches every relay
   listening, when it commits.
+
+When the server goes away (a restart, a failover), the connection is replaced, not repaired:
+after any error that leaves it in a state other than idle outside a pipeline (psycopg can
+leave an aborted pipeline behind, neither closed nor broken, on which every later query
+fails), it is closed, and the next batch connects anew. A failed connection is a fault of
+the database as a whole, like a lost one: the batch fails at once with 503s (not op by op,
+which cost a connection attempt per queued request), and while the server is away a new
+connection is tried at most every ``RECONNECT_GAP`` seconds; the batches in between fail
+without trying.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from relay import sql
+from relay.errors import StorageError, StorageUnavailable
 from relay.store.batch import (
     Batcher,
     Inserted,
@@ -40,7 +52,7 @@ from relay.store.batch import (
     stored_result,
     tracked,
 )
-from relay.store.postgresql.database import connect_async, driver
+from relay.store.postgresql.database import connect_async, driver, known_good
 from relay.store.records import Claim, Limits, NewEvent
 
 log = logging.getLogger("relay.store")
@@ -48,6 +60,7 @@ log = logging.getLogger("relay.store")
 CHANNEL = "relay_work"
 MAX_NOTIFY = 7000  # bytes of a notification's payload (the server's limit is 8000)
 CONCURRENCY_POLL = 0.05  # seconds a lane capped by the cluster's leases waits to look again
+RECONNECT_GAP = 0.25  # seconds between connection attempts while the server is away
 
 
 class PgWriter(Batcher):
@@ -67,10 +80,12 @@ class PgWriter(Batcher):
         self._instance = instance
         self.holds: dict[str, float] = {}  # destination: when the cluster lets it claim again
         self._psycopg = driver()
+        self._connect_after = 0.0  # time.monotonic() before which no new connection is tried
+        self._connect_error = ""
 
     def _is_storage_fault(self, exc: BaseException) -> bool:
-        """Connection lost, server shutting down, disk full, out of resources: not one op's
-        fault. A deadlock or serialization failure is retried op by op instead."""
+        """Connection lost or refused, server shutting down, disk full, out of resources:
+        not one op's fault. A deadlock or serialization failure is retried op by op."""
         errors = self._psycopg.errors
         if isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure):
             return False
@@ -78,16 +93,41 @@ class PgWriter(Batcher):
             self._psycopg.OperationalError,
             self._psycopg.InterfaceError,
             errors.InsufficientResources,
+            StorageError,  # connect_async could not connect
+            StorageUnavailable,  # … and the next attempt is not due yet
         )
         return isinstance(exc, faults)
 
     async def _transaction(self, batch: list[Op], offers: dict[str, tuple[int, float]]) -> Inserted:
+        conn = await self._connection()
+        try:
+            async with conn.transaction():
+                return await self._apply(conn, batch)
+        except BaseException:
+            if not known_good(conn):
+                await self._discard()
+            raise
+
+    async def _connection(self) -> Any:
+        """The writer's connection, or a new one when it is gone (see the module doc)."""
         conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            # The connection went away (a restart of the server, a failover): a new one.
-            self._conn = conn = await connect_async(self._url)
-        async with conn.transaction():
-            return await self._apply(conn, batch)
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if time.monotonic() < self._connect_after:
+            raise StorageUnavailable(self._connect_error)
+        try:
+            self._conn = await connect_async(self._url)
+        except StorageError as exc:
+            self._connect_after = time.monotonic() + RECONNECT_GAP
+            self._connect_error = str(exc)
+            raise
+        return self._conn
+
+    async def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # thrown away for being unusable
+                await conn.close()
 
     async def close(self) -> None:
         if self._conn is not None and not self._conn.closed:
