@@ -49,7 +49,7 @@ from relay import __version__, delivery, systemd
 from relay.config import LogConfig, describe_errors, split_address
 from relay.configtypes import Duration, SecretRef, StrictModel
 from relay.errors import ConfigError, RelayError
-from relay.log import Fault
+from relay.log import Fault, Throttled
 
 log = logging.getLogger("relay.agent")
 
@@ -196,6 +196,7 @@ class Agent:
         self.connected = asyncio.Event()
         self.delivered = 0
         self.refused = 0
+        self._refused_frames = Throttled(log, "agent.frame_refused")
         self.reconnects = 0
         self._sessions: dict[str, aiohttp.ClientSession] = {}
 
@@ -277,6 +278,9 @@ class Agent:
             log.warning("agent.disconnected", extra={"fields": {"relay": config.relay}})
 
     def _take(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "error":  # relay refused a frame of ours: a bug to report
+            self._refused_frames.say(time.monotonic(), error=str(message.get("error"))[:300])
+            return
         if message.get("type") != "deliver":
             return
         task = asyncio.create_task(self._deliver(message))

@@ -18,16 +18,31 @@ The protocol (JSON text frames; bodies base64, so binary bodies arrive byte-exac
                     "excerpt": "…", "headers": "[[k, v], …]", "retry_after": null,
                     "duration_ms": 3.1, "started_at": 1764…, "permanent": false}
 
+    relay → agent  {"type": "error", "error": "result.status: Input should be …"}
+
 ``lease`` is the delivery id and its lease's fencing id: a result that comes back under a
 lease the relay no longer holds (it expired, or the delivery went again after the agent's
 connection was lost) changes nothing in the store. WebSocket pings both ways (aiohttp's
 heartbeat) find a half-open connection within about 1.5 heartbeats.
+
+Every frame an agent sends is parsed strictly (``relay.agentframes``). A malformed hello
+closes the connection (1008, with the reason); any other malformed frame is answered with
+an ``error`` frame, and when it names a lease in flight, that attempt is recorded as failed
+by the agent (it counts towards ``max_attempts``), rather than left to its lease.
+
+A result must come back while its lease holds: the attempt waits the destination's timeout
+plus ``TRANSIT``, but never more than half the lease margin beyond the timeout, so the "no
+result from the agent" outcome is recorded under the lease that sent it, whatever
+``lease_margin`` is (with a margin of 5 s or less it arrived after the lease had ended, was
+fenced out, and a silent agent's deliveries went out again uncounted, for ever).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -38,10 +53,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from relay import delivery
+from relay.agentframes import FrameError, Hello, Result, lease_of, parse
 from relay.config import AgentGroupConfig, DestinationConfig
+from relay.log import Throttled
 from relay.metrics import Metrics
 from relay.network import client_address
 from relay.store import Claim, EventPayload
@@ -51,7 +68,6 @@ log = logging.getLogger("relay.agents")
 HEARTBEAT = 15.0  # seconds between pings; a silent peer is dropped after 1.5 of them
 HELLO_WAIT = 10.0  # seconds an agent has to say hello after connecting
 TRANSIT = 5.0  # seconds a result may take beyond the attempt's timeout to come back
-MAX_CREDITS = 1000
 
 
 class Returned(Exception):
@@ -89,8 +105,14 @@ class AgentHub:
         heartbeat: float = HEARTBEAT,
         trusted: tuple[Any, ...] = (),
         max_body: int = 1024 * 1024,
+        lease_margin: float = 30.0,
     ) -> None:
         self._metrics = metrics
+        # See the module docstring: a result is awaited within the lease, by construction.
+        self._transit = min(TRANSIT, lease_margin / 2)
+        self._refused = Throttled(log, "agent.refused")
+        self._bad_frames = Throttled(log, "agent.bad_frame")
+        self._sending: set[asyncio.Task[None]] = set()
         self.wake = wake  # the app points it at the scheduler
         self._heartbeat = heartbeat
         self._trusted = trusted
@@ -147,6 +169,8 @@ class AgentHub:
             return None, "unknown group"
         if scheme.lower() != "bearer" or not token:
             return None, "missing token"
+        if not token.isascii():  # tokens are ASCII; aiohttp decoded other bytes as it could
+            return None, "wrong token"
         digest = token_digest(token.strip())
         matched = [hmac.compare_digest(digest, e) for e in expected]  # no early exit
         if not any(matched):
@@ -159,22 +183,28 @@ class AgentHub:
         group, why = self._admit(request)
         if group is None:
             name = request.query.get("group", "")[:64]
-            log.warning(
-                "agent.refused", extra={"fields": {"group": name, "reason": why, "remote": address}}
-            )
+            self._refused.say(time.monotonic(), group=name, reason=why, remote=address)
             self._metrics.agent_refusals.labels(why).inc()
             return web.json_response({"error": why}, status=401)
         heartbeat = self._heartbeats.get(group, self._heartbeat)
         ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=self._max_message)
+        if not all(value.isascii() for value in request.headers.values()):
+            # aiohttp's handshake fails with a traceback (and a 500) on other text in the
+            # upgrade's headers, even while refusing it; the protocol's headers are ASCII.
+            return web.json_response({"error": "headers must be ASCII"}, status=400)
         await ws.prepare(request)
         try:
             async with asyncio.timeout(HELLO_WAIT):
-                hello = await ws.receive_json()
-            credits = int(hello.get("credits", 1))
-        except (TimeoutError, ValueError, TypeError, KeyError):
-            await ws.close(message=b"say hello first")
+                hello = _hello(await ws.receive())
+        except TimeoutError:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"say hello first")
             return ws
-        conn = Connection(group, ws, max(1, min(credits, MAX_CREDITS)), address)
+        except FrameError as exc:
+            self._bad_frames.say(time.monotonic(), group=group, remote=address, error=str(exc))
+            reason = f"bad hello: {exc}".encode()[:120]
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason)
+            return ws
+        conn = Connection(group, ws, hello.credits, address)
         self._connections.setdefault(group, []).append(conn)
         self._metrics.agents_connected.labels(group).set(len(self._connections[group]))
         fields = {
@@ -189,35 +219,63 @@ class AgentHub:
         try:
             async for message in ws:
                 if message.type is WSMsgType.TEXT:
-                    self._result(conn, message.data)
+                    self._frame(conn, message.data)
+                elif message.type is WSMsgType.BINARY:
+                    self._bad_frame(conn, "frames are JSON text, not binary", None)
         finally:
             self._gone(conn)
         return ws
 
-    def _result(self, conn: Connection, text: str) -> None:
+    def _frame(self, conn: Connection, data: str) -> None:
         try:
-            data = json.loads(text)
-            lease = str(data["lease"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("agent.bad_message", extra={"fields": {"agent": conn.agent_id}})
+            frame = parse(data)
+        except FrameError as exc:
+            self._bad_frame(conn, str(exc), lease_of(data))
             return
-        if data.get("type") != "result":
+        if isinstance(frame, Hello):
+            self._bad_frame(conn, "hello: said already", None)
             return
-        future = conn.inflight.pop(lease, None)
+        self._result(conn, frame)
+
+    def _bad_frame(self, conn: Connection, why: str, lease: str | None) -> None:
+        """Answer with a protocol error; a lease in flight that it names has failed."""
+        fields = {"group": conn.group, "agent": conn.agent_id, "error": why}
+        self._bad_frames.say(time.monotonic(), **fields)
+        self._send(conn, {"type": "error", "error": why, "lease": lease})
+        future = conn.inflight.pop(lease, None) if lease is not None else None
+        if future is not None and not future.done():
+            error = f"the agent sent a malformed result ({why})"
+            future.set_result(delivery.AttemptResult(time.time(), 0.0, None, error, None, None))
+            self.wake(conn.group)
+
+    def _send(self, conn: Connection, message: dict[str, Any]) -> None:
+        async def send() -> None:
+            with contextlib.suppress(ConnectionError, RuntimeError):  # it went meanwhile
+                await conn.ws.send_json(message)
+
+        task = asyncio.create_task(send())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _result(self, conn: Connection, frame: Result) -> None:
+        future = conn.inflight.pop(frame.lease, None)
         if future is None or future.done():
             # A result kept over a disconnect, for a lease the relay no longer holds.
-            log.info("agent.result_late", extra={"fields": {"lease": lease}})
+            log.info("agent.result_late", extra={"fields": {"lease": frame.lease}})
             return
+        headers = None
+        if frame.headers is not None:  # well-formed (agentframes); redacted again here
+            headers = delivery.kept_headers(tuple(p) for p in json.loads(frame.headers))
         future.set_result(
             delivery.AttemptResult(
-                started_at=float(data.get("started_at") or time.time()),
-                duration_ms=float(data.get("duration_ms") or 0.0),
-                status=_int_or_none(data.get("status")),
-                error=_text(data.get("error")),
-                excerpt=_text(data.get("excerpt"), 65536),
-                retry_after=_text(data.get("retry_after")),
-                permanent=bool(data.get("permanent")),
-                headers=_text(data.get("headers"), delivery.HEADERS_BYTES * 2),
+                started_at=frame.started_at if frame.started_at is not None else time.time(),
+                duration_ms=frame.duration_ms,
+                status=frame.status,
+                error=frame.error,
+                excerpt=frame.excerpt,
+                retry_after=frame.retry_after,
+                permanent=frame.permanent,
+                headers=headers,
             )
         )
         self.wake(conn.group)  # a credit came free
@@ -271,8 +329,11 @@ class AgentHub:
         }
         try:
             await conn.ws.send_str(json.dumps(message))
-            async with asyncio.timeout(destination.timeout + TRANSIT):
-                return await future
+            async with asyncio.timeout(destination.timeout + self._transit):
+                result = await future
+            # The agent's clock may be off (or lie): the start is kept within the attempt.
+            started_at = min(max(result.started_at, started), time.time())
+            return dataclasses.replace(result, started_at=started_at)
         except ConnectionError as exc:
             raise Returned(f"the agent's connection was lost: {exc}") from None
         except TimeoutError:
@@ -290,9 +351,10 @@ class AgentHub:
                 self.wake(group)
 
 
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _text(value: object, limit: int = 2000) -> str | None:
-    return str(value)[:limit] if value is not None else None
+def _hello(message: WSMessage) -> Hello:
+    if message.type is not WSMsgType.TEXT:
+        raise FrameError("say hello first (a JSON text frame)")
+    frame = parse(message.data)
+    if not isinstance(frame, Hello):
+        raise FrameError("say hello first")
+    return frame

@@ -127,6 +127,7 @@ class Relay:
             self.metrics,
             trusted=settings.server.trusted_proxies,
             max_body=settings.server.max_body_size,
+            lease_margin=settings.storage.lease_margin,
         )
         if self._clock is None and store.shared:
             self._clock = DatabaseClock(lambda: store.clock_offset)

@@ -16,7 +16,7 @@ import hmac
 import json
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -275,7 +275,14 @@ async def send(
 def response_headers(raw: Sequence[tuple[bytes, bytes]]) -> str:
     """A response's headers as stored with its attempt: JSON pairs, secrets (a cookie, a
     token) redacted, at most ``HEADERS_BYTES`` of them."""
-    pairs = [(name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in raw]
+    return kept_headers(
+        (name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in raw
+    )
+
+
+def kept_headers(pairs: Iterable[tuple[str, str]]) -> str:
+    """Header pairs as stored with an attempt (see ``response_headers``); also what relay
+    keeps of the headers an agent reports, whatever the agent did to them."""
     kept: list[list[str]] = []
     size = 0
     for name, value in redacted(pairs):

@@ -114,6 +114,29 @@ def brief(error: str) -> str:
     return first
 
 
+class Throttled:
+    """A line that anyone outside can cause at will (a refused agent, a malformed frame):
+    the first is written, then at most one every ``every`` seconds, which says how many
+    were not (``unlogged``). 3,000 refused upgrades in half a second make one line, not
+    3,016."""
+
+    def __init__(self, logger: logging.Logger, name: str, every: float = 10.0) -> None:
+        self._log = logger
+        self._name = name
+        self._every = every
+        self._said_at: float | None = None
+        self._unsaid = 0
+
+    def say(self, now: float, **fields: Any) -> None:
+        if self._said_at is not None and now - self._said_at < self._every:
+            self._unsaid += 1
+            return
+        if self._unsaid:
+            fields["unlogged"] = self._unsaid
+        self._said_at, self._unsaid = now, 0
+        self._log.warning(self._name, extra={"fields": fields})
+
+
 class Fault:
     """A condition that can last (a full disk, a locked database), logged as one story: a
     line when it starts, a summary at most every ``every`` seconds while it lasts, and a

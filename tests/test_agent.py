@@ -328,3 +328,48 @@ def test_the_agents_example_file_documents_every_key(tmp_path: Path) -> None:
     }
     assert set(AgentConfig.model_fields) <= documented | commented | {"targets"}
     assert set(TargetTls.model_fields) <= commented
+
+
+async def test_a_silent_agents_deliveries_die_within_max_attempts_with_a_small_lease_margin(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Issue 28: with lease_margin = 1s, the "no result from the agent" outcome came 5 s
+    after the timeout, after the lease had ended; fencing dropped it, the delivery went out
+    again uncounted, and none ever died. Now the wait ends within the lease."""
+    from tests.agents import TOKEN
+
+    config = relay_config(tmp_path, receiver.url)
+    text = config.read_text().replace("[storage]\n", '[storage]\nlease_margin = "1s"\n')
+    text = text.replace('timeout = "2s"', 'timeout = "1s"')
+    config.write_text(text.replace('cap = "200ms"', 'cap = "200ms"\nmax_attempts = 3'))
+    db = tmp_path / "relay.db"
+    relay = RelayProcess(config).start()
+    delivers = 0
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(
+                f"{relay_url(relay)}/agent/connect?group=office",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as ws,
+        ):
+            await ws.send_json({"type": "hello", "credits": 5})
+            await _post_many(relay.port, ["s1", "s2"])
+
+            async def listen() -> None:  # take deliveries, never answer
+                nonlocal delivers
+                async for message in ws:
+                    if json.loads(message.data)["type"] == "deliver":
+                        delivers += 1
+
+            listening = asyncio.create_task(listen())
+            await wait_for(lambda: _states(db) == {"dead": 2}, timeout=30)
+            listening.cancel()
+        assert relay.terminate() == 0
+    finally:
+        relay.ensure_stopped()
+    rows = query(db, "SELECT attempts, last_error FROM deliveries")
+    assert [attempts for attempts, _ in rows] == [3, 3]
+    assert all("no result from the agent" in error for _, error in rows), rows
+    assert delivers == 6
+    assert query(db, "SELECT count(*) FROM attempts")[0][0] == 6

@@ -20,7 +20,7 @@ import os
 import random
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tests.helpers import query
@@ -247,7 +247,11 @@ async def _exchange(port: int, raw: bytes) -> int | None:
         writer.close()
 
 
-async def _run(port: int, requests: list[bytes]) -> tuple[Counter[str], list[bytes]]:
+async def _run(
+    port: int,
+    requests: list[bytes],
+    exchange: Callable[[int, bytes], Awaitable[int | None]] = _exchange,
+) -> tuple[Counter[str], list[bytes]]:
     classes: Counter[str] = Counter()
     five: list[bytes] = []
     queue = list(enumerate(requests))
@@ -255,7 +259,7 @@ async def _run(port: int, requests: list[bytes]) -> tuple[Counter[str], list[byt
     async def worker() -> None:
         while queue:
             _, raw = queue.pop()
-            status = await _exchange(port, raw)
+            status = await exchange(port, raw)
             key = "no answer" if status is None else f"{status // 100}xx"
             classes[key] += 1
             if status is not None and status >= 500:
