@@ -295,3 +295,106 @@ async def test_circuit_gauge_and_storage_limit(
         assert value(found, "relay_storage_full", "relay_storage_full") == 1
     finally:
         await alerts.stop()
+
+
+async def _raw(port: int, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """One raw HTTP request (headers as bytes, anything in them): (status, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        answer = await reader.read()
+    finally:
+        writer.close()
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer.split(b"\r\n\r\n", 1)[1]
+
+
+async def test_admin_input_is_checked_strictly_and_named_in_400s(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 28: each of these answered 500 (or did what the caller did not mean: "again":
+    "no" replayed a second time, "dry_run": "false" was a dry run) before."""
+    receiver.default = 422
+    db = tmp_path / "relay.db"
+    settings = settings_for(db, receiver.url, **ADMIN)
+    async with running(settings) as relay:
+        for i in range(3):
+            assert (await post(client, relay.port, BODY_JSON, key=f"k{i}"))[0] == 200
+        await wait_for(
+            lambda: query(db, "SELECT count(*) FROM deliveries WHERE state='dead'") == [(3,)]
+        )
+        deep = "[" * 10_000 + "]" * 10_000
+        cases: list[tuple[str, str, Any, str]] = [
+            ("POST", "/api/replay", {"delivery_id": 2**70}, "delivery_id"),
+            ("POST", "/api/replay", {"delivery_id": "1"}, "delivery_id"),
+            ("POST", "/api/replay", {"filter": {"source": ["a"]}}, "filter.source"),
+            ("POST", "/api/replay", {"filter": {"error": {"a": 1}}}, "filter.error"),
+            ("POST", "/api/replay", {"filter": {}, "destination": ["app"]}, "destination"),
+            ("POST", "/api/replay", {"filter": {}, "again": "no"}, "again"),
+            ("POST", "/api/replay", {"filter": {}, "dry_run": "false"}, "dry_run"),
+            ("POST", "/api/replay", {"filter": {}, "state": "gone"}, "state"),
+            ("POST", "/api/replay", {"filter": {}, "surprise": 1}, "surprise"),
+            ("POST", "/api/replay", {"event_id": "e\x00"}, "event_id"),
+            ("POST", "/api/replay", [1, 2], "the body"),
+            ("POST", "/api/replay", deep, "the body"),
+            ("POST", "/api/backup", {"path": 7}, "path"),
+            ("POST", "/api/backup", {"path": "/" + "x" * 5000}, "path"),
+            ("GET", "/api/dead?limit=99999999999", None, "limit"),
+            ("GET", "/api/events?limit=-1", None, "limit"),
+            ("GET", "/api/audit?limit=x", None, "limit"),
+        ]
+        for method, path, body, field in cases:
+            raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+            url = admin_url(relay, path)
+            data = raw if method == "POST" else None
+            async with client.request(method, url, data=data, headers=headers) as r:
+                answer = await r.json()
+                assert r.status == 400, (path, body if len(str(body)) < 100 else "…", answer)
+                assert field in answer["error"], (field, answer)
+        # Nothing above replayed anything.
+        assert query(db, "SELECT count(*) FROM deliveries") == [(3,)]
+        status, answer = await call(
+            client, relay, "POST", "/api/backup", {"path": str(tmp_path / "no" / "copy.db")}
+        )
+        assert status == 409
+        assert "no such folder" in answer["error"]
+        port = int(relay.admin_address.rsplit(":", 1)[1])
+        head = (
+            b"POST /api/replay HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\nContent-Type: application/json\r\n"
+        )
+        for name in (b"Idempotency-Key", b"X-Relay-Actor"):
+            status, text = await _raw(port, head + name + b": caf\xe9\r\n", b'{"filter": {}}')
+            assert status == 400, text
+            assert name.decode() in json.loads(text)["error"]
+        assert query(db, "SELECT count(*) FROM deliveries") == [(3,)]
+        # And a strict boolean means what it says.
+        status, answer = await call(
+            client, relay, "POST", "/api/replay", {"filter": {}, "dry_run": False}
+        )
+        assert (status, answer["replayed"], answer["dry_run"]) == (200, 3, False)
+
+
+def test_openapi_carries_the_models_the_api_parses() -> None:
+    """relay/openapi.json's request bodies are the models' own schemas (written by
+    `python -m relay.admin.inputs`), so the document cannot drift from what is enforced."""
+    from importlib import resources
+
+    from relay.admin import inputs
+
+    doc = json.loads(resources.files("relay").joinpath("openapi.json").read_text())
+    assert doc["components"]["schemas"] == inputs.schemas()
+    for path, model in (("/api/replay", "ReplayRequest"), ("/api/backup", "BackupRequest")):
+        body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"] == {"$ref": f"#/components/schemas/{model}"}
+    limits = [
+        p["schema"]
+        for ops in doc["paths"].values()
+        for op in ops.values()
+        for p in op.get("parameters", [])
+        if p["name"] == "limit"
+    ]
+    assert limits
+    assert all(s["minimum"] == 1 and s["maximum"] == 1000 for s in limits), limits

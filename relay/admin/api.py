@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from relay.admin import inputs
 from relay.admin.surface import Surface, Who
 from relay.errors import RelayError
 from relay.store import MAX_LIMIT, DeadFilter, EventFilter, ReplaySelection, since_to_time
@@ -87,10 +88,8 @@ class Api:
             destination=q.get("destination"),
             text=q.get("q"),
             before=q.get("before"),
-            limit=_int(q.get("limit"), 50),
+            limit=inputs.limit(q.get("limit"), 50, MAX_LIMIT),
         )
-        if f.limit > MAX_LIMIT:  # a larger page would stop short, silently
-            raise ValueError(f"limit is at most {MAX_LIMIT}")
         rows = await self._surface.read(lambda r: r.events(f))
         following = rows[-1]["id"] if len(rows) == f.limit else None
         return _json({"events": rows, "next_before": following})
@@ -104,7 +103,7 @@ class Api:
 
     async def dead(self, request: web.Request) -> web.Response:
         f = _dead_filter(dict(request.query))
-        limit = _int(request.query.get("limit"), 50)
+        limit = inputs.limit(request.query.get("limit"), 50, MAX_LIMIT)
         rows = await self._surface.read(lambda r: r.dead(f, limit))
         total = await self._surface.read(lambda r: r.count_dead(f))
         return _json({"dead": rows, "total": total})
@@ -133,9 +132,7 @@ class Api:
 
     async def rejections(self, request: web.Request) -> web.Response:
         source = request.query.get("source") or None
-        limit = _int(request.query.get("limit"), 50)
-        if limit > MAX_LIMIT:
-            raise ValueError(f"limit is at most {MAX_LIMIT}")
+        limit = inputs.limit(request.query.get("limit"), 50, MAX_LIMIT)
         rows = await self._surface.read(lambda r: r.rejections(source, limit))
         return _json({"rejections": rows})
 
@@ -152,35 +149,32 @@ class Api:
     # -- changes ----------------------------------------------------------------------------
 
     async def replay(self, request: web.Request) -> web.Response:
-        """Body: one of "event_id", "delivery_id" or "filter" ({source, type, since, until,
-        error}), and optionally "destination", "state" (dead, delivered, unrouted, any),
-        "again", "dry_run". An Idempotency-Key header makes it at most once: the same key
-        again answers with the first answer and replays nothing."""
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "the body must be JSON")
-        if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object")
-        given = body.get("filter")
-        if not ("event_id" in body or "delivery_id" in body or isinstance(given, dict)):
+        """Body: a ``ReplayRequest`` (``relay.admin.inputs``): one of "event_id",
+        "delivery_id" or "filter", and optionally "destination", "state", "again",
+        "dry_run". An Idempotency-Key header makes it at most once: the same key again
+        answers with the first answer and replays nothing."""
+        body = inputs.parse(inputs.ReplayRequest, await request.read())
+        key = inputs.header(request.headers.get("Idempotency-Key"), "Idempotency-Key")
+        given = body.filter
+        if body.event_id is None and body.delivery_id is None and given is None:
             return _error(400, 'give "event_id", "delivery_id" or "filter"')
-        q = given if isinstance(given, dict) else {}
+        q = given or inputs.ReplayFilter()
         sel = ReplaySelection(
-            event=str(body["event_id"]) if "event_id" in body else None,
-            delivery=_int(str(body["delivery_id"]), 0) if "delivery_id" in body else None,
-            source=q.get("source") or None,
-            event_type=q.get("type") or None,
-            since=since_to_time(q.get("since")),
-            until=since_to_time(q.get("until")),
-            error=q.get("error") or None,
-            state=str(body.get("state") or q.get("state") or "dead"),
-            destination=body.get("destination") or q.get("destination") or None,
-            again=bool(body.get("again")),
+            event=body.event_id,
+            delivery=body.delivery_id,
+            source=q.source or None,
+            event_type=q.type or None,
+            since=since_to_time(q.since),
+            until=since_to_time(q.until),
+            error=q.error or None,
+            key=q.key or None,
+            text=q.text or None,
+            state=body.state or q.state or "dead",
+            destination=body.destination or q.destination or None,
+            again=body.again,
         )
-        key = request.headers.get("Idempotency-Key") or None
         try:
-            answer = await self._surface.replay(sel, who(request), key, bool(body.get("dry_run")))
+            answer = await self._surface.replay(sel, who(request), key, body.dry_run)
         except LookupError as exc:
             return _error(404, str(exc.args[0]))
         return _json(answer)
@@ -202,21 +196,13 @@ class Api:
 
     async def audit(self, request: web.Request) -> web.Response:
         since = since_to_time(request.query.get("since"))
-        limit = _int(request.query.get("limit"), 50)
-        if limit > MAX_LIMIT:
-            raise ValueError(f"limit is at most {MAX_LIMIT}")
+        limit = inputs.limit(request.query.get("limit"), 50, MAX_LIMIT)
         return _json({"audit": await self._surface.read(lambda r: r.audit(since, limit))})
 
     async def backup(self, request: web.Request) -> web.Response:
         """Body: {"path": "/var/backups/relay.db"}: a consistent copy, written by relay (on
         its machine, as its user), recorded in the audit trail."""
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "the body must be JSON")
-        path = body.get("path") if isinstance(body, dict) else None
-        if not isinstance(path, str) or not path:
-            return _error(400, 'give "path"')
+        path = inputs.parse(inputs.BackupRequest, await request.read()).path
         target = Path(path)
         try:
             size = await self._surface.read(lambda r: r.backup(target))
@@ -237,15 +223,6 @@ class Api:
         return _json({"deleted": counts})
 
 
-def _int(value: str | None, default: int) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a whole number") from None
-
-
 def _dead_filter(q: dict[str, Any]) -> DeadFilter:
     return DeadFilter(
         destination=q.get("destination") or None,
@@ -260,7 +237,7 @@ def _dead_filter(q: dict[str, Any]) -> DeadFilter:
 def who(request: web.Request) -> Who:
     """The audit trail's actor and origin for an API call: the CLI says who runs it
     (X-Relay-Actor: cli:user@host); anything else is 'api'."""
-    actor = request.headers.get("X-Relay-Actor", "")[:100] or "api"
+    actor = inputs.header(request.headers.get("X-Relay-Actor"), "X-Relay-Actor", 100) or "api"
     transport = request.transport
     unix = transport is not None and isinstance(transport.get_extra_info("sockname"), str)
     return Who(actor, "unix" if unix else request.remote)

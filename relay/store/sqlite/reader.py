@@ -37,15 +37,24 @@ class SqliteReader(SqlReader):
         """An online, consistent copy: SQLite's backup API in one step, under one read
         transaction, so it holds exactly what was committed when it began (WAL readers do
         not block relay's writer). Returns the bytes written."""
-        if target.exists():
-            raise StorageError(f"{target}: already exists; choose a new file name")
-        partial = target.with_name(target.name + ".partial")
-        with contextlib.closing(sqlite3.connect(partial)) as out:
-            self._sqlite.backup(out)
-            out.execute("PRAGMA journal_mode = DELETE")
-            check = out.execute("PRAGMA integrity_check").fetchone()[0]
-        if check != "ok":
-            partial.unlink(missing_ok=True)
-            raise StorageError(f"{target}: the copy failed its integrity check ({check})")
-        partial.rename(target)
-        return target.stat().st_size
+        try:
+            if target.exists():
+                raise StorageError(f"{target}: already exists; choose a new file name")
+            if not target.parent.is_dir():
+                raise StorageError(f"{target.parent}: no such folder; create it first")
+            partial = target.with_name(target.name + ".partial")
+            try:
+                with contextlib.closing(sqlite3.connect(partial)) as out:
+                    self._sqlite.backup(out)
+                    out.execute("PRAGMA journal_mode = DELETE")
+                    check = out.execute("PRAGMA integrity_check").fetchone()[0]
+            except sqlite3.Error as exc:
+                partial.unlink(missing_ok=True)
+                raise StorageError(f"{target}: cannot write the copy ({exc})") from None
+            if check != "ok":
+                partial.unlink(missing_ok=True)
+                raise StorageError(f"{target}: the copy failed its integrity check ({check})")
+            partial.rename(target)
+            return target.stat().st_size
+        except OSError as exc:  # a name too long, no permission, a full disk, …
+            raise StorageError(f"{target}: cannot write the copy ({exc.strerror})") from None
