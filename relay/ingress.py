@@ -27,6 +27,7 @@ from relay.metrics import Metrics
 from relay.network import client_address, parse_address, within
 from relay.normalize.items import Item, Items, items_of, key_type_time
 from relay.normalize.mapping import MappingConfig, Reading
+from relay.normalize.split import TooManyItems
 from relay.ratelimit import Buckets, TokenBucket
 from relay.route import Route, destinations_for, ordering_keys
 from relay.store import NewEvent, Rejection, Store, Stored
@@ -354,7 +355,10 @@ class Ingress:
         content_type = _text_or_none(headers.get("Content-Type"))
         items = NOT_SPLIT
         if source.mapping is not None or config.split is not None:
-            items = items_of(source.mapping, config.split, parsed, content_type, headers)
+            try:
+                items = items_of(source.mapping, config.split, parsed, content_type, headers)
+            except TooManyItems as exc:
+                return _json(413, {"error": str(exc)})
         single = items.single
         event_type = extract(config.event_type, headers, parsed)
         if single is not None:

@@ -575,3 +575,35 @@ async def test_the_console_shows_a_batch_and_its_items(
     assert f'href="/ui/events/{answer["id"]}"' in item_page  # split from
     assert "whatsapp (whatsapp): sent" in item_page
     assert ">stale<" in item_page
+
+
+async def test_a_batch_over_the_item_cap_is_refused_whole(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 28: a signed 100,000-item batch was answered 200 {"items": 10000}: 90% of it
+    never became events. Now a batch over the cap is a 413 that names it, and nothing of it
+    is stored; a batch at the cap is stored whole."""
+    from relay.normalize.split import MAX_ITEMS
+
+    db = tmp_path / "relay.db"
+    source = {
+        "name": "batch",
+        "verify": "hmac",
+        "secret": SECRET,
+        "prefix": "sha256=",
+        "split": "json:/events",
+        "idempotency_key": "json:/id",
+    }
+    held = {"name": "items", "url": receiver.url, "body": "item", "paused": True}
+    async with running(settings(db, [source], [held])) as relay:  # stored, kept pending
+        for count, expected in ((100_000, 413), (MAX_ITEMS + 1, 413), (MAX_ITEMS, 200)):
+            raw = json.dumps({"events": [7] * count}).encode()  # within the body limit
+            headers = {"Content-Type": "application/json", "X-Signature": sign(raw)}
+            status, answer = await post(client, relay.port, "batch", raw, headers)
+            assert status == expected, (count, answer)
+            if expected == 413:
+                assert str(MAX_ITEMS) in answer["error"]
+                assert query(db, "SELECT count(*) FROM events") == [(0,)]
+            else:
+                assert answer["items"] == MAX_ITEMS
+    assert query(db, "SELECT count(*) FROM events WHERE parent_id IS NOT NULL") == [(MAX_ITEMS,)]

@@ -14,7 +14,7 @@ from typing import Any
 
 from relay.extract import Parsed, extract
 from relay.normalize.mapping import MappingConfig, Reading, read, value
-from relay.normalize.split import items_at, whole
+from relay.normalize.split import MAX_ITEMS, TooManyItems, items_at, whole
 from relay.verify.timestamps import parse_instant
 
 
@@ -54,6 +54,8 @@ def items_of(
         if kind.split is not None:
             for doc in items_at(parsed.json(), kind.split):
                 found.append(_item(doc, read(mapping, kind, doc, headers)))
+            if len(found) > MAX_ITEMS:  # each path within the cap, all of them over it
+                raise TooManyItems
     if found:
         return Items(found)
     document = whole(parsed, content_type)

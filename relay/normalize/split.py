@@ -13,7 +13,19 @@ from typing import Any
 
 from relay.extract import Parsed
 
-MAX_ITEMS = 10_000  # items one request may carry; beyond it the rest are not split out
+MAX_ITEMS = 10_000  # items one request may carry; a request with more is refused (413)
+
+
+class TooManyItems(ValueError):
+    """A batch with more items than relay splits from one request. Refused whole, so the
+    sender retries or alerts: relay never answers 2xx for items it did not store (it used
+    to keep the first 10,000 of a 100,000-item batch and say 200)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"the request carries more than {MAX_ITEMS} items; relay splits at most "
+            f"{MAX_ITEMS} from one request: send smaller batches"
+        )
 
 
 def items_at(document: Any, path: str) -> list[Any]:
@@ -41,7 +53,9 @@ def items_at(document: Any, path: str) -> list[Any]:
             found.extend(node)
         elif node is not None:
             found.append(node)
-    return found[:MAX_ITEMS]
+    if len(found) > MAX_ITEMS:
+        raise TooManyItems
+    return found
 
 
 def whole(parsed: Parsed, content_type: str | None) -> Any:
