@@ -9,22 +9,43 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 
 from aiohttp import web
 
-from relay.admin.api import Api
+from relay.admin.api import Api, Handler
 from relay.admin.console import Console
 from relay.admin.surface import DestinationView, Surface, Who
 from relay.config import AdminConfig, split_address
+from relay.errors import StorageError, StorageUnavailable
+from relay.log import Throttled, brief
 
 log = logging.getLogger("relay.admin")
+faults = Throttled(log, "admin.storage_unavailable")
 
 __all__ = ["DestinationView", "Surface", "Who", "start_admin"]
 
 
+@web.middleware
+async def unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The database cannot answer (PostgreSQL restarting, a locked or full SQLite file):
+    503 with Retry-After for the API and the console alike, never a 500 with a traceback."""
+    try:
+        return await handler(request)
+    except (StorageUnavailable, StorageError) as exc:
+        faults.say(time.monotonic(), path=request.path, error=brief(str(exc)))
+        return web.json_response(
+            {"error": f"the database cannot answer now: {brief(str(exc))}"},
+            status=503,
+            headers={"Retry-After": "5"},
+        )
+
+
 def admin_app(surface: Surface, token: bytes) -> web.Application:
     api, console = Api(surface, token), Console(surface, token)
-    app = web.Application(middlewares=[api.auth, console.guard], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[unavailable, api.auth, console.guard], client_max_size=1024 * 1024
+    )
     console.routes(app)
     api.routes(app)
     return app

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -106,6 +107,29 @@ async def _ready(session: aiohttp.ClientSession, port: int) -> bool:
         return False
 
 
+ADMIN = '[admin]\nlisten = "127.0.0.1:0"\ntoken = "outage-admin"\n'
+
+
+async def _ask_admin(relays: list[RelayProcess], answers: list[int], stop: asyncio.Event) -> None:
+    """The admin API's reads during the outages: 200, or 503 while the database is away."""
+    ports = []
+    for relay in relays:
+        found = re.search(r"msg=admin\.ready listen=\S+:(\d+)", relay.log.read_text())
+        assert found is not None
+        ports.append(int(found.group(1)))
+    headers = {"Authorization": "Bearer outage-admin"}
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            for port in ports:
+                for path in ("/api/events?limit=5", "/api/stats", "/api/dead"):
+                    async with session.get(
+                        f"http://127.0.0.1:{port}{path}", headers=headers
+                    ) as response:
+                        await response.read()
+                        answers.append(response.status)
+            await asyncio.sleep(0.2)
+
+
 @pytest.mark.timeout(600)
 async def test_postgresql_stopped_fifty_times_under_load(
     tmp_path: Path, receiver: Receiver
@@ -122,15 +146,18 @@ async def test_postgresql_stopped_fifty_times_under_load(
 
 
 async def _outages(tmp_path: Path, base: Path, url: str, receiver: Receiver) -> None:
-    relays = [
-        RelayProcess(cluster_config(tmp_path / f"relay{n}.toml", url, receiver.url))
-        for n in range(3)
-    ]
+    relays = []
+    for n in range(3):
+        config = cluster_config(tmp_path / f"relay{n}.toml", url, receiver.url)
+        config.write_text(config.read_text() + ADMIN)
+        relays.append(RelayProcess(config))
     try:
         for relay in relays:
             relay.start(timeout=20)
         load = Load([relay.port for relay in relays])
         sending = asyncio.create_task(load.run())
+        admin_answers: list[int] = []
+        asking = asyncio.create_task(_ask_admin(relays, admin_answers, load.stop))
         slow: list[tuple[int, int, float, str | None]] = []  # outage, relay, seconds, why
         launches: list[float] = []  # seconds pg_ctl start took
         async with aiohttp.ClientSession() as session:
@@ -152,6 +179,9 @@ async def _outages(tmp_path: Path, base: Path, url: str, receiver: Receiver) -> 
                 await wait_for(lambda b=before: load.acknowledged > b + 30, timeout=30)
         load.stop.set()
         await sending
+        await asking
+        assert set(admin_answers) <= {200, 503}, sorted(set(admin_answers))
+        assert 503 in admin_answers, "the admin API never saw the outage"
 
         statuses = {status for _, status, _, _ in load.answers}
         assert statuses <= {200, 503}, [a for a in load.answers if a[1] not in (200, 503)][:5]

@@ -520,9 +520,15 @@ class PgStore:
         return self._size, 0
 
     async def read(self, work: Callable[[Reader], T]) -> T:
+        psycopg = driver()
+
         def run() -> T:
-            with read_only(self._url) as reader:
-                return work(reader)
+            try:
+                with read_only(self._url) as reader:
+                    return work(reader)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # The server went away mid-read: a 503 for the caller, not a bug.
+                raise StorageUnavailable(brief(str(exc))) from None
 
         return await asyncio.to_thread(run)
 
