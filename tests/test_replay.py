@@ -205,7 +205,7 @@ async def test_api_limits_are_said_not_silently_applied(
             for path in ("/api/events?limit=5000", "/api/rejections?limit=5000"):
                 async with admin.get("http://relay" + path, headers=bearer) as response:
                     assert response.status == 400, path
-                    assert "at most 1000" in (await response.json())["error"]
+                    assert "from 1 to 1000" in (await response.json())["error"]
 
 
 async def test_tail_follows_commit_order(
@@ -275,3 +275,38 @@ async def test_tail_follows_commit_order(
         printed += capsys.readouterr().out
     keys = [json.loads(line)["idempotency_key"] for line in printed.splitlines()]
     assert keys == ["now-1", "slow", "now-2"]
+
+
+async def test_a_delivered_filter_replay_sends_each_event_once_whatever_its_history(
+    tmp_path: Path,
+    receiver: Receiver,
+    b_receiver: Receiver,
+    client: aiohttp.ClientSession,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 29: the filter selected delivered deliveries, not events, so an event replayed
+    before went out once per earlier delivery: 3 events, then "4 deliveries of 3 events",
+    then 8. Now each selected event goes once per destination per request, and the dry run
+    counts the same."""
+    config = _config(tmp_path, receiver, b_receiver)
+    async with relay_from(config) as relay:
+        ids = []
+        for i in range(3):
+            _, headers, _ = await post(client, relay.port, b'{"type": "invoice.paid"}', key=f"{i}")
+            ids.append(headers["X-Relay-Event-Id"])
+        await wait_for(lambda: len(receiver.received) == 3)
+        assert (await cli(config, "replay", "--event", ids[0], capsys=capsys))[0] == 0
+        await wait_for(lambda: len(receiver.received) == 4)  # event 0 twice delivered now
+        sent = 4
+        for _ in range(3):  # each round would double the history before
+            code, out = await cli(
+                config, "replay", "--state", "delivered", "--dry-run", "--json", capsys=capsys
+            )
+            dry = json.loads(out)
+            assert (code, dry["matched"], dry["events"]) == (0, 3, 3)
+            code, out = await cli(config, "replay", "--state", "delivered", "--json", capsys=capsys)
+            assert (code, json.loads(out)["replayed"]) == (0, 3)
+            sent += 3
+            await wait_for(lambda s=sent: len(receiver.received) == s)
+        seen = [r.headers["X-Relay-Event-Id"] for r in receiver.received]
+    assert sorted(seen.count(e) for e in ids) == [4, 4, 5]

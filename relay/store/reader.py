@@ -309,9 +309,17 @@ class SqlReader:
         return found
 
     def replay_targets(self, sel: ReplaySelection) -> list[ReplayTarget]:
+        """What ``sel`` replays: each selected event once per destination, whatever its
+        history (an event replayed before has several deliveries there, and a filter that
+        took each went out once per earlier delivery: 3, then 4, then 8). The latest of
+        them is the one the new delivery repeats."""
         d = self._dialect
         statement, params = clauses.replay_candidates(sel, d)
-        return [ReplayTarget(*row) for row in self._conn.execute(d.finish(statement), params)]
+        latest: dict[tuple[str, str | None], ReplayTarget] = {}
+        for row in self._conn.execute(d.finish(statement), params):  # by delivery id
+            target = ReplayTarget(*row)
+            latest[(target.event_id, target.destination)] = target
+        return list(latest.values())
 
     def routing(self, event_ids: list[str]) -> dict[str, tuple[str | None, str, bytes]]:
         """What routing and ordering look at, per event: (type, headers JSON, body)."""
