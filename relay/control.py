@@ -94,11 +94,14 @@ class Control:
         who: Who,
         request_id: str | None = None,
         dry_run: bool = False,
+        request: str | None = None,
     ) -> dict[str, Any]:
         """New deliveries for what ``sel`` selects (see ReplaySelection), at most once per
         ``request_id``, recorded in the audit trail; or with ``dry_run`` only how many and
-        a sample. LookupError for an event or delivery that does not exist, ValueError for
-        a destination the config does not have."""
+        a sample. ``request`` names the request as it was sent (a digest), so that the same
+        id with another request is KeyReused. A repeat answers the first answer again.
+        LookupError for an event or delivery that does not exist, ValueError for a
+        destination the config does not have."""
         settings = self._settings()
         if sel.destination is not None and sel.destination not in {
             d.name for d in settings.destinations
@@ -122,16 +125,22 @@ class Control:
         }
         if dry_run:
             return answer | {"replayed": 0, "repeated": False}
-        action = Action(who.actor, who.origin, "replay", _describe(sel), _params(sel), request_id)
-        result, repeated = await self._store.replay(targets, action, sel.again, time.time())
+        params = _params(sel) | ({"request": request} if request is not None else {})
+        action = Action(who.actor, who.origin, "replay", _describe(sel), params, request_id)
+        result, repeated = await self._store.replay(
+            targets, action, sel.again, time.time(), summary=answer
+        )
+        if repeated:  # the first answer, as it was (audit rows before 0.2 kept only counts)
+            first = {"matched": result.get("replayed"), "skipped": 0, "sample": []}
+            return {**first, **result, "dry_run": False, "repeated": True}
         counts = result.get("destinations", {})
-        if not repeated and isinstance(counts, dict) and counts:
+        if isinstance(counts, dict) and counts:
             self._scheduler.notify(counts)
             for name, n in counts.items():
                 self._metrics.replays.labels(name).inc(n)
             fields = {"count": result.get("replayed"), "actor": who.actor}
             log.info("delivery.replayed", extra={"fields": fields})
-        return answer | result | {"repeated": repeated}
+        return result | {"repeated": False}
 
     async def _place(
         self, found: list[ReplayTarget], sel: ReplaySelection, settings: Settings

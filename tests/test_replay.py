@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -310,3 +311,50 @@ async def test_a_delivered_filter_replay_sends_each_event_once_whatever_its_hist
             await wait_for(lambda s=sent: len(receiver.received) == s)
         seen = [r.headers["X-Relay-Event-Id"] for r in receiver.received]
     assert sorted(seen.count(e) for e in ids) == [4, 4, 5]
+
+
+async def test_a_reused_idempotency_key_with_another_request_is_refused(
+    tmp_path: Path,
+    receiver: Receiver,
+    b_receiver: Receiver,
+    client: aiohttp.ClientSession,
+) -> None:
+    """Issue 29: the key reused for a different request answered 200 {"replayed": 1,
+    "repeated": true, "sample": [<the new event>]} although nothing was replayed. Now: 422
+    naming the key, nothing made; the same request again answers the first answer."""
+    config = _config(tmp_path, receiver, b_receiver)
+    async with relay_from(config) as relay:
+        ids = []
+        for key in ("e1", "e2"):
+            _, headers, _ = await post(client, relay.port, b'{"type": "invoice.paid"}', key=key)
+            ids.append(headers["X-Relay-Event-Id"])
+        await wait_for(lambda: len(receiver.received) == 2)
+        connector = aiohttp.UnixConnector(path=str(tmp_path / "admin.sock"))
+        async with aiohttp.ClientSession(connector=connector) as admin:
+
+            async def ask(body: dict[str, object]) -> tuple[int, dict[str, Any], str | None]:
+                async with admin.post(
+                    "http://relay/api/replay",
+                    json=body,
+                    headers={"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": "k-1"},
+                ) as response:
+                    again = response.headers.get("Idempotent-Replayed")
+                    return response.status, await response.json(), again
+
+            first = await ask({"event_id": ids[0]})
+            other = await ask({"event_id": ids[1]})
+            repeat = await ask({"event_id": ids[0]})
+        assert first[0] == 200
+        assert first[1]["replayed"] == 1
+        assert other[0] == 422
+        assert "k-1" in other[1]["error"]
+        assert "another request" in other[1]["error"]
+        assert repeat[0] == 200
+        assert repeat[2] == "true"
+        assert {k: v for k, v in repeat[1].items() if k != "repeated"} == {
+            k: v for k, v in first[1].items() if k != "repeated"
+        }
+        assert repeat[1]["sample"] == [{"event_id": ids[0], "destination": "a"}]
+        await wait_for(lambda: len(receiver.received) == 3)
+        rows = query(tmp_path / "relay.db", "SELECT COUNT(*) FROM deliveries")
+    assert rows == [(3,)]  # two originals and one replay: the 422 made nothing

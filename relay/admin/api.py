@@ -9,6 +9,7 @@ go through the ``Surface``, which acts at once. ``relay/openapi.json`` (served a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from relay.admin import inputs
 from relay.admin.surface import Surface, Who
-from relay.errors import RelayError
+from relay.errors import KeyReused, RelayError
 from relay.store import MAX_LIMIT, DeadFilter, EventFilter, ReplaySelection, since_to_time
 from relay.verify.base import any_equal, header_bytes
 
@@ -173,11 +174,19 @@ class Api:
             destination=body.destination or q.destination or None,
             again=body.again,
         )
+        digest = hashlib.sha256(body.model_dump_json(exclude={"dry_run"}).encode())
         try:
-            answer = await self._surface.replay(sel, who(request), key, body.dry_run)
+            answer = await self._surface.replay(
+                sel, who(request), key, body.dry_run, digest.hexdigest()[:32]
+            )
         except LookupError as exc:
             return _error(404, str(exc.args[0]))
-        return _json(answer)
+        except KeyReused as exc:
+            return _error(422, str(exc))
+        response = _json(answer)
+        if answer.get("repeated"):
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
 
     async def pause(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

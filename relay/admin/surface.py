@@ -74,10 +74,13 @@ class Surface(Protocol):
         who: Who,
         request_id: str | None = None,
         dry_run: bool = False,
+        request: str | None = None,
     ) -> dict[str, Any]:
         """Send again what ``sel`` selects, at most once per ``request_id``: the answer has
-        matched, events, replayed, destinations, sample, repeated. LookupError: no such
-        event or delivery; ValueError: no such destination."""
+        matched, events, replayed, destinations, sample, repeated (the first answer again,
+        for the same request; KeyReused for another ``request``, a digest of the request
+        as sent). LookupError: no such event or delivery; ValueError: no such
+        destination."""
         ...
 
     async def audit(

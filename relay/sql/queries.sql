@@ -272,7 +272,7 @@ VALUES (:at, :actor, :origin, :action, :target, :params, :result, :request_id)
 ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING;
 
 -- name: audit_answered
-SELECT result FROM audit WHERE request_id = ?;
+SELECT result, params FROM audit WHERE request_id = ?;
 
 -- name: replay_delivery
 -- A replay: a new pending delivery. Unless :again, one that repeats a dead delivery is not

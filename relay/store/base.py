@@ -277,15 +277,22 @@ class Store(Protocol):
         ...
 
     async def replay(
-        self, targets: list[ReplayTarget], action: Action, again: bool, now: float
+        self,
+        targets: list[ReplayTarget],
+        action: Action,
+        again: bool,
+        now: float,
+        summary: Mapping[str, object] | None = None,
     ) -> tuple[dict[str, object], bool]:
         """Make the deliveries ``targets`` name (each pending, pointing back at the delivery
         it repeats, which stays as history) and record ``action`` in the audit trail, in one
         transaction. Unless ``again``, a target that repeats a dead delivery some replay
         already repeats is skipped (two requests, two tabs, or a filter after a replay by
         hand, never double a dead delivery); delivered ones are sent again as asked.
-        If ``action.request_id`` was seen before, nothing is made and the first answer is
-        returned. Returns (the answer: replayed, events, destinations; repeated)."""
+        If ``action.request_id`` was seen before for the same request (the same
+        ``action.params``), nothing is made and the first answer is returned; for another
+        request, KeyReused. Returns (the answer: ``summary`` with replayed, events,
+        destinations; repeated)."""
         ...
 
     async def audit(self, action: Action, result: dict[str, object], now: float) -> None:

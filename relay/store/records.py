@@ -6,12 +6,14 @@ Plain values, no SQL: the rest of relay builds these and hands them to a store
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from relay.configtypes import parse_duration
+from relay.errors import KeyReused
 from relay.verify.timestamps import parse_instant
 
 STATUSES = ("pending", "delivered", "dead", "unrouted")
@@ -314,3 +316,22 @@ class Action:
     target: str | None = None
     params: dict[str, object] = field(default_factory=dict)
     request_id: str | None = None
+
+
+def repeated_answer(result: str, params: str, action: Action) -> dict[str, object]:
+    """The stored first answer to a request id seen before (``result`` and ``params`` as the
+    audit row keeps them), when ``action`` asks the same; KeyReused when it asks something
+    else (as Stripe and the IETF Idempotency-Key draft do: a reused key is an error, not a
+    silent "done")."""
+    asked = json.loads(json.dumps(action.params, default=str))
+    stored = json.loads(params)
+    if "request" in stored or "request" in asked:
+        # The request as it was sent (the API's body): its times may say "2h", which
+        # resolve to another moment on a retry, so the resolved selection differs.
+        same = stored.get("request") == asked.get("request")
+    else:
+        same = stored == asked
+    if not same:
+        raise KeyReused(str(action.request_id))
+    answer: dict[str, object] = json.loads(result)
+    return answer

@@ -366,7 +366,9 @@ async def test_a_dead_replay_can_be_replayed_but_not_its_original(store: Store) 
     await store.record(outcome(claim, "dead", T0 + 301))  # the replay died too
     answer = await replay(store, ReplaySelection())
     assert answer["replayed"] == 1  # the replay, once; not the original beside it
-    assert (await replay(store, ReplaySelection(again=True)))["replayed"] == 2
+    # With again, both dead deliveries are taken, but the event goes once (issue 29: one
+    # delivery per event and destination per request, whatever its history).
+    assert (await replay(store, ReplaySelection(again=True)))["replayed"] == 1
 
 
 async def test_the_same_request_replays_once(store: Store) -> None:

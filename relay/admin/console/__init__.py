@@ -33,6 +33,7 @@ from relay.admin.console import outgoing
 from relay.admin.console.sessions import SESSION_SECONDS, Sessions, Throttle
 from relay.admin.surface import Surface, Who
 from relay.alerting import ALERT_SOURCE
+from relay.errors import KeyReused
 from relay.network import parse_address, within
 from relay.store import (
     STATUSES,
@@ -543,7 +544,16 @@ class Console:
                         f"{int(expect)} shown. Look again, then replay them if you still want to."
                     )
                     return _redirect(_told(back, changed))
-        answer = await self._surface.replay(sel, who, key)
+        try:
+            answer = await self._surface.replay(sel, who, key)
+        except KeyReused:
+            return _redirect(
+                _told(
+                    back,
+                    "Not replayed: this form was sent for another "
+                    "selection. Reload the page and replay again.",
+                )
+            )
         count = int(answer["replayed"])
         message = f"Replayed {count} deliver{'y' if count == 1 else 'ies'}."
         if answer.get("repeated"):

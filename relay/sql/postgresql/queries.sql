@@ -334,7 +334,7 @@ VALUES (%(at)s, %(actor)s, %(origin)s, %(action)s, %(target)s, %(params)s, %(res
 ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING;
 
 -- name: audit_answered
-SELECT result FROM audit WHERE request_id = %s;
+SELECT result, params FROM audit WHERE request_id = %s;
 
 -- name: lock_replay
 -- Replays with a request id take turns across the cluster, so the same request sent to

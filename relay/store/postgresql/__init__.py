@@ -29,7 +29,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +56,7 @@ from relay.store.records import (
     Rejection,
     ReplayTarget,
     Stored,
+    repeated_answer,
 )
 
 T = TypeVar("T")
@@ -436,7 +437,12 @@ class PgStore:
         await self._writer.call_async(work)
 
     async def replay(
-        self, targets: list[ReplayTarget], action: Action, again: bool, now: float
+        self,
+        targets: list[ReplayTarget],
+        action: Action,
+        again: bool,
+        now: float,
+        summary: Mapping[str, object] | None = None,
     ) -> tuple[dict[str, object], bool]:
         q = self._q
 
@@ -449,7 +455,7 @@ class PgStore:
                 await cur.execute(q["audit_answered"], (action.request_id,))
                 found = await cur.fetchone()
                 if found is not None:
-                    return json.loads(found[0]), True
+                    return repeated_answer(found[0], found[1], action), True
             counts: dict[str, int] = {}
             events: set[str] = set()
             for t in targets:
@@ -469,6 +475,7 @@ class PgStore:
                     counts[t.destination] = counts.get(t.destination, 0) + 1
                     events.add(t.event_id)
             result: dict[str, object] = {
+                **(summary or {}),
                 "replayed": sum(counts.values()),
                 "events": len(events),
                 "destinations": counts,

@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -37,6 +37,7 @@ from relay.store.records import (
     Rejection,
     ReplayTarget,
     Stored,
+    repeated_answer,
 )
 from relay.store.sqlite import files
 from relay.store.sqlite.files import migrate
@@ -245,7 +246,12 @@ class SqliteStore:
         """Alone on its database, a lane's circuit is the only one."""
 
     async def replay(
-        self, targets: list[ReplayTarget], action: Action, again: bool, now: float
+        self,
+        targets: list[ReplayTarget],
+        action: Action,
+        again: bool,
+        now: float,
+        summary: Mapping[str, object] | None = None,
     ) -> tuple[dict[str, object], bool]:
         q = self._q
 
@@ -256,7 +262,7 @@ class SqliteStore:
             if action.request_id is not None:
                 found = db.execute(q["audit_answered"], (action.request_id,)).fetchone()
                 if found is not None:
-                    return json.loads(found[0]), True
+                    return repeated_answer(found[0], found[1], action), True
             counts: dict[str, int] = {}
             events: set[str] = set()
             for t in targets:
@@ -276,6 +282,7 @@ class SqliteStore:
                     counts[t.destination] = counts.get(t.destination, 0) + 1
                     events.add(t.event_id)
             result: dict[str, object] = {
+                **(summary or {}),
                 "replayed": sum(counts.values()),
                 "events": len(events),
                 "destinations": counts,
