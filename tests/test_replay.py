@@ -98,7 +98,7 @@ async def test_replay_an_event_again_elsewhere_and_back_fill_an_unrouted_one(
         await wait_for(lambda: len(receiver.received) == 1)
 
         code, out = await cli(config, "replay", "--event", delivered, capsys=capsys)
-        assert (code, out.strip()) == (0, "replayed 1 deliveries of 1 events")
+        assert (code, out.strip()) == (0, "replayed 1 delivery of 1 event")
         await wait_for(lambda: len(receiver.received) == 2)  # to a again: it was delivered
 
         code, _ = await cli(
@@ -358,3 +358,34 @@ async def test_a_reused_idempotency_key_with_another_request_is_refused(
         await wait_for(lambda: len(receiver.received) == 3)
         rows = query(tmp_path / "relay.db", "SELECT COUNT(*) FROM deliveries")
     assert rows == [(3,)]  # two originals and one replay: the 422 made nothing
+
+
+async def test_replay_by_delivery_says_why_nothing_went_and_event_takes_a_prefix(
+    tmp_path: Path,
+    receiver: Receiver,
+    b_receiver: Receiver,
+    client: aiohttp.ClientSession,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 29: `replay --delivery N` of a dead delivery a replay already repeats printed
+    "replayed 0 deliveries of 0 events" and nothing else; `--event` took no prefix; a bad
+    `--since` exited 1 (or 3), not 2 as documented."""
+    receiver.default = 422
+    config = _config(tmp_path, receiver, b_receiver)
+    db = tmp_path / "relay.db"
+    async with relay_from(config) as relay:
+        _, headers, _ = await post(client, relay.port, b'{"type": "invoice.paid"}', key="d1")
+        event = headers["X-Relay-Event-Id"]
+        await wait_for(lambda: query(db, "SELECT COUNT(*) FROM v_dead") == [(1,)])
+        assert (await cli(config, "replay", "--delivery", "1", capsys=capsys))[0] == 0
+        code, out = await cli(config, "replay", "--delivery", "1", capsys=capsys)
+        assert code == 0
+        assert "replayed 0 deliveries of 0 events" in out
+        assert "replayed before" in out
+        assert "--again" in out
+        code, out = await cli(config, "replay", "--event", event[:12], capsys=capsys)
+        assert (code, out.strip()) == (0, "replayed 1 delivery of 1 event")
+        assert (await cli(config, "replay", "--event", "evt_zz", capsys=capsys))[0] == 4
+        assert (await cli(config, "replay", "--since", "foo", capsys=capsys))[0] == 2
+    # Not running: a bad time is still wrong usage, said before anything else.
+    assert (await cli(config, "replay", "--since", "foo", "--all", capsys=capsys))[0] == 2

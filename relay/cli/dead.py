@@ -8,7 +8,8 @@ import uuid
 from typing import Any
 
 from relay.cli.context import NOT_FOUND, Context, admin_call, database
-from relay.cli.output import emit, table, when
+from relay.cli.events import Ambiguous, event_id
+from relay.cli.output import emit, plural, table, when
 from relay.store import REPLAY_STATES, DeadFilter, since_to_time
 
 
@@ -65,6 +66,18 @@ def _request(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def cmd_replay(ctx: Context, args: argparse.Namespace) -> int:
+    since_to_time(args.since)  # a bad time is wrong usage (exit 2), before asking relay
+    since_to_time(args.until)
+    if args.event is not None:
+        try:
+            found = event_id(ctx, args.event)
+        except Ambiguous as exc:
+            print(f"relay: {exc}", file=sys.stderr)
+            return NOT_FOUND
+        if found is None:
+            print(f"relay: no event {args.event}", file=sys.stderr)
+            return NOT_FOUND
+        args.event = found
     body = _request(args)
     if body is None:
         print(
@@ -87,7 +100,8 @@ def cmd_replay(ctx: Context, args: argparse.Namespace) -> int:
             f"\n  {s['event_id']} → {s['destination']}" for s in answer.get("sample", [])
         )
         text = (
-            f"{answer['matched']} deliveries of {answer['events']} events would be replayed"
+            f"{plural(int(answer['matched']), 'delivery', 'deliveries')} of "
+            f"{plural(int(answer['events']), 'event')} would be replayed"
             + (
                 f" ({answer['skipped']} to destinations no longer configured are left out)"
                 if answer.get("skipped")
@@ -98,11 +112,16 @@ def cmd_replay(ctx: Context, args: argparse.Namespace) -> int:
         emit(args, answer, text)
         return 0
     repeated = " (this request was answered before: nothing new)" if answer.get("repeated") else ""
-    emit(
-        args,
-        answer,
-        f"replayed {answer['replayed']} deliveries of {answer['events']} events{repeated}",
-    )
+    count, events = int(answer["replayed"]), int(answer["events"])
+    text = f"replayed {plural(count, 'delivery', 'deliveries')} of {plural(events, 'event')}"
+    skipped = int(answer.get("matched") or 0) - count
+    if skipped > 0 and not args.again and not answer.get("repeated"):
+        # Dead deliveries that a replay repeats already are not doubled; say so.
+        text += (
+            f"; {plural(skipped, 'dead delivery was', 'dead deliveries were')} replayed "
+            "before (a replay of each exists): --again sends them once more"
+        )
+    emit(args, answer, text + repeated)
     return 0
 
 

@@ -43,20 +43,35 @@ def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+class Ambiguous(LookupError):
+    """The start of an id that more than one event has."""
+
+
+def event_id(ctx: Context, given: str) -> str | None:
+    """The event ``given`` names: its whole id, or any start of one that only one event
+    has (as a narrow table shows it, with or without its "…"); None if none; Ambiguous."""
     with database(ctx) as reader:
-        event = reader.event(args.id)
-        prefix = args.id.rstrip("…")  # the start of an id, as a narrow table showed it
-        if event is None and prefix:
-            found = reader.event_ids_starting(prefix)
-            if len(found) > 1:
-                print(
-                    f"relay: {args.id} starts more than one event ({found[0]}, {found[1]}, "
-                    "…); give more of the id",
-                    file=sys.stderr,
-                )
-                return NOT_FOUND
-            event = reader.event(found[0]) if found else None
+        if reader.event(given) is not None:
+            return given
+        prefix = given.rstrip("…")
+        found = reader.event_ids_starting(prefix) if prefix else []
+    if len(found) > 1:
+        raise Ambiguous(
+            f"{given} starts more than one event ({found[0]}, {found[1]}, …); give more of the id"
+        )
+    return found[0] if found else None
+
+
+def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    try:
+        found = event_id(ctx, args.id)
+    except Ambiguous as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return NOT_FOUND
+    event = None
+    if found is not None:
+        with database(ctx) as reader:
+            event = reader.event(found)
     if event is None:
         print(f"relay: no event {args.id}", file=sys.stderr)
         return NOT_FOUND
