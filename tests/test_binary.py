@@ -6,8 +6,10 @@ Skipped when dist/relay has not been built (`make binary`); CI builds it first.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +18,9 @@ import pytest
 from tests.helpers import Receiver, post, query, wait_for
 from tests.process import READY, write_config
 
-BINARY = Path(__file__).resolve().parent.parent / "dist" / "relay"
+BINARY = Path(
+    os.environ.get("RELAY_TEST_BINARY", Path(__file__).resolve().parent.parent / "dist" / "relay")
+)
 
 pytestmark = pytest.mark.skipif(
     not BINARY.exists(), reason="dist/relay not built; run `make binary` first"
@@ -136,3 +140,85 @@ async def test_binary_serves_https_from_certificate_files(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _child(launcher: int) -> int:
+    """The one-file executable's child: relay itself."""
+    for _ in range(500):  # bounded: it forks within a few milliseconds of the start
+        children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    raise AssertionError("the launcher started no child")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_sigkill_to_the_started_pid_stops_relay_and_leaves_no_unpacked_copy(
+    tmp_path: Path,
+) -> None:
+    """Issue 29: `kill -9` on the pid a user started killed only PyInstaller's launcher;
+    relay (its child) kept the port and the database lock, and its unpacked folder stayed in
+    $TMPDIR. Now the child follows within a second and removes its folder; a folder left by
+    a launcher and child both killed is removed at the next start."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    config = write_config(tmp_path / "relay.toml", tmp_path / "relay.db", "http://127.0.0.1:9/")
+    log = tmp_path / "relay.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        offset = log.stat().st_size if log.exists() else 0
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [str(BINARY), "serve", "--config", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while READY.search(log.read_bytes()[offset:].decode()) is None:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        return proc
+
+    launcher = start()
+    child = _child(launcher.pid)
+    assert len(list(scratch.glob("_MEI*"))) == 1
+    launcher.kill()  # SIGKILL to the pid that was started, only that one
+    launcher.wait()
+    killed = time.monotonic()
+    while _alive(child) and time.monotonic() - killed < 5:
+        time.sleep(0.02)
+    stopped = time.monotonic() - killed
+    assert not _alive(child), "relay outlived its launcher"
+    assert stopped < 1.0, f"relay stopped {stopped:.2f}s after its launcher"
+    assert list(scratch.glob("_MEI*")) == []
+
+    # Launcher and child both killed (a process group): their folder stays, until the next
+    # start clears it.
+    launcher = start()
+    child = _child(launcher.pid)
+    os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    while _alive(child) and time.monotonic() - killed < 30:
+        time.sleep(0.02)
+    assert len(list(scratch.glob("_MEI*"))) == 1
+    launcher = start()
+    try:
+        assert len(list(scratch.glob("_MEI*"))) == 1  # its own only
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=30) == 0
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+    assert list(scratch.glob("_MEI*")) == []
