@@ -11,8 +11,8 @@ held 203 of them, 5.5 GB). So, first thing in the child:
 - the kernel is asked to signal it when its parent dies (``PR_SET_PDEATHSIG``); the child
   then removes its own folder and exits at once, as a SIGKILL would have ended a single
   process (every acknowledged event is already committed);
-- if the launcher died before that request took effect, the child notices (its parent is no
-  longer a process of the same executable) and does the same;
+- if the launcher died before that request took effect, the child notices (its parent no
+  longer has the executable mapped) and does the same;
 - it holds a lock on a marker in its folder for as long as it lives, and removes the
   folders of relay's earlier children whose lock nobody holds (a launcher and child both
   SIGKILLed leave one behind; the next start clears it).
@@ -62,8 +62,11 @@ def follow_parent() -> None:
 
 
 def _same_executable(pid: int) -> bool:
+    """Whether ``pid`` runs this executable: its file is mapped there. (Not /proc/PID/exe:
+    under qemu-user, as the arm64 build is tested, that names the emulator.)"""
     try:
-        return os.readlink(f"/proc/{pid}/exe") == os.readlink("/proc/self/exe")
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+            return any(line.rstrip("\n").endswith(" " + sys.executable) for line in maps)
     except OSError:
         return False
 
