@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from relay.configtypes import (
+    LENIENT_SECRETS,
     NAME_PATTERN,
     ByteSize,
     Duration,
@@ -39,8 +40,9 @@ from relay.configtypes import (
     StrictModel,
     shown_url,
 )
-from relay.errors import ConfigError
+from relay.errors import ConfigError, StorageError
 from relay.normalize.mapping import MappingConfig, presets
+from relay.pgdriver import driver
 from relay.route import Route, RouteConfig
 from relay.verify import SCHEMES, SourceConfig
 
@@ -545,12 +547,29 @@ def load_config(path: str | Path) -> Settings:
             # Environment first: RELAY_SERVER__LISTEN beats the file's [server] listen.
             return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path))
 
+    # Every problem at once, one line each: a missing secret must not hide an undefined
+    # route destination until it is fixed. A config that fails to validate is read again
+    # with unreadable secrets as placeholders, to find the problems of the other kinds.
+    problems: list[str] = []
+    settings: Settings | None = None
     try:
-        settings: Settings = _FromFile()
+        settings = _FromFile()
     except ValidationError as exc:
-        raise ConfigError("\n".join(describe_errors(exc))) from None
-    check_references(settings)
-    build_verifiers(settings)
+        problems += describe_errors(exc)
+        token = LENIENT_SECRETS.set(True)
+        try:
+            settings = _FromFile()
+        except ValidationError:
+            settings = None  # other problems of shape: said above
+        finally:
+            LENIENT_SECRETS.reset(token)
+    if settings is not None:
+        problems += reference_problems(settings)
+        problems += driver_problems(settings)
+        if not problems:
+            problems += verifier_problems(settings)
+    if problems or settings is None:
+        raise ConfigError("\n".join(problems))
     return settings
 
 
@@ -568,6 +587,24 @@ def _check_toml(path: Path) -> None:
 
 def check_references(settings: Settings) -> None:
     """Names are unique and every route points at things that exist."""
+    problems = reference_problems(settings)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def driver_problems(settings: Settings) -> list[str]:
+    """A PostgreSQL URL needs the driver; check-config said OK and serve refused before."""
+    if settings.storage.url is None:
+        return []
+    try:
+        driver()
+    except StorageError as exc:
+        return [str(exc)]
+    return []
+
+
+def reference_problems(settings: Settings) -> list[str]:
+    """Each name unique, each reference to something defined: one line per problem."""
     problems: list[str] = []
     for section in ("sources", "destinations", "agents"):
         seen: set[str] = set()
@@ -636,20 +673,24 @@ def check_references(settings: Settings) -> None:
                 f"destinations[{index}].circuit.alert: {alert!r} must name another "
                 "[[destinations]] entry (where the pause notification goes)"
             )
-    if problems:
-        raise ConfigError("\n".join(problems))
+    return problems
 
 
 def build_verifiers(settings: Settings) -> None:
     """Build each verifier once, so a missing secret is found before the relay starts."""
+    problems = verifier_problems(settings)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def verifier_problems(settings: Settings) -> list[str]:
     problems = []
     for index, source in enumerate(settings.sources):
         try:
             source.build_verifier()
         except ValueError as exc:
             problems.append(f"sources[{index}] ({source.name}): {exc}")
-    if problems:
-        raise ConfigError("\n".join(problems))
+    return problems
 
 
 def describe_errors(exc: ValidationError) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -46,8 +47,23 @@ class Secret:
         return hash(self.value)
 
 
+# Set while a config with problems is read a second time, only to find its other problems
+# (load_config): a secret that cannot be read is then a placeholder instead of an error,
+# since its own error was said already.
+LENIENT_SECRETS: ContextVar[bool] = ContextVar("lenient_secrets", default=False)
+
+
 def resolve_secret(raw: Any) -> Secret:
     """Turn ``env:NAME``, ``file:/path`` or an inline string into a Secret."""
+    try:
+        return _resolve_secret(raw)
+    except ValueError:
+        if LENIENT_SECRETS.get() and isinstance(raw, str) and raw:
+            return Secret("unread", raw)
+        raise
+
+
+def _resolve_secret(raw: Any) -> Secret:
     if isinstance(raw, Secret):
         return raw
     if not isinstance(raw, str) or not raw:

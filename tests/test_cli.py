@@ -94,3 +94,41 @@ def test_bad_provider_keys_are_refused_together(tmp_path: Path) -> None:
     assert len(lines) == 2, lines
     assert "sources[1] (d): public_key" in lines[0]
     assert "sources[2] (s): public_key" in lines[1]
+
+
+def test_check_config_says_every_kind_of_problem_at_once(tmp_path: Path) -> None:
+    """Issue 29: a missing env secret hid an undefined route destination until it was
+    fixed; the README promises one line per problem."""
+    config = write_config(tmp_path / "relay.toml", tmp_path / "relay.db", "http://127.0.0.1:9/")
+    text = config.read_text().replace('secret = "test-secret"', 'secret = "env:RELAY_NOT_SET"')
+    config.write_text(text.replace('destinations = ["app"]', 'destinations = ["app", "nope"]'))
+    for command in (["check-config", str(config)], ["serve", "--config", str(config)]):
+        result = run_cli(*command)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert any("RELAY_NOT_SET" in line and "sources[0]" in line for line in lines), lines
+        assert any("'nope' is not a defined destination" in line for line in lines), lines
+        assert all(line.startswith("relay: ") for line in lines), lines
+
+
+def test_check_config_reports_a_postgresql_url_without_the_driver(tmp_path: Path) -> None:
+    """Issue 29/32: check-config said OK, then serve refused for want of psycopg."""
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path / "relay.toml", tmp_path / "relay.db", "http://127.0.0.1:9/")
+    text = config.read_text().replace(
+        f'path = "{tmp_path / "relay.db"}"',
+        'url = "postgresql://relay@/relay?host=/run/postgresql"',
+    )
+    config.write_text(text)
+    without = (
+        "import sys; sys.modules['psycopg'] = None; from relay.cli import main; "
+        f"sys.exit(main(['check-config', {str(config)!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", without], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1, result.stderr
+    assert "storage.url names PostgreSQL, but psycopg is not installed" in result.stderr
+    assert run_cli("check-config", str(config)).returncode == 0  # with the driver: fine

@@ -38,9 +38,10 @@ from relay.config import StorageConfig
 from relay.configtypes import shown_url
 from relay.errors import StorageError, StorageUnavailable
 from relay.log import Fault, brief
+from relay.pgdriver import driver
 from relay.store.base import HandOff, Reader
 from relay.store.clauses import POSTGRESQL
-from relay.store.postgresql.database import connect, connect_async, driver, migrate
+from relay.store.postgresql.database import connect, connect_async, migrate
 from relay.store.postgresql.reads import ReadConnections
 from relay.store.postgresql.writer import CHANNEL, PgWriter
 from relay.store.reader import SqlReader

@@ -20,7 +20,8 @@ from typing import Any
 
 from relay.configtypes import shown_url
 from relay.errors import StorageError
-from relay.store.postgresql.database import connect, connect_async, driver, migrate
+from relay.pgdriver import driver
+from relay.store.postgresql.database import connect, connect_async, migrate
 from relay.store.sqlite.files import lock_database
 from relay.store.sqlite.files import migrate as migrate_sqlite
 

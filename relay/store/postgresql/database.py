@@ -16,29 +16,12 @@ from typing import Any
 from relay import sql
 from relay.configtypes import shown_url
 from relay.errors import StorageError
+from relay.pgdriver import driver
 
 log = logging.getLogger("relay.store")
 
 MIGRATE_LOCK = "relay.migrate"
 CONNECT_TIMEOUT = 10  # seconds
-
-
-def driver() -> Any:
-    """The psycopg module, or a StorageError that says how to install it."""
-    try:
-        import psycopg
-    except ImportError as exc:
-        if "libpq" in str(exc) or "pq wrapper" in str(exc):
-            # The single executable carries the driver but uses the system's libpq.
-            raise StorageError(
-                "storage.url names PostgreSQL, but the PostgreSQL client library libpq is "
-                "not installed: apt-get install libpq5 (dnf install libpq; apk add libpq)"
-            ) from None
-        raise StorageError(
-            "storage.url names PostgreSQL, but psycopg is not installed: pip install "
-            "'relay[postgresql]'"
-        ) from None
-    return psycopg
 
 
 def instance_name() -> str:

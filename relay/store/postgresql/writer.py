@@ -36,6 +36,7 @@ from typing import Any
 
 from relay import sql
 from relay.errors import StorageError, StorageUnavailable
+from relay.pgdriver import driver
 from relay.store.batch import (
     Batcher,
     Inserted,
@@ -52,7 +53,7 @@ from relay.store.batch import (
     stored_result,
     tracked,
 )
-from relay.store.postgresql.database import connect_async, driver, known_good
+from relay.store.postgresql.database import connect_async, known_good
 from relay.store.records import Claim, Limits, NewEvent
 
 log = logging.getLogger("relay.store")
