@@ -255,3 +255,29 @@ async def test_lists_take_until_and_csv(operated: Operated) -> None:
         "TARGET",
         "RESULT",
     ]
+
+
+def test_stats_lists_every_configured_destination_even_without_traffic(tmp_path: Path) -> None:
+    """Issue 29: the example's paused `crm` never appeared in `relay stats`, although the
+    docs promise "paused now"."""
+    from tests.process import RelayProcess, run_cli, write_config
+
+    extra = '[[destinations]]\nname = "crm"\nurl = "http://127.0.0.1:9/"\npaused = true\n'
+    config = write_config(
+        tmp_path / "relay.toml", tmp_path / "relay.db", "http://127.0.0.1:9/", extra=extra
+    )
+    relay = RelayProcess(config).start()
+    try:
+        result = run_cli("stats", "--json", "--config", str(config))
+        assert result.returncode == 0, result.stderr
+        stats = json.loads(result.stdout)
+        assert stats["destinations"]["crm"]["paused"] is True
+        assert stats["destinations"]["app"]["paused"] is False
+        assert set(stats["sources"]) == {"demo"}
+        table = run_cli("stats", "--config", str(config)).stdout
+        assert any(
+            line.startswith("crm") and line.rstrip().endswith("yes") for line in table.splitlines()
+        ), table
+        assert relay.terminate() == 0
+    finally:
+        relay.ensure_stopped()

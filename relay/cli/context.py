@@ -38,6 +38,8 @@ class Context:
     admin_listen: str
     admin_token: str | None
     url: str | None = None  # storage.url: PostgreSQL instead of the file
+    sources: tuple[str, ...] = ()  # as configured, so that those without traffic show too
+    destinations: tuple[tuple[str, bool | None], ...] = ()  # name, its config's paused
 
 
 def load_context(config: str, database: str | None) -> Context:
@@ -77,7 +79,13 @@ def load_context(config: str, database: str | None) -> Context:
             url = resolve_secret(raw_url).value
         except ValueError as exc:
             raise RelayError(f"storage.url: {exc}") from None
-    return Context(config, Path(path), listen, token, url)
+    sources = tuple(str(s.get("name")) for s in data.get("sources", []) if isinstance(s, dict))
+    destinations = tuple(
+        (str(d.get("name")), d.get("paused") if isinstance(d.get("paused"), bool) else None)
+        for d in data.get("destinations", [])
+        if isinstance(d, dict)
+    )
+    return Context(config, Path(path), listen, token, url, sources, destinations)
 
 
 class _UnixConnection(http.client.HTTPConnection):

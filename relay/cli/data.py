@@ -28,7 +28,12 @@ def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
         data = reader.stats()
         totals = reader.totals(since, until)
     data["range"] = {"since": since, "until": until}
-    names = sorted({n for k, n in totals if k == rollup.SOURCE} | set(data["sources"]))
+    for name, paused in ctx.destinations:  # configured, with or without traffic
+        data["destinations"].setdefault(
+            name, {"pending": 0, "dead": 0, "oldest_pending_seconds": None, "paused": bool(paused)}
+        )
+    configured = set(ctx.sources)
+    names = sorted({n for k, n in totals if k == rollup.SOURCE} | set(data["sources"]) | configured)
     sources: dict[str, dict[str, Any]] = {}
     for n in names:
         t = totals.get((rollup.SOURCE, n), {})

@@ -239,8 +239,8 @@ class SqlReader:
             (count,) = conn.execute(q["delivered_since"], (name, hour)).fetchone()
             entry(name)["delivered_last_hour"] = count
         for name, paused, _, _ in conn.execute(q["destination_states"]):
-            if name in destinations:
-                destinations[name]["paused"] = bool(paused)
+            if paused or name in destinations:  # "paused now", traffic or not
+                entry(name)["paused"] = bool(paused)
         ordered = {name: destinations[name] for name in sorted(destinations)}
         return {"at": now, "sources": sources, "destinations": ordered}
 
