@@ -161,9 +161,11 @@ def _identity(stored: Stored) -> dict[str, str]:
     return headers
 
 
-def _accepted(stored: Stored) -> web.Response:
+def _accepted(stored: Stored, batch: bool = False) -> web.Response:
     flag = "true" if stored.duplicate else "false"
-    items = f', "items": {stored.items}, "new_items": {stored.new_items}' if stored.items else ""
+    items = ""
+    if stored.items or batch:  # a batch says how many items it held, none included
+        items = f', "items": {stored.items}, "new_items": {stored.new_items}'
     body = f'{{"id": "{stored.event_id}", "duplicate": {flag}{items}}}'.encode()
     return web.Response(body=body, content_type="application/json", headers=_identity(stored))
 
@@ -364,7 +366,7 @@ class Ingress:
         if single is not None:
             event_type = single.type or single.provider_type
         destinations = destinations_for(source.routes, event_type, headers, parsed)
-        if items.split:  # the request itself goes only where the request is wanted
+        if items.batch:  # the request itself goes only where the request is wanted
             destinations = tuple(d for d in destinations if self._bodies.get(d) == "original")
         if self._storage_full():
             return _json(
@@ -383,7 +385,7 @@ class Ingress:
             id=new_event_id(now),
             source=source.config.name,
             received_at=now,
-            idempotency_key=None if items.split else key,
+            idempotency_key=None if items.batch else key,
             event_type=event_type,
             content_type=content_type,
             remote_addr=client,
@@ -425,7 +427,7 @@ class Ingress:
         ack = acknowledgement_of(source.verifier, inbound)
         if ack is not None:
             return _answer(ack, _identity(stored))
-        return _accepted(stored)
+        return _accepted(stored, items.batch)
 
     def _drops(self, destinations: tuple[str, ...]) -> tuple[bool, ...]:
         if not self._stale_drop or not destinations:

@@ -607,3 +607,41 @@ async def test_a_batch_over_the_item_cap_is_refused_whole(
             else:
                 assert answer["items"] == MAX_ITEMS
     assert query(db, "SELECT count(*) FROM events WHERE parent_id IS NOT NULL") == [(MAX_ITEMS,)]
+
+
+async def test_an_empty_batch_goes_to_no_item_destination_and_a_split_batch_is_not_unrouted(
+    tmp_path: Path, receiver: Receiver, second: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 29: {"events": []} was delivered whole to a `body = "item"` destination, and
+    batches whose items were all delivered were listed as unrouted."""
+    from tests.process import run_cli
+
+    db = tmp_path / "relay.db"
+    source = {
+        "name": "batch",
+        "verify": "hmac",
+        "secret": SECRET,
+        "prefix": "sha256=",
+        "split": "json:/events",
+        "idempotency_key": "json:/id",
+    }
+    items_to = {"name": "items", "url": receiver.url, "body": "item"}
+    async with running(settings(db, [source], [items_to])) as relay:
+        ids = []
+        for events in ([], [{"id": "a"}, {"id": "b"}]):
+            raw = json.dumps({"events": events}).encode()
+            headers = {"Content-Type": "application/json", "X-Signature": sign(raw)}
+            status, answer = await post(client, relay.port, "batch", raw, headers)
+            assert (status, answer.get("items", 0)) == (200, len(events))
+            ids.append(answer["id"])
+        await wait_for(lambda: len(receiver.received) == 2)
+    assert sorted(json.loads(r.body)["id"] for r in receiver.received) == ["a", "b"]
+    assert query(db, "SELECT count(*) FROM deliveries WHERE event_id = ?", (ids[0],)) == [(0,)]
+    result = run_cli("events", "--status", "unrouted", "--json", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    unrouted = [row["id"] for row in json.loads(result.stdout)]
+    assert unrouted == [ids[0]]  # the empty batch went nowhere; the split one did
+    listed = {
+        row["id"]: row for row in json.loads(run_cli("events", "--json", "--db", str(db)).stdout)
+    }
+    assert listed[ids[1]]["items"] == 2

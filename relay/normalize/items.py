@@ -27,8 +27,12 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class Items:
-    split: list[Item]  # a batch's items (empty: not split)
+    split: list[Item]  # a batch's items
     single: Reading | None = None  # the request is one item the mapping read
+    # The request is a batch (its source splits, and it is not one item the mapping read),
+    # even with no items: it then goes only to destinations that want the request itself,
+    # never whole to those that want items (issue 29: {"events": []} went to them whole).
+    batch: bool = False
 
 
 def _item(document: Any, reading: Reading | None) -> Item:
@@ -48,7 +52,7 @@ def items_of(
     if mapping is None:
         if split is None:
             return Items([])
-        return Items([_item(doc, None) for doc in items_at(parsed.json(), split)])
+        return Items([_item(doc, None) for doc in items_at(parsed.json(), split)], batch=True)
     found: list[Item] = []
     for kind in mapping.items:
         if kind.split is not None:
@@ -57,12 +61,12 @@ def items_of(
             if len(found) > MAX_ITEMS:  # each path within the cap, all of them over it
                 raise TooManyItems
     if found:
-        return Items(found)
+        return Items(found, batch=True)
     document = whole(parsed, content_type)
     for kind in mapping.items:
         if kind.split is None and (kind.when is None or value(kind.when, document, headers)):
             return Items([], read(mapping, kind, document, headers))
-    return Items([])
+    return Items([], batch=any(kind.split is not None for kind in mapping.items))
 
 
 def key_type_time(

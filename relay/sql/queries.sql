@@ -255,6 +255,11 @@ SELECT CAST((updated_at - :start) / 60 AS INTEGER), delivered_at - created_at
 SELECT id, event_type, headers, body FROM events
  WHERE id IN (SELECT value FROM json_each(:ids));
 
+-- name: item_counts
+-- How many items each of these requests was split into (events_parent).
+SELECT parent_id, count(*) FROM events
+ WHERE parent_id IN (SELECT value FROM json_each(:ids)) GROUP BY parent_id;
+
 -- name: audit_latest
 SELECT id, at, actor, origin, action, target, params, result FROM audit
  WHERE (:since IS NULL OR at >= :since) AND (:until IS NULL OR at < :until)

@@ -180,7 +180,7 @@ def events_where(f: EventFilter, dialect: Dialect = SQLITE, sparse: bool = False
     if f.before:
         add("e.id < ?", f.before)
     if f.status == "unrouted":
-        clauses.append("NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)")
+        clauses.append(_NOT_ROUTED)
     elif f.status and not f.destination and not sparse:  # else a clause above has it
         add(_IN_STATE.format(dialect.plain), f.status)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
@@ -391,7 +391,14 @@ _LATEST_DISTINCT_ON = (
     "SELECT DISTINCT ON (d.event_id, d.destination) e.id, e.source, d.destination, d.id,"
     " d.ordering_key FROM deliveries d JOIN events e ON e.id = d.event_id"
 )
+# A split request went somewhere if its items did: it is not unrouted (issue 29: 2,507
+# batches whose items were all delivered were listed as unrouted).
+_NOT_ROUTED = (
+    "NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.event_id = e.id)"
+    " AND NOT EXISTS (SELECT 1 FROM events i WHERE i.parent_id = e.id)"
+)
 _UNROUTED = (
     "SELECT e.id, e.source, NULL, NULL, NULL FROM events e"
     " WHERE NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.event_id = e.id)"
+    " AND NOT EXISTS (SELECT 1 FROM events i WHERE i.parent_id = e.id)"
 )

@@ -67,7 +67,7 @@ class SqlReader:
         where, params = clauses.events_where(f, d, sparse)
         statement = d.finish(clauses.list_events(where, d))
         rows = self._conn.execute(statement, [*params, _limit(f.limit)])
-        return [
+        listed = [
             {
                 "id": r[0],
                 "source": r[1],
@@ -76,9 +76,16 @@ class SqlReader:
                 "idempotency_key": r[4],
                 "body_bytes": r[5],
                 "deliveries": dict(pair.split(":", 1) for pair in (r[6] or "").split()),
+                "items": 0,  # a split request: how many events its items became
             }
             for r in rows
         ]
+        bare = [row["id"] for row in listed if not row["deliveries"]]
+        if bare:  # a request without deliveries of its own may be a batch that was split
+            counts = dict(self._conn.execute(self._q["item_counts"], {"ids": self._ids(bare)}))
+            for row in listed:
+                row["items"] = counts.get(row["id"], 0)
+        return listed
 
     def event_ids_starting(self, prefix: str) -> list[str]:
         """Up to two event ids that start with ``prefix``: one means it names an event."""

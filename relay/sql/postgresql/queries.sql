@@ -316,6 +316,10 @@ SELECT floor((updated_at - %(start)s) / 60)::integer, delivered_at - created_at
 -- name: routing_inputs
 SELECT id, event_type, headers, body FROM events WHERE id = ANY(%(ids)s);
 
+-- name: item_counts
+-- How many items each of these requests was split into (events_parent).
+SELECT parent_id, count(*) FROM events WHERE parent_id = ANY(%(ids)s) GROUP BY parent_id;
+
 -- name: audit_latest
 SELECT id, at, actor, origin, action, target, params, result FROM audit
  WHERE (%(since)s::double precision IS NULL OR at >= %(since)s::double precision)
