@@ -36,8 +36,10 @@ setup: $(VENV)/.synced
 RUN_CONFIG ?= config.example.toml
 SINK_LISTEN ?= 127.0.0.1:9000
 run: $(VENV)/.synced-run
-	@$(BIN)/relay check-config $(RUN_CONFIG) > /dev/null
-	@echo "relay: POST to http://127.0.0.1:8080/in/demo (see README); Ctrl-C stops both."
+	@url=$$($(BIN)/relay check-config $(RUN_CONFIG) | $(BIN)/python -c 'import json, sys; \
+	  c = json.load(sys.stdin); s = c["server"]; \
+	  print(("https" if s.get("tls") else "http") + "://" + s["listen"] + "/in/" + c["sources"][0]["name"])') \
+	  && echo "relay: POST to $$url (see README); Ctrl-C stops both."
 	@$(BIN)/relay sink --listen $(SINK_LISTEN) & sink=$$!; \
 	  trap 'kill $$sink 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/relay serve --config $(RUN_CONFIG)

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -53,6 +54,7 @@ class Result:
     test_only: list[str]  # of those, test or development tools
     event_id: str  # what relay answered for the example event
     printed: str  # the demo receiver's line for its delivery
+    told: str  # where make run said to POST
 
 
 def post(body: bytes, port: int) -> tuple[int, dict[str, object]]:
@@ -133,7 +135,9 @@ def once(
         lowered = {p.lower() for p in packages}
         test_only = [t for t in TEST_ONLY if t.lower() in lowered]
         event_id = str(answer[1].get("id", ""))
-        return Result(accepted, delivered, packages, test_only, event_id, printed)
+        said = re.search(r"relay: POST to (\S+)", log.read_text())
+        told = said.group(1) if said else ""
+        return Result(accepted, delivered, packages, test_only, event_id, printed, told)
 
 
 def _delivery_line(log: str) -> str:

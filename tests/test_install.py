@@ -93,7 +93,9 @@ def test_make_run_from_a_clone_installs_only_what_running_needs() -> None:
         from makerun import once
     finally:
         sys.path.remove(str(ROOT / "bench"))
-    result = once(cold=False, timeout=300, ports=(free_port(), free_port(), free_port()))
+    ports = (free_port(), free_port(), free_port())
+    result = once(cold=False, timeout=300, ports=ports)
+    assert result.told == f"http://127.0.0.1:{ports[0]}/in/demo"  # RUN_CONFIG's, not 8080
     assert result.test_only == [], result.packages
     assert "aiohttp" in result.packages
     assert result.event_id.startswith("evt_")
