@@ -80,7 +80,7 @@ def decide(
     if is_success(status):
         return Decision("delivered", now)
     if not is_retryable(status):
-        return Decision("dead", now, f"HTTP {status} is permanent")
+        return Decision("dead", now, "permanent")  # the attempt's error names the status
     if attempt >= policy.max_attempts:
         return Decision("dead", now, f"gave up after {attempt} attempts")
     if retry_after is not None:

@@ -82,7 +82,7 @@ async def test_lists_filter_page_group_and_replay_exactly(
 
         # Events: dead ones of one type, "Replay the 3"; the count shown is the count replayed.
         listed = await page("/ui/events?status=dead&type=invoice&destination=app")
-        shown = re.search(r"(\d+) deliveries of the matching events can be replayed", listed)
+        shown = re.search(r"(\d+) deliver(?:y|ies) of the matching events can be replayed", listed)
         assert shown is not None
         assert shown.group(1) == "3"
         block = re.search(

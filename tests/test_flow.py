@@ -299,3 +299,16 @@ async def test_info_logs_retries_and_dead_letters_but_no_line_per_delivered_even
                 ("DEBUG", "event.received", None),
                 ("WARNING", "delivery.attempt", "dead"),
             ]
+
+
+async def test_a_permanent_failure_says_its_status_once(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 29: the last error read "HTTP 400; HTTP 400 is permanent"; the docs show (and
+    the alert carries) "HTTP 400; permanent"."""
+    receiver.default = 400
+    db = tmp_path / "relay.db"
+    async with running(settings_for(db, receiver.url)) as relay:
+        assert (await post(client, relay.port, b'{"a": 1}', key="p1"))[0] == 200
+        await wait_for(lambda: query(db, "SELECT state FROM deliveries") == [("dead",)])
+    assert query(db, "SELECT last_error FROM deliveries") == [("HTTP 400; permanent",)]

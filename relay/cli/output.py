@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.text import plural as plural  # re-exported for the commands
+
 WIDTH = 80
 
 
@@ -74,8 +76,3 @@ def emit(
         out.writerows([["" if v is None else v for v in row] for row in body])
         return
     print(json.dumps(payload, indent=2) if args.json else text)
-
-
-def plural(count: int, one: str, many: str | None = None) -> str:
-    """``1 event``, ``2 events``; ``many`` where adding an s is wrong."""
-    return f"{count} {one if count == 1 else (many or one + 's')}"

@@ -37,6 +37,7 @@ from relay.metrics import Metrics
 from relay.ratelimit import TokenBucket
 from relay.scheduler.plan import Knowledge, LaneState, Sleep, plan
 from relay.store import Action, AttemptRecord, Claim, EventPayload, Limits, Store
+from relay.text import plural
 
 log = logging.getLogger("relay.scheduler")
 # A delivered attempt is a debug line (a line per event is too dear at info); a retry is
@@ -495,7 +496,8 @@ class Lane:
                     "type": "destination.paused",
                     "text": (
                         f"relay paused destination {self.name}: failing since {iso}, "
-                        f"{waiting} deliveries waiting. Resume it once it is back."
+                        f"{plural(waiting, 'delivery', 'deliveries')} waiting. Resume it "
+                        "once it is back."
                     ),
                     "destination": self.name,
                     "since": iso,

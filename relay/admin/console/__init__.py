@@ -45,6 +45,7 @@ from relay.store import (
     rollup,
     since_to_time,
 )
+from relay.text import plural
 
 COOKIE = "relay_session"
 PAGE = 50
@@ -94,6 +95,7 @@ def templates() -> jinja2.Environment:
         ago=ago,
         dash=lambda v: "-" if v is None else v,
         from_now=lambda stamp: ago(stamp - time.time()) if stamp is not None else "-",
+        plural=plural,
     )
     return env
 
@@ -540,8 +542,8 @@ class Console:
                 seen = await self._surface.replay(sel, who, dry_run=True)
                 if seen["matched"] != int(expect):
                     changed = (
-                        f"Not replayed: {seen['matched']} deliveries match now, not the "
-                        f"{int(expect)} shown. Look again, then replay them if you still want to."
+                        f"Not replayed: {seen['matched']} match now, not the {int(expect)} "
+                        "shown. Look again, then replay them if you still want to."
                     )
                     return _redirect(_told(back, changed))
         try:
