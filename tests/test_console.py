@@ -228,7 +228,7 @@ async def test_wrong_tokens_are_slowed_and_the_right_one_always_gets_in(
             status, location, raw = await _sign_in(client, base, token="guess")
             waits.append(asyncio.get_running_loop().time() - started)
             assert (status, raw) == (303, "")
-            assert "not+right" in location
+            assert "error=wrong" in location
         status, location, raw = await _sign_in(client, base)
     assert (status, location) == (303, "/ui/")
     assert "relay_session=" in raw
@@ -253,7 +253,7 @@ async def test_sign_in_needs_a_private_connection(
         plain = {**forwarded, "X-Forwarded-Proto": "http"}
         status, location, raw = await _sign_in(client, base, headers=plain)
         assert (status, raw) == (303, "")
-        assert "SSH+tunnel" in location
+        assert "error=insecure" in location
         async with client.get(base + "/ui/login", headers=plain) as r:
             assert "SSH tunnel" in await r.text()  # said before the token is typed
         tls = {**forwarded, "X-Forwarded-Proto": "https"}
@@ -426,6 +426,37 @@ async def test_replay_forms_replay_once_and_replay_all_never_more_than_shown(
         await stale.click()
         await page.get_by_role("status").wait_for()
         said = await page.get_by_role("status").inner_text()
-        assert "Not replayed: 0 deliveries match now, not the 1 shown" in said
+        assert "Not replayed: 0 match now, not the 1 shown" in said
         assert query(db, "SELECT COUNT(*) FROM deliveries")[0][0] == before
         await context.close()
+
+
+async def test_the_console_shows_only_its_own_notices_whatever_a_link_says(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 29: ?error= on the sign-in page and ?done= on any page showed whatever text a
+    link carried. Now a code from a fixed table is shown, and nothing else."""
+    settings = console_settings(tmp_path / "relay.db", receiver)
+    crafted = "Session expired, call +1 555 0100 to restore access"
+    async with running(settings) as relay:
+        base = f"http://{relay.admin_address}"
+        async with client.get(base + "/ui/login", params={"error": crafted}) as r:
+            page = await r.text()
+        assert "555 0100" not in page
+        async with client.get(base + "/ui/login", params={"error": "wrong"}) as r:
+            assert "That token is not right." in await r.text()
+        _, _, raw = await _sign_in(client, base)
+        cookie = _cookie(raw)
+        for query in (
+            {"done": crafted},
+            {"done": "replayed", "n": "3 deliveries; call +1 555 0100"},
+            {"done": "paused", "destination": crafted},
+        ):
+            async with client.get(base + "/ui/destinations", params=query, headers=cookie) as r:
+                text = await r.text()
+                assert r.status == 200
+                assert "555 0100" not in text
+                assert 'class="notice"' not in text
+        shown = {"done": "paused", "destination": "app"}
+        async with client.get(base + "/ui/destinations", params=shown, headers=cookie) as r:
+            assert "app paused." in await r.text()

@@ -94,7 +94,7 @@ async def test_lists_filter_page_group_and_replay_exactly(
             base + "/ui/replay", data=form, headers=cookie, allow_redirects=False
         ) as r:
             assert r.status == 303
-            assert "Replayed+3+deliveries" in r.headers["Location"]
+            assert "done=replayed&n=3" in r.headers["Location"]
         replayed = query(
             db,
             "SELECT e.event_type FROM deliveries d JOIN events e ON e.id = d.event_id"

@@ -30,6 +30,7 @@ import jinja2
 from aiohttp import web
 
 from relay.admin.console import outgoing
+from relay.admin.console.notices import PARAMS, notice, sign_in_error, told
 from relay.admin.console.sessions import SESSION_SECONDS, Sessions, Throttle
 from relay.admin.surface import Surface, Who
 from relay.alerting import ALERT_SOURCE
@@ -49,11 +50,6 @@ from relay.text import plural
 
 COOKIE = "relay_session"
 PAGE = 50
-INSECURE = (
-    "Signing in over plain HTTP from another machine would send the admin token and the "
-    "session in clear. Use an SSH tunnel (ssh -L 8081:127.0.0.1:8081 this-host, then open "
-    "http://127.0.0.1:8081/ui/), a TLS reverse proxy listed in trusted_proxies, or [admin.tls]."
-)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -193,15 +189,15 @@ class Console:
             title=title,
             current=current,
             csrf=self.csrf(request),
-            done=request.query.get("done"),
+            done=notice(request.query, frozenset(d.name for d in self._surface.destinations())),
             **context,
         )
         return web.Response(text=html, content_type="text/html", headers=_no_store())
 
     async def login_form(self, request: web.Request) -> web.Response:
-        error = request.query.get("error")
+        error = sign_in_error(request.query.get("error"))
         if not self._private(request):
-            error = INSECURE
+            error = sign_in_error("insecure")
         html = self._templates.get_template("login.html").render(
             error=error, next=_local_path(request.query.get("next"))
         )
@@ -211,14 +207,14 @@ class Console:
         form = await request.post()
         back = _local_path(str(form.get("next", "")))
         if not self._private(request):
-            return _redirect("/ui/login?" + urlencode({"error": INSECURE}))
+            return _redirect("/ui/login?" + urlencode({"error": "insecure"}))
         given = str(form.get("token", "")).encode()
         who = Who("console", request.remote or "unix")
         if not hmac.compare_digest(given, self._token):
             await self._surface.audit(who, "sign-in-failed", None, {})
             # Wrong: answered later each time (per address); a right token never waits.
             await asyncio.sleep(self._throttle.wrong(request.remote or "-", time.monotonic()))
-            retry = {"error": "That token is not right.", "next": back}
+            retry = {"error": "wrong", "next": back}
             return _redirect("/ui/login?" + urlencode(retry))
         await self._surface.audit(who, "sign-in", None, {})
         response = _redirect(back)
@@ -529,7 +525,7 @@ class Console:
         else:
             destination = str(form.get("destination", "")) or None
             if destination is None:
-                return _redirect(_told(back, "Nothing selected."))
+                return _redirect(told(back, "nothing"))
             sel = ReplaySelection(
                 destination=destination,
                 error=str(form.get("error", "")) or None,
@@ -541,26 +537,14 @@ class Console:
             if expect is not None:
                 seen = await self._surface.replay(sel, who, dry_run=True)
                 if seen["matched"] != int(expect):
-                    changed = (
-                        f"Not replayed: {seen['matched']} match now, not the {int(expect)} "
-                        "shown. Look again, then replay them if you still want to."
-                    )
-                    return _redirect(_told(back, changed))
+                    return _redirect(told(back, "changed", n=seen["matched"], shown=int(expect)))
         try:
             answer = await self._surface.replay(sel, who, key)
         except KeyReused:
-            return _redirect(
-                _told(
-                    back,
-                    "Not replayed: this form was sent for another "
-                    "selection. Reload the page and replay again.",
-                )
-            )
-        count = int(answer["replayed"])
-        message = f"Replayed {count} deliver{'y' if count == 1 else 'ies'}."
+            return _redirect(told(back, "reused"))
         if answer.get("repeated"):
-            message = "Already replayed: this form was sent before."
-        return _redirect(_told(back, message))
+            return _redirect(told(back, "repeated"))
+        return _redirect(told(back, "replayed", n=int(answer["replayed"])))
 
     async def audit(self, request: web.Request) -> web.Response:
         """Operators' actions, newest first: an action, From/Until, pages by id."""
@@ -671,8 +655,8 @@ class Console:
             found = False
         if not found:
             raise web.HTTPNotFound()
-        done = f"{name} {'paused' if action == 'pause' else 'resumed'}."
-        return _redirect("/ui/destinations?" + urlencode({"done": done}))
+        code = "paused" if action == "pause" else "resumed"
+        return _redirect(told("/ui/destinations", code, destination=name))
 
     async def rejections(self, request: web.Request) -> web.Response:
         """Refused requests, newest first: a source, From/Until, pages by id."""
@@ -699,11 +683,6 @@ def _no_store() -> dict[str, str]:
 def _unix(request: web.Request) -> bool:
     transport = request.transport
     return transport is not None and isinstance(transport.get_extra_info("sockname"), str)
-
-
-def _told(back: str, done: str) -> str:
-    """``back`` (which may carry a filter already) with a message for the page."""
-    return back + ("&" if "?" in back else "?") + urlencode({"done": done})
 
 
 def _local_path(path: str | None) -> str:
@@ -740,7 +719,7 @@ def _paged(q: Any, rows: list[dict[str, Any]], key: str) -> tuple[list[dict[str,
     if len(rows) <= PAGE:
         return rows, None
     rows = rows[:PAGE]
-    kept = {k: v for k, v in q.items() if k not in ("before", "done")}
+    kept = {k: v for k, v in q.items() if k != "before" and k not in PARAMS}
     return rows, urlencode(kept | {"before": rows[-1][key]})
 
 
