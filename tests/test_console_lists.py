@@ -121,7 +121,7 @@ async def test_lists_filter_page_group_and_replay_exactly(
         async with client.post(
             base + "/ui/replay", data=form, headers=cookie, allow_redirects=False
         ) as r:
-            assert "Replayed+1+delivery" in r.headers["Location"]
+            assert "done=replayed&n=1" in r.headers["Location"]
         again = query(
             db,
             "SELECT e.idempotency_key FROM deliveries d JOIN events e ON e.id = d.event_id"
