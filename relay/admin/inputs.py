@@ -49,7 +49,9 @@ class ReplayFilter(_Body):
     """Which events, by what they are (each field narrows)."""
 
     source: Name | None = None
-    type: Name | None = Field(None, description="a glob")
+    type: Name | None = Field(
+        None, description="event type: a prefix (invoice) or a glob (invoice.*)"
+    )
     since: Name | None = Field(
         None, description="received since: RFC 3339, Unix seconds or a duration ago (2h)"
     )

@@ -129,7 +129,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("dead", parents=[common], help="list dead deliveries")
     p.add_argument("--destination")
     p.add_argument("--source")
-    p.add_argument("--type", help="event type glob")
+    p.add_argument("--type", help="event type: a prefix (invoice) or a glob ('invoice.*')")
     p.add_argument("--since", help="died within this long ago (2h) or since a time")
     p.add_argument("--until", help="died before: a duration ago or a time")
     p.add_argument("--error", metavar="TEXT", help="text in the last error")
@@ -147,7 +147,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--event", metavar="ID", help="one event, to where it went (or --destination)")
     p.add_argument("--delivery", type=int, metavar="N", help="one delivery, whatever its state")
     p.add_argument("--source")
-    p.add_argument("--type", help="event type glob, e.g. 'invoice.*'")
+    p.add_argument("--type", help="event type: a prefix (invoice) or a glob ('invoice.*')")
     p.add_argument("--since", help="received since: a duration ago (2h) or a time (RFC 3339)")
     p.add_argument("--until", help="received before: a duration ago or a time")
     p.add_argument(

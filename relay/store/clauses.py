@@ -190,7 +190,7 @@ def dead_where(f: DeadFilter, dialect: Dialect = SQLITE) -> Clause:
     """Over ``deliveries d JOIN events e``."""
     clauses = ["d.state = 'dead'"]
     params: list[Any] = []
-    pattern = dialect.pattern(f.event_type) if f.event_type else None
+    pattern = dialect.pattern(type_glob(f.event_type)) if f.event_type else None
     for fragment, value in (
         ("d.destination = ?", f.destination),
         ("e.source = ?", f.source),
@@ -316,7 +316,7 @@ def replay_candidates(sel: ReplaySelection, dialect: Dialect = SQLITE) -> Clause
     if sel.source:
         on_events("e.source = ?", sel.source)
     if sel.event_type:
-        on_events(dialect.glob.format("e.event_type"), dialect.pattern(sel.event_type))
+        on_events(dialect.glob.format("e.event_type"), dialect.pattern(type_glob(sel.event_type)))
     if sel.since is not None:
         on_events("e.received_at >= ?", sel.since)
     if sel.until is not None:

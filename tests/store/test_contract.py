@@ -704,3 +704,21 @@ async def test_dead_letters_and_replays_filter_by_key_and_body_text(store: Store
             lambda r, g=given: r.replay_targets(ReplaySelection(state="dead", **g))
         )
         assert {t.event_id for t in targets} == expected, given
+
+
+async def test_a_type_without_a_star_is_a_prefix_in_every_list_and_replay(store: Store) -> None:
+    """Issue 29: `invoice` found invoice.paid on the events list but nothing among the dead
+    letters (the console's own walkthrough) or in a replay filter: one rule everywhere."""
+    from relay.store import EventFilter
+
+    await _dead(store, 1)  # invoice.paid
+    for given, expected in (("invoice", 1), ("invoice.*", 1), ("invoice.paid", 1), ("inv", 1)):
+        found = await store.read(lambda r, g=given: r.count_dead(DeadFilter(event_type=g)))
+        assert found == expected, given
+        listed = await store.read(lambda r, g=given: r.events(EventFilter(event_type=g)))
+        assert len(listed) == expected, given
+        targets = await store.read(
+            lambda r, g=given: r.replay_targets(ReplaySelection(event_type=g))
+        )
+        assert len(targets) == expected, given
+    assert await store.read(lambda r: r.count_dead(DeadFilter(event_type="order"))) == 0
