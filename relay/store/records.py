@@ -7,7 +7,9 @@ Plain values, no SQL: the rest of relay builds these and hands them to a store
 from __future__ import annotations
 
 import json
+import re
 import time
+from datetime import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,12 +232,42 @@ class DeadFilter:
     text: str | None = None  # in the event's body (any case; form bodies decoded)
 
 
+# A moment as people type it: a date, then a time with a space or a T, seconds optional,
+# and a zone optional: without one, UTC, the zone every page and list shows.
+_MOMENT = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?"
+    r"\s*([Zz]|UTC|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_moment(text: str) -> float | None:
+    """``2026-12-07 06:27``, ``2026-12-07T06:27:00Z``, ``2026-12-07``, ``… +01:00``: Unix
+    seconds, or None if it is not such a moment."""
+    match = _MOMENT.match(text.strip())
+    if match is None:
+        return None
+    day, hour, minute, second, fraction, zone = match.groups()
+    clock = f"{hour or '00'}:{minute or '00'}:{second or '00'}{fraction or ''}"
+    if zone is None or zone in ("Z", "z", "UTC"):
+        zone = "+00:00"
+    elif ":" not in zone:
+        zone = zone[:3] + ":" + zone[3:]
+    try:
+        return datetime.fromisoformat(f"{day}T{clock}{zone}").timestamp()
+    except ValueError:  # 2026-13-45 and the like
+        return None
+
+
 def since_to_time(value: str | float | None, now: float | None = None) -> float | None:
-    """A time bound: Unix seconds, RFC 3339, or a duration ago (``"2h"``)."""
+    """A time bound: a moment (``2026-12-07 06:27``, RFC 3339; UTC unless it says),
+    Unix seconds, or a duration ago (``"2h"``)."""
     if value is None or value == "":
         return None
     if isinstance(value, int | float):
         return float(value)
+    moment = parse_moment(value)
+    if moment is not None:
+        return moment
     instant = parse_instant(value)
     if instant is not None and instant > 1e8:  # a moment, not a number of seconds ago
         return instant
@@ -243,7 +275,8 @@ def since_to_time(value: str | float | None, now: float | None = None) -> float 
         return (now if now is not None else time.time()) - parse_duration(value)
     except ValueError:
         raise ValueError(
-            f"{value!r} is not a time (Unix seconds, RFC 3339) or a duration like 2h"
+            f"{value!r} is not a time (2026-12-07 06:27, UTC unless it says; RFC 3339; Unix "
+            "seconds) or a duration like 2h"
         ) from None
 
 
