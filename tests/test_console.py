@@ -460,3 +460,23 @@ async def test_the_console_shows_only_its_own_notices_whatever_a_link_says(
         shown = {"done": "paused", "destination": "app"}
         async with client.get(base + "/ui/destinations", params=shown, headers=cookie) as r:
             assert "app paused." in await r.text()
+
+
+async def test_relays_own_event_id_or_its_start_finds_the_event(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 29: relay's event id typed into Key or Text found nothing."""
+    settings = console_settings(tmp_path / "relay.db", receiver)
+    async with running(settings) as relay:
+        _, headers, _ = await post(client, relay.port, BODY_JSON, key="find-me")
+        event = headers["X-Relay-Event-Id"]
+        base = f"http://{relay.admin_address}"
+        _, _, raw = await _sign_in(client, base)
+        cookie = _cookie(raw)
+        for query in ({"q": event}, {"key": event}, {"q": event[:16]}, {"q": event[:16] + "…"}):
+            async with client.get(
+                base + "/ui/events", params=query, headers=cookie, allow_redirects=False
+            ) as r:
+                assert (r.status, r.headers.get("Location")) == (303, f"/ui/events/{event}")
+        async with client.get(base + "/ui/events", params={"key": "find-me"}, headers=cookie) as r:
+            assert event in await r.text()  # the idempotency key still searches as before

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from relay.configtypes import parse_duration

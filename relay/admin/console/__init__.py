@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,7 @@ from relay.store import (
     Claim,
     DeadFilter,
     EventFilter,
+    Reader,
     ReplaySelection,
     clauses,
     rollup,
@@ -49,6 +51,7 @@ from relay.store import (
 from relay.text import plural
 
 COOKIE = "relay_session"
+EVENT_ID = re.compile(r"evt_[0-9A-Za-z]{4,26}")  # relay's ids (relay.ids), or a start of one
 PAGE = 50
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -323,6 +326,18 @@ class Console:
 
     async def events(self, request: web.Request) -> web.Response:
         q = request.query
+        for given in (q.get("key", ""), q.get("q", "")):
+            # relay's own event id (or its start, as a table showed it) in the search: that
+            # event's page, when only one event has it.
+            prefix = given.strip().rstrip("…")
+            if EVENT_ID.fullmatch(prefix):
+
+                def starting(reader: Reader, start: str = prefix) -> list[str]:
+                    return reader.event_ids_starting(start)
+
+                found = await self._surface.read(starting)
+                if len(found) == 1:
+                    return _redirect(f"/ui/events/{found[0]}")
         try:
             f = EventFilter(
                 source=q.get("source") or None,
