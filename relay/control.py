@@ -65,7 +65,11 @@ class Control:
     def destinations(self) -> list[DestinationView]:
         return [
             DestinationView(
-                name, lane.destination, lane.paused, lane.circuit.state if lane.circuit else None
+                name,
+                lane.destination,
+                lane.paused,
+                lane.circuit.state if lane.circuit else None,
+                lane.waiting(),
             )
             for name, lane in sorted(self._scheduler.lanes.items())
         ]

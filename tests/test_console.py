@@ -480,3 +480,43 @@ async def test_relays_own_event_id_or_its_start_finds_the_event(
                 assert (r.status, r.headers.get("Location")) == (303, f"/ui/events/{event}")
         async with client.get(base + "/ui/events", params={"key": "find-me"}, headers=cookie) as r:
             assert event in await r.text()  # the idempotency key still searches as before
+
+
+@needs_chromium
+async def test_the_event_page_refreshes_delivery_states_only_and_says_why_one_is_overdue(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession, browser: Any
+) -> None:
+    """Issue 29: the event page reloaded itself every 5 s while a delivery was pending, which
+    closed an open "Copy as curl"; and a delivery overdue by minutes said "(in 0 s)". Now
+    only the delivery states are fetched and replaced, and an overdue one says why."""
+    db = tmp_path / "relay.db"
+    async with running(console_settings(db, receiver)) as relay:
+        base = f"http://{relay.admin_address}"
+        await relay.scheduler.pause("app", "paused for the test")
+        _, headers, _ = await post(client, relay.port, BODY_JSON, key="held")
+        event = headers["X-Relay-Event-Id"]
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.goto(base + "/ui/login")
+        await page.get_by_label("Admin token").fill(TOKEN)
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Overview").wait_for()
+        await page.goto(f"{base}/ui/events/{event}")
+        state = page.locator(".delivery .state").first
+        assert await state.inner_text() == "pending"
+        said = await page.locator(".delivery .next").first.inner_text()
+        assert "overdue" in said
+        assert "the destination is paused" in said
+        await page.get_by_text("Copy as curl", exact=True).first.click()  # open it
+        curl = page.locator("details.curl").first
+        assert await curl.get_attribute("open") is not None
+        await relay.scheduler.resume("app")
+        await wait_for(lambda: len(receiver.received) == 1)
+        async with page.expect_response(lambda r: "fragment=deliveries" in r.url, timeout=15_000):
+            pass  # the next look at the states
+        await page.wait_for_function(
+            "() => document.querySelector('.delivery .state').textContent === 'delivered'",
+            timeout=15_000,
+        )
+        assert await curl.get_attribute("open") is not None  # still open: no reload
+        await context.close()

@@ -138,3 +138,27 @@ def test_a_due_claim_makes_the_timer_unknown() -> None:
     k = knowledge(timer=NOW - 1)
     k.claiming(due=True)
     assert not k.timer_known
+
+
+WAITING = [
+    ("nothing holds it", state(), {}, None),
+    ("paused", state(paused=True), {}, "the destination is paused"),
+    ("circuit open", state(allowance=0, circuit_wait=12.4), {}, "its circuit is open"),
+    ("slots busy", state(free=0, sending=10), {}, "all 10 of its slots are busy"),
+    ("agent offline", state(free=0, sending=0), {"group": "office"}, "no agent of office"),
+    ("rate limit", state(), {"rate_wait": 0.4}, "its rate limit holds it back (0.4 s"),
+    ("cluster", state(), {"cluster_wait": 0.05}, "the cluster's limits hold it back"),
+    ("paused first", state(paused=True, free=0), {"rate_wait": 1.0}, "the destination is paused"),
+]
+
+
+@pytest.mark.parametrize(("name", "lane", "extra", "says"), WAITING, ids=[c[0] for c in WAITING])
+def test_why_a_due_delivery_waits(
+    name: str, lane: LaneState, extra: dict[str, object], says: str | None
+) -> None:
+    from relay.scheduler.plan import waiting
+
+    given: dict[str, object] = {"group": None, "rate_wait": 0.0, "cluster_wait": None}
+    given.update(extra)
+    found = waiting(lane, max_concurrency=10, **given)  # type: ignore[arg-type]
+    assert (found is None) if says is None else (found is not None and says in found)

@@ -32,6 +32,7 @@ class DestinationView:
     config: DestinationConfig
     paused: str | None  # why, when paused
     circuit: str | None  # closed, open, half-open; None without a breaker
+    waiting: str | None = None  # why a due delivery is not being sent now
 
 
 class Surface(Protocol):

@@ -36,6 +36,7 @@ from relay.log import Fault, brief
 from relay.metrics import Metrics
 from relay.ratelimit import TokenBucket
 from relay.scheduler.plan import Knowledge, LaneState, Sleep, plan
+from relay.scheduler.plan import waiting as plan_waiting
 from relay.store import Action, AttemptRecord, Claim, EventPayload, Limits, Store
 from relay.text import plural
 
@@ -183,6 +184,19 @@ class Lane:
             else None,
             known=self._known,
             hold_until=self._hold_until,
+        )
+
+    def waiting(self) -> str | None:
+        """Why a due delivery is not being sent now (``plan.waiting``), for the console."""
+        now = self._clock.monotonic()
+        rate_wait = self._bucket.next_token_in(now) if self._bucket is not None else 0.0
+        held = self._store.held(self.name)
+        return plan_waiting(
+            self._state(),
+            max_concurrency=self.destination.max_concurrency,
+            group=self.destination.agent,
+            rate_wait=rate_wait,
+            cluster_wait=held - self._clock.time() if held is not None else None,
         )
 
     def _free(self) -> int:

@@ -135,3 +135,29 @@ def plan(s: LaneState, now: float, clock: float) -> Sleep | Claim:
             return Sleep(hold - clock, hold)
     timer = known.timer
     return Claim(free, due=timer is not None and timer <= now)
+
+
+def waiting(
+    state: LaneState,
+    *,
+    max_concurrency: int,
+    group: str | None,
+    rate_wait: float,
+    cluster_wait: float | None,
+) -> str | None:
+    """Why a due delivery of this lane is not being sent now, in words for the console (a
+    delivery overdue by minutes said "in 0 s"); None when nothing holds it back."""
+    if state.paused:
+        return "the destination is paused"
+    if state.allowance == 0:
+        after = f"; it tries again in {state.circuit_wait:.0f} s" if state.circuit_wait else ""
+        return f"its circuit is open after repeated failures{after}"
+    if state.free <= 0:
+        if group and state.sending < max_concurrency:
+            return f"no agent of {group} is connected (or all of them are busy)"
+        return f"all {max_concurrency} of its slots are busy (max_concurrency)"
+    if rate_wait > 0:
+        return f"its rate limit holds it back ({rate_wait:.1f} s to the next token)"
+    if cluster_wait is not None and cluster_wait > 0:
+        return "the cluster's limits hold it back (other relays hold its leases or tokens)"
+    return None

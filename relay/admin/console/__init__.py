@@ -421,6 +421,15 @@ class Console:
             at = last["started_at"] if last else time.time()
             claim = Claim(d["id"], event_id, number, d["created_at"])
             d["request"] = outgoing.shown(config, payload, claim, at)
+        views = {view.name: view for view in self._surface.destinations()}
+        # While a delivery is on its way, the page fetches its deliveries' states every 5 s
+        # and replaces only those (not the page: an open "Copy as curl" stays open).
+        pending = any(d["state"] == "pending" for d in ev["deliveries"])
+        if request.query.get("fragment") == "deliveries":
+            html = self._templates.get_template("_delivery_states.html").render(
+                ev=ev, views=views, now=time.time(), refresh=pending
+            )
+            return web.Response(text=html, content_type="text/html", headers=_no_store())
         return self.render(
             request,
             "event.html",
@@ -430,8 +439,9 @@ class Console:
             body=body,
             replayed=replayed,
             form_id=_form_id(),
-            # Refreshed every 5 s while a delivery is on its way, so its outcome shows up.
-            refresh=any(d["state"] == "pending" for d in ev["deliveries"]),
+            views=views,
+            now=time.time(),
+            refresh=pending,
         )
 
     async def dead(self, request: web.Request) -> web.Response:

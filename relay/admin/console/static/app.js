@@ -1,5 +1,5 @@
 // relay console: a confirmation before bulk actions, live refresh (the overview, the live
-// tail), and "Copy as curl".
+// tail, an event's delivery states), and "Copy as curl".
 "use strict";
 
 document.addEventListener("submit", (event) => {
@@ -28,6 +28,33 @@ for (const region of document.querySelectorAll("[data-refresh]")) {
         return;
       }
       if (response.ok) region.innerHTML = await response.text();
+    } catch (error) { /* offline for a moment: try again next time */ }
+  }, every);
+}
+
+// Parts of a page that change (an event's delivery states): each [data-part] the fragment
+// holds replaces the element with its id, only when it changed, so whatever else is open on
+// the page (a "Copy as curl", a scroll position) stays. A fragment marked data-done ends it.
+for (const region of document.querySelectorAll("[data-refresh-parts]")) {
+  const url = region.getAttribute("data-refresh-parts");
+  const every = Number(region.getAttribute("data-every") || 5000);
+  const timer = setInterval(async () => {
+    if (document.hidden) return;
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (response.status === 401) {
+        const back = window.location.pathname + window.location.search;
+        window.location.assign("/ui/login?next=" + encodeURIComponent(back));
+        return;
+      }
+      if (!response.ok) return;
+      const holder = document.createElement("template");
+      holder.innerHTML = await response.text();
+      for (const part of holder.content.querySelectorAll("[data-part]")) {
+        const shown = document.getElementById(part.id);
+        if (shown && shown.innerHTML !== part.innerHTML) shown.replaceWith(part);
+      }
+      if (holder.content.querySelector("[data-done]")) clearInterval(timer);
     } catch (error) { /* offline for a moment: try again next time */ }
   }, every);
 }
