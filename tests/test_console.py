@@ -520,3 +520,23 @@ async def test_the_event_page_refreshes_delivery_states_only_and_says_why_one_is
         )
         assert await curl.get_attribute("open") is not None  # still open: no reload
         await context.close()
+
+
+async def test_a_token_in_a_url_is_not_echoed_into_the_sign_in_redirect(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 29: GET /ui/dead?token=… without a session answered Location:
+    /ui/login?next=/ui/dead?token=… (a token in a URL ends up in proxy and browser
+    history). The console takes no token in a URL; the redirect keeps the rest."""
+    settings = console_settings(tmp_path / "relay.db", receiver)
+    async with running(settings) as relay:
+        base = f"http://{relay.admin_address}"
+        async with client.get(
+            base + "/ui/dead",
+            params={"token": TOKEN, "destination": "app"},
+            allow_redirects=False,
+        ) as r:
+            location = r.headers["Location"]
+        assert r.status == 303
+        assert TOKEN not in location
+        assert location == "/ui/login?next=/ui/dead?destination%3Dapp"

@@ -153,7 +153,7 @@ class Console:
         if not self.valid(request):
             if request.query.get("fragment"):
                 return web.Response(status=401, text="signed out", headers=_no_store())
-            back = request.path_qs if request.method == "GET" else "/ui/"
+            back = _without_secrets(request) if request.method == "GET" else "/ui/"
             raise web.HTTPSeeOther("/ui/login?" + urlencode({"next": back}))
         if request.method == "POST":
             form = await request.post()
@@ -708,6 +708,16 @@ def _no_store() -> dict[str, str]:
 def _unix(request: web.Request) -> bool:
     transport = request.transport
     return transport is not None and isinstance(transport.get_extra_info("sockname"), str)
+
+
+SECRET_PARAMS = frozenset({"token", "access_token", "secret", "password"})  # never a filter
+
+
+def _without_secrets(request: web.Request) -> str:
+    """The page to come back to after sign-in, without a token someone put in its URL: the
+    console takes none there, and a Location header ends up in proxy logs and history."""
+    kept = [(k, v) for k, v in request.query.items() if k.lower() not in SECRET_PARAMS]
+    return request.path + ("?" + urlencode(kept) if kept else "")
 
 
 def _local_path(path: str | None) -> str:
