@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Callable
@@ -375,8 +376,16 @@ class TlsSite(GuardedSite):
         loop = asyncio.get_running_loop()
         try:
             conn.setblocking(False)
-            hello = await _peek_hello(conn, connection.budget()) if self._peek() else None
-            context = self._contexts(hello)
+            hello = await _peek_hello(conn, connection.budget())
+            if hello is not None and hello.plain:
+                # Plain HTTP to the HTTPS port: say so, as nginx and Caddy do, rather than
+                # close without a word (curl then reports an empty reply).
+                with contextlib.suppress(OSError):
+                    conn.recv(65_536)  # what was peeked: unread bytes at close send a reset
+                    conn.send(_PLAIN_TO_TLS)
+                    conn.shutdown(socket.SHUT_WR)
+                raise ConnectionAbortedError
+            context = self._contexts(hello if self._peek() else None)
             if context is None:  # no certificate yet: nothing to say
                 raise ConnectionAbortedError
             await loop.connect_accepted_socket(
@@ -431,6 +440,15 @@ async def _peek_hello(conn: socket.socket, within: float) -> Hello | None:
 class Hello:
     server_name: str | None
     alpn: tuple[str, ...]
+    plain: bool = False  # not TLS at all: a plain HTTP request
+
+
+_HINT = b"This port speaks HTTPS: send the request to https:// instead of http://.\n"
+_PLAIN_TO_TLS = (
+    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_HINT), _HINT)
+)
+_METHOD = re.compile(rb"[A-Z]{3,10} ")
 
 
 def client_hello(data: bytes) -> Hello | None:
@@ -440,7 +458,7 @@ def client_hello(data: bytes) -> Hello | None:
     if len(data) < 5:
         return None
     if data[0] != 0x16:  # not a handshake record: not TLS, or not a ClientHello
-        return nothing
+        return Hello(None, (), plain=True) if _METHOD.match(data) else nothing
     end = 5 + int.from_bytes(data[3:5], "big")
     if len(data) < end:
         return None

@@ -4,6 +4,7 @@ over HTTPS that a client trusting Pebble's root verifies, and delivery."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import ssl
 import subprocess
@@ -429,4 +430,30 @@ async def test_an_agent_dials_the_https_listener_with_its_ca_file(
         assert relay.terminate() == 0
     finally:
         agent.ensure_stopped()
+        relay.ensure_stopped()
+
+
+async def test_plain_http_to_the_https_port_gets_a_400_that_says_so(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Issue 29: plain HTTP sent to the HTTPS port was closed with no answer (curl: "Empty
+    reply from server"); nginx and Caddy answer 400 with a hint. HTTPS still works."""
+    ca = make_ca(tmp_path, "plain CA")
+    cert, key = make_leaf(tmp_path, [DOMAIN], ca, "served")
+    port = free_port()
+    tls = f'cert_file = "{cert}"\nkey_file = "{key}"\n'
+    relay = RelayProcess(https_config(tmp_path / "relay.toml", receiver.url, port, tls))
+    try:
+        relay.start(timeout=20)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /in/demo HTTP/1.1\r\nHost: relay\r\nContent-Length: 2\r\n\r\n{}")
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert b"https://" in answer
+        async with aiohttp.ClientSession() as session:
+            status, _ = await post_https(port, trusting(ca[0]), b"{}", "k1", session)
+        assert status == 200
+        assert relay.terminate() == 0
+    finally:
         relay.ensure_stopped()
