@@ -99,8 +99,15 @@ def _step(node: Any, token: str) -> Any:
     return None
 
 
-def extract(rule: str | None, headers: Mapping[str, str], parsed: Parsed) -> str | None:
-    """Apply one rule; None when the rule is ``none`` or finds nothing usable."""
+def extract(
+    rule: str | None,
+    headers: Mapping[str, str],
+    parsed: Parsed,
+    limit: int | None = MAX_VALUE_LENGTH,
+) -> str | None:
+    """Apply one rule; None when the rule is ``none`` or finds nothing usable. The text is
+    cut at ``limit`` characters; an idempotency key is taken whole (``limit=None``) and
+    refused when too long, since two keys cut to one would drop an event as a duplicate."""
     if rule is None or rule == "none":
         return None
     kind, _, arg = rule.partition(":")
@@ -113,4 +120,4 @@ def extract(rule: str | None, headers: Mapping[str, str], parsed: Parsed) -> str
     if isinstance(value, bool) or value is None or isinstance(value, dict | list):
         return None
     text = as_text(str(value).strip())
-    return text[:MAX_VALUE_LENGTH] or None
+    return (text if limit is None else text[:limit]) or None

@@ -21,7 +21,7 @@ from relay import encoding
 from relay.agents import AgentHub
 from relay.config import Settings
 from relay.errors import StorageUnavailable
-from relay.extract import Parsed, as_text, extract
+from relay.extract import MAX_VALUE_LENGTH, Parsed, as_text, extract
 from relay.ids import new_event_id
 from relay.metrics import Metrics
 from relay.network import client_address, parse_address, within
@@ -131,6 +131,8 @@ def _stored_headers(headers: Mapping[str, str], secret: frozenset[str]) -> str:
 
 
 NOT_SPLIT = Items([])
+MAX_HEADER_LINE = 8000  # bytes of one header (name and value) relay takes and forwards
+MAX_KEY = MAX_VALUE_LENGTH  # bytes of an idempotency key (Stripe's are at most 255)
 ITEM_HEADERS = json.dumps([["Content-Type", "application/json"]])
 
 
@@ -298,6 +300,13 @@ class Ingress:
     async def _receive(self, request: web.Request) -> web.Response:
         if sum(len(k) + len(v) + 4 for k, v in request.raw_headers) > self._max_headers:
             return _json(431, {"error": "request headers too large"}, Connection="close")
+        for name, value in request.raw_headers:
+            if len(name) + len(value) > MAX_HEADER_LINE:
+                # Forwarded as it came, it would be refused by the receiver (aiohttp's and
+                # nginx's default line limit is 8 KiB) and the event die at once.
+                header = name.decode("latin-1")[:100]
+                error = f"header {header} is longer than {MAX_HEADER_LINE} bytes"
+                return _json(431, {"error": error}, Connection="close")
         source = self._sources.get(request.match_info["source"])
         if source is None:
             return _json(404, {"error": "unknown source"})
@@ -377,10 +386,13 @@ class Ingress:
             if config.occurred_at is not None
             else None
         )
-        key = extract(config.idempotency_key, headers, parsed)
+        key = extract(config.idempotency_key, headers, parsed, limit=None)
         if single is not None:
             key = single.key or key
             occurred_at = single.occurred_at or occurred_at
+        if key is not None and len(key.encode("utf-8", "surrogatepass")) > MAX_KEY:
+            error = f"the idempotency key ({config.idempotency_key}) is longer than {MAX_KEY} bytes"
+            return _json(400, {"error": error})
         event = NewEvent(
             id=new_event_id(now),
             source=source.config.name,
@@ -398,6 +410,11 @@ class Ingress:
             drop_stale=self._drops(destinations) if single is not None else (),
         )
         event.items = [self._item_event(source, event, item, headers) for item in items.split]
+        for index, item_event in enumerate(event.items):
+            item_key = item_event.idempotency_key
+            if item_key is not None and len(item_key.encode("utf-8", "surrogatepass")) > MAX_KEY:
+                error = f"item {index}: its idempotency key is longer than {MAX_KEY} bytes"
+                return _json(400, {"error": error})
         if not any(e.destinations for e in (event, *event.items)):
             self.unrouted += 1
             self._per_source(self._metrics.unrouted, config.name).inc()

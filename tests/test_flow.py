@@ -312,3 +312,27 @@ async def test_a_permanent_failure_says_its_status_once(
         assert (await post(client, relay.port, b'{"a": 1}', key="p1"))[0] == 200
         await wait_for(lambda: query(db, "SELECT state FROM deliveries") == [("dead",)])
     assert query(db, "SELECT last_error FROM deliveries") == [("HTTP 400; permanent",)]
+
+
+async def test_an_overlong_key_or_header_is_refused_and_names_itself(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 29: a 15,000-byte signed X-Request-Id was stored and forwarded, a default
+    aiohttp receiver refused it (8,190-byte line limit) and the event died at once. Now
+    ingest bounds keys (512 bytes) and each header (8,000), naming what was too long."""
+    db = tmp_path / "relay.db"
+    async with running(settings_for(db, receiver.url)) as relay:
+        status, _, answer = await post(client, relay.port, b'{"a": 1}', key="k" * 15_000)
+        assert status == 431
+        assert "X-Request-Id" in answer["error"]
+        status, _, answer = await post(client, relay.port, b'{"a": 1}', key="k" * 600)
+        assert status == 400
+        assert "idempotency key" in answer["error"]
+        status, _, answer = await post(
+            client, relay.port, b'{"a": 1}', key="ok", extra={"X-Trace": "t" * 9000}
+        )
+        assert status == 431
+        assert "X-Trace" in answer["error"]
+        assert (await post(client, relay.port, b'{"a": 1}', key="k" * 512))[0] == 200
+        await wait_for(lambda: len(receiver.received) == 1)
+    assert query(db, "SELECT count(*) FROM events") == [(1,)]

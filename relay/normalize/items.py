@@ -82,7 +82,7 @@ def key_type_time(
     key_rule, type_rule, time_rule = rules
     stamp = extract(time_rule, headers, item.parsed) if time_rule else None
     return (
-        extract(key_rule, headers, item.parsed),
+        extract(key_rule, headers, item.parsed, limit=None),  # checked whole by ingress
         extract(type_rule, headers, item.parsed),
         parse_instant(stamp) if stamp is not None else None,
     )
