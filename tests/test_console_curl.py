@@ -75,6 +75,11 @@ async def test_copy_as_curl_reproduces_the_delivery(
 
     assert SECRET not in command
     assert INLINE not in command
+    # Issue 29: the sender's signature (forwarded) was asked for through a variable whose
+    # value is shown nowhere; only the provider's secret makes it, so it is left out.
+    assert "RELAY_H_X_SIGNATURE" not in command
+    assert "-H 'X-Signature" not in command
+    assert "# left out: X-Signature, the sender's own" in command
     env = {
         "PATH": os.environ["PATH"],
         "RELAY_H_X_API_KEY": SECRET,

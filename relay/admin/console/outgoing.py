@@ -6,7 +6,9 @@ The request is rebuilt, not recorded: storing every attempt's headers would cost
 attempt for a page seldom opened. It is what the destination's current configuration sends;
 a secret is never shown. In the curl command a secret header reads an environment variable
 (``$RELAY_H_X_API_KEY``), so the command reproduces the delivery once the operator supplies
-it, and relay's own signature, which only the secret can make, is left out and said so.
+it; relay's own signature, which only the secret can make, and the sender's credentials
+forwarded with the request (its signature header: only the provider's secret makes one)
+are left out, and the command says so.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def shown(destination: DestinationConfig, event: EventPayload, claim: Claim, at:
     signed = outgoing.signing_key is not None
     visible: list[tuple[str, str]] = []
     options: list[str] = []
+    senders: list[str] = []  # the sender's own credentials, forwarded: left out of curl
     for name, value in headers:
         low = name.lower()
         if signed and low in SIGNATURE_HEADERS:
@@ -49,6 +52,10 @@ def shown(destination: DestinationConfig, event: EventPayload, claim: Claim, at:
                 visible.append((name, REDACTED))
                 continue  # only the signing secret makes it: not in the command
             visible.append((name, value))
+        elif low not in configured and _secret_name(low):
+            visible.append((name, REDACTED))
+            senders.append(name)
+            continue
         elif configured.get(low) or _secret_name(low):  # from env:/file:, or named so
             visible.append((name, REDACTED))
             options.append(f'-H "{name}: ${env_name(name)}"')
@@ -66,8 +73,15 @@ def shown(destination: DestinationConfig, event: EventPayload, claim: Claim, at:
     ]
     if signed:
         lines.insert(0, "# unsigned: relay's webhook-signature needs the destination's secret")
+    if senders:
+        lines.insert(
+            0,
+            f"# left out: {', '.join(senders)}, the sender's own (only the provider's secret "
+            "makes a signature; a receiver that checks it must trust relay's instead)",
+        )
+    left_out = {n.lower() for n in senders} | SIGNATURE_HEADERS
     secrets = sorted(
-        {env_name(n) for n, v in visible if v == REDACTED and n.lower() not in SIGNATURE_HEADERS}
+        {env_name(n) for n, v in visible if v == REDACTED and n.lower() not in left_out}
     )
     if secrets:
         lines.insert(0, f"# set {', '.join(secrets)} to the secret header values first")
