@@ -11,7 +11,10 @@ set -eu
 R=${RELAY_INSTALL_ROOT:-}
 BIN=$R/usr/local/bin/relay
 UNIT=$R/etc/systemd/system/relay.service
+SOCKET=$R/etc/systemd/system/relay.socket
+ADMIN_SOCKET=$R/etc/systemd/system/relay-admin.socket
 DROPIN=$R/etc/systemd/system/relay.service.d/https.conf
+SOCKET_DROPIN=$R/etc/systemd/system/relay.socket.d/https.conf
 CONF_DIR=$R/etc/relay
 STATE_DIR=$R/var/lib/relay
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +33,8 @@ install_relay() {
     need_root
     install -D -m 0755 "$src" "$BIN.new" && mv -f "$BIN.new" "$BIN"
     install -D -m 0644 "$ROOT/systemd/relay.service" "$UNIT"
+    install -D -m 0644 "$ROOT/systemd/relay.socket" "$SOCKET"
+    install -D -m 0644 "$ROOT/systemd/relay-admin.socket" "$ADMIN_SOCKET"
     install -d -m 0755 "$CONF_DIR"
     fresh=no
     if [ ! -e "$CONF_DIR/relay.toml" ]; then
@@ -47,13 +52,16 @@ install_relay() {
     # HTTPS on ports below 1024 needs one capability, granted only when [server.tls] is on.
     if grep -q '^\[server\.tls\]' "$CONF_DIR/relay.toml"; then
         install -D -m 0644 "$ROOT/systemd/relay-https.conf" "$DROPIN"
-        say "[server.tls] is set: relay may bind ports 443 and 80 ($DROPIN)"
+        install -D -m 0644 "$ROOT/systemd/relay-https.socket.conf" "$SOCKET_DROPIN"
+        say "[server.tls] is set: relay's socket is port 443 ($SOCKET_DROPIN)"
     else
-        rm -f "$DROPIN"
+        rm -f "$DROPIN" "$SOCKET_DROPIN"
     fi
     if have_systemd; then
         systemctl daemon-reload
-        systemctl enable relay.service
+        # The sockets first: from now on they stay open across restarts of relay.
+        systemctl enable relay.socket relay-admin.socket relay.service
+        systemctl start relay.socket relay-admin.socket
         if [ "$fresh" = no ] && systemctl is-active --quiet relay.service; then
             systemctl restart relay.service
             say "relay restarted on the new binary; 'systemctl status relay'"
@@ -73,9 +81,9 @@ install_relay() {
 uninstall_relay() {
     need_root
     if have_systemd; then
-        systemctl disable --now relay.service 2>/dev/null || true
+        systemctl disable --now relay.service relay.socket relay-admin.socket 2>/dev/null || true
     fi
-    rm -f "$UNIT" "$DROPIN" "$BIN"
+    rm -f "$UNIT" "$SOCKET" "$ADMIN_SOCKET" "$DROPIN" "$SOCKET_DROPIN" "$BIN"
     have_systemd && systemctl daemon-reload || true
     if [ "${1:-}" = "--purge" ]; then
         rm -rf "$CONF_DIR" "$STATE_DIR" "$R/var/lib/private/relay"

@@ -198,6 +198,7 @@ class Agent:
         self.refused = 0
         self._refused_frames = Throttled(log, "agent.frame_refused")
         self.reconnects = 0
+        self.restarts = 0  # times the relay said it was restarting (1012)
         self._sessions: dict[str, aiohttp.ClientSession] = {}
 
     def _session(self, url: str) -> aiohttp.ClientSession:
@@ -224,7 +225,7 @@ class Agent:
                     await self._serve(dialer, once)
                     if once:
                         return
-                    backoff = 0.5  # it was connected: start over gently
+                    backoff = 0.1  # it was connected (a restarting relay is back soon)
                 except (aiohttp.ClientError, OSError, TimeoutError, RelayError) as exc:
                     why = self._why(exc)
                     if once:
@@ -275,7 +276,13 @@ class Agent:
                 if message.type is aiohttp.WSMsgType.TEXT:
                     self._take(json.loads(message.data))
             self._ws = None
-            log.warning("agent.disconnected", extra={"fields": {"relay": config.relay}})
+            if ws.close_code == aiohttp.WSCloseCode.SERVICE_RESTART:
+                # The relay is restarting on its socket: the next one is there in a moment.
+                log.info("agent.relay_restarting", extra={"fields": {"relay": config.relay}})
+                self.restarts += 1
+                return
+            fields = {"relay": config.relay, "code": ws.close_code}
+            log.warning("agent.disconnected", extra={"fields": fields})
 
     def _take(self, message: dict[str, Any]) -> None:
         if message.get("type") == "error":  # relay refused a frame of ours: a bug to report

@@ -137,6 +137,19 @@ class AgentHub:
                     self._closing.add(task)
                     task.add_done_callback(self._closing.discard)
 
+    async def restarting(self) -> None:
+        """relay is stopping (its attempts through agents are finished): tell every agent
+        to reconnect (1012, service restart), rather than cutting its connection. The
+        agent reconnects at once, to the next relay on the same socket."""
+        connections = [c for group in self._connections.values() for c in group]
+        await asyncio.gather(
+            *(
+                c.ws.close(code=WSCloseCode.SERVICE_RESTART, message=b"relay restarting")
+                for c in connections
+            ),
+            return_exceptions=True,
+        )
+
     def status(self) -> dict[str, dict[str, Any]]:
         """Per group: connected agents, their free credits, and when one was last seen."""
         now = time.time()

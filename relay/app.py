@@ -20,6 +20,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from relay.listener import Guard, GuardedSite, TlsSite
 from relay.metrics import Metrics
 from relay.retention import Pruner, SizeWatch
 from relay.scheduler import Scheduler
+from relay.sockets import address, inherited
 from relay.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -55,9 +57,11 @@ class Relay:
         settings: Settings,
         config_path: str | Path | None = None,
         clock: Clock | None = None,
+        sockets: dict[str, socket.socket] | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
+        self._sockets = sockets or {}  # from systemd (relay.sockets), by name
         self.config_path = config_path
         self.stopping = False
         self.metrics = Metrics()
@@ -170,7 +174,9 @@ class Relay:
         )
         token = settings.admin.token
         if token is not None:
-            self._admin = await start_admin(self.control, token.value.encode(), settings.admin)
+            self._admin = await start_admin(
+                self.control, token.value.encode(), settings.admin, self._sockets.get("admin")
+            )
         else:
             log.info("admin.off", extra={"fields": {"hint": "set [admin] token to enable it"}})
         db = settings.storage.describe()
@@ -179,8 +185,10 @@ class Relay:
     async def _listen(self, ingress: Ingress) -> None:
         server = self.settings.server
         parser_limit = max(8190, 8 * server.max_header_size)
+        app = ingress.app()
+        app.on_response_prepare.append(self._closing)
         self._runner = web.AppRunner(
-            ingress.app(),
+            app,
             access_log=None,
             handle_signals=False,
             keepalive_timeout=server.keepalive_timeout,
@@ -200,9 +208,20 @@ class Relay:
             server.header_timeout,
             server.trusted_proxies,
         )
+        public = self._sockets.get("public")
+        if public is not None:
+            got = address(public)
+            fields = {"listen": f"{got[0]}:{got[1]}", "name": "public"}
+            log.info("listener.from_systemd", extra={"fields": fields})
+            if (host or "0.0.0.0", port) != got and port != 0:  # noqa: S104 - compared only
+                hint = "the socket unit decides where relay listens; make [server] listen agree"
+                fields |= {"configured": server.listen, "hint": hint}
+                log.warning("listener.not_as_configured", extra={"fields": fields})
         tls = server.tls
         if tls is None:
-            site = GuardedSite(self._runner, host, port, guard=self.guard, backlog=1024)
+            site = GuardedSite(
+                self._runner, host, port, guard=self.guard, backlog=server.backlog, sock=public
+            )
             await site.start()
             return
         # Imported here: a relay without TLS never loads cryptography's x509 (about 9 MB).
@@ -222,17 +241,22 @@ class Relay:
             host,
             port,
             guard=self.guard,
-            backlog=1024,
+            backlog=server.backlog,
             contexts=certs.for_hello,
             peek=lambda: bool(certs.alpn),
+            sock=public,
         )
         await tls_site.start()
         if tls.http_listen is not None:
             plain = web.AppRunner(certs.http_app(self.port), access_log=None, handle_signals=False)
             await plain.setup()
             self._plain = plain
-            http_host, http_port = split_address(tls.http_listen)
-            await web.TCPSite(plain, http_host, http_port, backlog=128).start()
+            passed = self._sockets.get("http")
+            if passed is not None:
+                await web.SockSite(plain, passed).start()
+            else:
+                http_host, http_port = split_address(tls.http_listen)
+                await web.TCPSite(plain, http_host, http_port, backlog=128).start()
         if not have:
             # Before relay says it is ready: with no certificate nothing can be served.
             await certs.obtain()
@@ -316,20 +340,44 @@ class Relay:
         log.info("config.reloaded", extra={"fields": {"path": str(self.config_path)}})
         return None
 
+    async def _closing(self, request: web.Request, response: web.StreamResponse) -> None:
+        """While relay stops, every answer closes its connection: the client's next request
+        goes to a new connection, which waits in the socket for the next relay."""
+        if self.stopping:
+            response.force_close()
+
+    async def _stop_accepting(self) -> None:
+        """Stop accepting (with systemd's socket, new connections now wait in its backlog
+        for the next relay) and give connections already accepted the time to send their
+        request, at most ``header_timeout``: each gets its answer (after its commit, as
+        always), with ``Connection: close``."""
+        if self._runner is None:
+            return
+        for site in list(self._runner.sites):
+            await site.stop()
+        if self.guard is not None:
+            await self.guard.answered(self.settings.server.header_timeout)
+
     async def stop(self) -> None:
+        """In order: stop accepting and answer what was accepted; stop the background
+        work and the admin listener; let attempts in flight finish (``shutdown_grace``);
+        tell agents to reconnect; close the remaining connections; close the store."""
         self.stopping = True
         log.info("relay.stopping")
+        await self._stop_accepting()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self._admin is not None:
             await self._admin.cleanup()
+        if self._scheduler is not None:
+            await self._scheduler.stop(self.settings.server.shutdown_grace)
+        if self.hub is not None:
+            await self.hub.restarting()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._plain is not None:
             await self._plain.cleanup()
-        if self._scheduler is not None:
-            await self._scheduler.stop(self.settings.server.shutdown_grace)
         if self._store is not None:
             await self._store.close()
         log.info("relay.stopped")
@@ -338,7 +386,7 @@ class Relay:
 async def serve(settings: Settings, config_path: str | Path | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop in order; speaks sd_notify under systemd.
     SIGHUP re-reads the config file."""
-    relay = Relay(settings, config_path)
+    relay = Relay(settings, config_path, sockets=inherited())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Handlers first, so a signal during start-up is an orderly stop, not a kill. A second

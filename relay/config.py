@@ -147,6 +147,13 @@ class ServerConfig(StrictModel):
         description="a new connection must send a whole request head within this (over "
         "HTTPS, the TLS handshake included)",
     )
+    backlog: int = Field(
+        1024,
+        ge=16,
+        le=65535,
+        description="connections the kernel queues while relay is busy or restarting (with "
+        "relay.socket, its Backlog= decides; the kernel caps both at net.core.somaxconn)",
+    )
     max_connections: int = Field(
         1000,
         ge=1,

@@ -32,7 +32,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -40,6 +40,7 @@ from aiohttp import web
 
 from relay import memory
 from relay.configtypes import IPNetwork
+from relay.log import Throttled
 from relay.network import parse_address, within
 
 log = logging.getLogger("relay.listener")
@@ -105,6 +106,17 @@ class Guard:
         if key is not None:
             self._by_address[key] = self._by_address.get(key, 0) + 1
         return True
+
+    async def answered(self, within: float) -> None:
+        """Wait (at most ``within`` seconds) until every open connection has sent a whole
+        request: at a stop, a connection accepted a moment ago still gets its answer, not
+        a close (the next relay would never see that request). What is in flight then is
+        the runner's to finish."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        # aiohttp says nowhere when a request head has been parsed: look every 10 ms.
+        while loop.time() < deadline and any(not c.asked for c in self._open):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
     def _evict_one(self) -> bool:
         for victim in self._open:  # oldest first
@@ -195,6 +207,14 @@ class Connection(asyncio.Protocol):
             getattr(handler, "_request_in_progress", True) or getattr(handler, "_messages", ())
         )
 
+    @property
+    def asked(self) -> bool:
+        """It has sent a whole request head (answered or being answered)."""
+        handler = self._handler
+        if handler is None:
+            return False
+        return self.busy or getattr(handler, "_request_count", 1) > 0
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         transport = cast(asyncio.Transport, transport)
@@ -254,62 +274,139 @@ class Connection(asyncio.Protocol):
 
 
 class GuardedSite(web.TCPSite):
-    __slots__ = ("guard",)
+    """The public site. With ``sock`` (a socket systemd passed: relay.sockets) it serves
+    that socket instead of binding one; the guard applies to it all the same."""
+
+    __slots__ = ("_sock", "guard")
 
     def __init__(
-        self, runner: web.AppRunner, host: str, port: int, *, guard: Guard, backlog: int
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        *,
+        guard: Guard,
+        backlog: int,
+        sock: socket.socket | None = None,
     ) -> None:
         super().__init__(runner, host, port, backlog=backlog)
         self.guard = guard
+        self._sock = sock
+
+    def _listening(self) -> socket.socket:
+        """The socket to serve: the inherited one, or a new one bound to host and port."""
+        if self._sock is not None:
+            self._sock.setblocking(False)
+            self._sock.listen(self._backlog)
+            return self._sock
+        host = str(self._host or "0.0.0.0")  # noqa: S104 - as TCPSite: empty means all
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, self._port), family=family, backlog=self._backlog)
+        sock.setblocking(False)
+        return sock
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # register with the runner, as TCPSite.start does
         server = self._runner.server
         assert server is not None
-        guard = self.guard
-
-        def protocol() -> asyncio.BaseProtocol:
-            return Connection(guard, server)
-
+        sock = self._listening()
+        self._bound_port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
-        )
-        sockets = self._server.sockets
-        if sockets:
-            self._bound_port = sockets[0].getsockname()[1]
+        self._server = _Acceptor(sock, loop, lambda conn, peer: self._accepted(conn, peer, server))
+
+    def _accepted(self, conn: socket.socket, peer: Any, server: web.Server) -> None:
+        """A connection accepted: aiohttp's handler behind the guard (``Connection``)."""
+        self._acceptor().keep(self._serve(conn, server))
+
+    async def _serve(self, conn: socket.socket, server: web.Server) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(lambda: Connection(self.guard, server), conn)
+        except (OSError, ConnectionError):
+            conn.close()  # gone before it was served: the client's problem
+
+    def _acceptor(self) -> _Acceptor:
+        assert isinstance(self._server, _Acceptor)
+        return self._server
+
+
+ACCEPT_BATCH = 64  # connections taken per readiness of the listening socket
+ACCEPT_PAUSE = 0.1  # seconds without accepting after an error (out of descriptors)
 
 
 class _Acceptor(asyncio.AbstractServer):
-    """What BaseSite.stop() closes: the accept loop of a TlsSite and its socket."""
+    """The accept loop of a guarded site, and what BaseSite.stop() closes.
 
-    def __init__(self, sock: socket.socket, task: asyncio.Task[None]) -> None:
+    relay accepts connections itself (a reader on the listening socket) rather than through
+    the event loop's server: closing uvloop's server dropped a connection it had accepted
+    but not yet handed over (one per restart: a request the client saw closed unanswered).
+    Here a connection is either still in the socket's queue, where the next relay on the
+    same socket finds it (relay.sockets), or accepted and handed over at once."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+        accepted: Callable[[socket.socket, Any], None],
+    ) -> None:
         self._sock = sock
-        self._task = task
+        self._loop = loop
+        self._accepted = accepted
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._failing = Throttled(log, "listener.accept_failed")
+        loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, peer = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors: wait, do not spin
+                self._failing.say(self._loop.time(), error=str(exc))
+                self._loop.remove_reader(self._sock.fileno())
+                self._loop.call_later(ACCEPT_PAUSE, self._resume)
+                return
+            conn.setblocking(False)
+            self._accepted(conn, peer)
+
+    def _resume(self) -> None:
+        if not self._closed:
+            self._loop.add_reader(self._sock.fileno(), self._readable)
+
+    def keep(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
         return (self._sock,)
 
     def close(self) -> None:
-        self._task.cancel()
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(ValueError, OSError):  # already closed
+            self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
 
     async def wait_closed(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        return None
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self._task.get_loop()
+        return self._loop
 
     def is_serving(self) -> bool:
-        return not self._task.done()
+        return not self._closed
 
     async def start_serving(self) -> None:
         return None
 
     async def serve_forever(self) -> None:
-        await self.wait_closed()
+        raise NotImplementedError("relay drives its sites itself")
 
 
 class TlsSite(GuardedSite):
@@ -332,45 +429,20 @@ class TlsSite(GuardedSite):
         backlog: int,
         contexts: Callable[[Hello | None], ssl.SSLContext | None],
         peek: Callable[[], bool],
+        sock: socket.socket | None = None,
     ) -> None:
-        super().__init__(runner, host, port, guard=guard, backlog=backlog)
+        super().__init__(runner, host, port, guard=guard, backlog=backlog, sock=sock)
         self._contexts = contexts
         self._peek = peek
 
-    async def start(self) -> None:
-        await web.BaseSite.start(self)
-        server = self._runner.server
-        assert server is not None
-        host = str(self._host or "0.0.0.0")  # noqa: S104 - as TCPSite: empty means all
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, self._port), family=family, backlog=self._backlog)
-        sock.setblocking(False)
-        self._bound_port = sock.getsockname()[1]
-        task = asyncio.create_task(self._accept(sock, server), name="tls-accept")
-        self._server = _Acceptor(sock, task)
+    def _accepted(self, conn: socket.socket, peer: Any, server: web.Server) -> None:
+        connection = Connection(self.guard, server)
 
-    async def _accept(self, sock: socket.socket, server: web.Server) -> None:
-        loop = asyncio.get_running_loop()
-        pending: set[asyncio.Task[None]] = set()
-        while True:
-            try:
-                conn, peer = await loop.sock_accept(sock)
-            except OSError as exc:  # out of file descriptors, or the socket closed
-                if sock.fileno() < 0:
-                    return
-                log.warning("listener.accept_failed", extra={"fields": {"error": str(exc)}})
-                await asyncio.sleep(0.1)
-                continue
-            connection = Connection(self.guard, server)
+        def start() -> asyncio.Task[None]:
+            return self._acceptor().keep(self._handshake(conn, connection))
 
-            def start(conn: socket.socket = conn, connection: Connection = connection) -> Any:
-                task = asyncio.create_task(self._handshake(conn, connection))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                return task
-
-            if not connection.admit_accepted(peer, start):
-                conn.close()  # over its address's cap, or every place busy: nothing to say
+        if not connection.admit_accepted(peer, start):
+            conn.close()  # over its address's cap, or every place busy: nothing to say
 
     async def _handshake(self, conn: socket.socket, connection: Connection) -> None:
         loop = asyncio.get_running_loop()

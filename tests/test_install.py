@@ -6,6 +6,7 @@ admin-token-change-me included)."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -76,9 +77,12 @@ def test_the_https_drop_in_comes_with_server_tls_and_goes_without(tmp_path: Path
     config.write_text(text + '\n[server.tls]\nacme = true\ndomains = ["hooks.example.com"]\n')
     assert _install(tmp_path).returncode == 0
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in dropin.read_text()
+    socket_dropin = tmp_path / "etc" / "systemd" / "system" / "relay.socket.d" / "https.conf"
+    assert "ListenStream=443" in socket_dropin.read_text()  # systemd's socket is 443 then
     config.write_text(text)
     assert _install(tmp_path).returncode == 0
     assert not dropin.exists()
+    assert not socket_dropin.exists()
 
 
 @pytest.mark.timeout(400)
@@ -100,3 +104,38 @@ def test_make_run_from_a_clone_installs_only_what_running_needs() -> None:
     assert "aiohttp" in result.packages
     assert result.event_id.startswith("evt_")
     assert f"event={result.event_id} " in result.printed  # that event, delivered
+
+
+def test_the_units_and_sockets_are_installed_and_pass_systemd_analyze(tmp_path: Path) -> None:
+    """Issue 31: relay.socket and relay-admin.socket hold the listeners across restarts;
+    the units pass `systemd-analyze verify` (with the installed paths)."""
+    assert _install(tmp_path).returncode == 0
+    units = tmp_path / "etc" / "systemd" / "system"
+    for name in ("relay.service", "relay.socket", "relay-admin.socket"):
+        assert (units / name).exists(), name
+    assert "FileDescriptorName=public" in (units / "relay.socket").read_text()
+    assert "FileDescriptorName=admin" in (units / "relay-admin.socket").read_text()
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    # verify looks for ExecStart's binary: point it at the one this install put down.
+    check = tmp_path / "verify"
+    check.mkdir()
+    binary = tmp_path / "usr" / "local" / "bin" / "relay"
+    for name in ("relay.service", "relay.socket", "relay-admin.socket"):
+        text = (units / name).read_text().replace("/usr/local/bin/relay", str(binary))
+        (check / name).write_text(text)
+    result = subprocess.run(
+        [
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            *(str(check / n) for n in sorted(os.listdir(check))),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 
 from aiohttp import web
@@ -51,12 +52,19 @@ def admin_app(surface: Surface, token: bytes) -> web.Application:
     return app
 
 
-async def start_admin(surface: Surface, token: bytes, config: AdminConfig) -> web.AppRunner:
+async def start_admin(
+    surface: Surface, token: bytes, config: AdminConfig, sock: socket.socket | None = None
+) -> web.AppRunner:
+    """The admin listener, on ``sock`` when systemd passed one (``admin``)."""
     runner = web.AppRunner(admin_app(surface, token), access_log=None, handle_signals=False)
     await runner.setup()
     site: web.BaseSite
     listen = config.listen
-    if listen.startswith("unix:"):
+    if sock is not None:
+        context = config.tls.context() if config.tls is not None else None
+        site = web.SockSite(runner, sock, ssl_context=context)
+        await site.start()
+    elif listen.startswith("unix:"):
         path = listen[5:]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # a socket left by a killed relay
