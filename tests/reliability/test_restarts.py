@@ -1,5 +1,8 @@
 """Restarts lose nothing with systemd's socket (issue 31).
 
+The first relay starts on the database written by release 0.1.0 (tests/upgrade/), so an
+upgrade's migration happens while requests wait in the socket.
+
 The test holds the listening socket as systemd's ``relay.socket`` does, and starts relay on
 it the way systemd does (``LISTEN_FDS``, ``LISTEN_FDNAMES``, ``LISTEN_PID`` set to the pid
 that execs relay: a shell sets it to its own pid, then execs). Signed requests arrive at
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import shutil
 import signal
 import socket
 import ssl
@@ -168,8 +172,13 @@ async def _restarts(
     activated: bool,
     restarts: int,
     tls: bool = False,
+    release: str | None = None,
 ) -> tuple[Load, list[float]]:
+    """With ``release``, the first relay starts on that release's database
+    (tests/upgrade/), migrating it while the load's connections wait in the socket."""
     db = tmp_path / "relay.db"
+    if release is not None:
+        shutil.copy(ROOT / "tests" / "upgrade" / f"relay-{release}.db", db)
     config = write_config(tmp_path / "relay.toml", db, receiver.url)
     context = None
     if tls:
@@ -190,9 +199,13 @@ async def _restarts(
         config.write_text(text)
     ready_times: list[float] = []
     try:
-        holder.start()
         load = Load(port, context)
-        sending = asyncio.create_task(load.run())
+        if release is None:
+            holder.start()
+            sending = asyncio.create_task(load.run())
+        else:  # the load first: its connections wait while the old database is migrated
+            sending = asyncio.create_task(load.run())
+            await asyncio.to_thread(holder.start)
         await wait_for(lambda: len(load.answers) > RATE // 2, timeout=20)
         for _ in range(restarts):
             await asyncio.to_thread(holder.stop)
@@ -245,7 +258,7 @@ async def test_twenty_restarts_on_systemds_socket_answer_every_request(
     tmp_path: Path, receiver: Receiver, kind: str
 ) -> None:
     load, ready = await _restarts(
-        tmp_path, receiver, _argv(kind), activated=True, restarts=RESTARTS
+        tmp_path, receiver, _argv(kind), activated=True, restarts=RESTARTS, release="0.1.0"
     )
     summary = _summary(load)
     worst = max(seconds for _, _, seconds in load.answers)
