@@ -505,3 +505,30 @@ def _state(db: Path) -> tuple[Any, ...]:
             conn.execute("SELECT count(*), sum(replay_of IS NOT NULL) FROM deliveries").fetchone(),
             conn.execute("SELECT count(*) FROM audit").fetchone()[0],
         )
+
+
+@pytest.mark.timeout(120)
+async def test_relay_stops_without_waiting_for_litestreams_read_transaction(
+    tmp_path: Path,
+) -> None:
+    """Litestream keeps a read transaction open; relay's last checkpoint (TRUNCATE) waited
+    for it the whole busy_timeout (5 s by default) on every stop, so on every restart. With
+    busy_timeout = 60s the old code took a minute to stop; now it does not wait at all."""
+    db = tmp_path / "relay.db"
+    config = write_config(tmp_path / "relay.toml", db, "http://127.0.0.1:9/")
+    config.write_text(config.read_text().replace("[storage]", '[storage]\nbusy_timeout = "60s"'))
+    replica = Replica({"type": "file", "path": str(tmp_path / "copy"), "sync-interval": SYNC}, int)
+    metrics = free_port()
+    ls_config = litestream_config(tmp_path / "litestream.yml", db, replica, metrics)
+    relay, _ = start_relay(config, tmp_path / "relay.log")
+    stream = start([str(LITESTREAM), "replicate", "-config", str(ls_config)], tmp_path / "ls.log")
+    try:
+        await wait_for(lambda: _answers(metrics), timeout=20)
+        await wait_for(lambda: (tmp_path / "copy").exists(), timeout=20)  # it holds its read
+        relay.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(relay.wait, 30) == 0  # not the 60 s of busy_timeout
+    finally:
+        for proc in (relay, stream):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -109,7 +109,12 @@ def open_writer(path: Path, config: StorageConfig) -> tuple[sqlite3.Connection, 
 
 
 def close_writer(db: sqlite3.Connection) -> None:
+    """A last checkpoint that leaves the WAL empty when it can, and never waits: a reader
+    that keeps a transaction open (Litestream holds one, so that no checkpoint overtakes
+    what it has copied) would make it wait the whole busy_timeout, 5 s added to every stop
+    and so to every restart."""
     with contextlib.suppress(sqlite3.Error):
+        db.execute("PRAGMA busy_timeout = 0")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
 
