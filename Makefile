@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test browser postgresql pebble lint format bench soak binary clean \
+.PHONY: setup run test browser postgresql pebble sshd lint format bench soak binary clean \
 	arm64-tools binary-arm64 test-arm64
 
 $(UV):
@@ -51,7 +51,7 @@ run: $(VENV)/.synced-run
 # PostgreSQL (the backend for several relays) is started by the suite itself, with initdb
 # in a temporary folder; as any other user it is started here, before the namespace, where
 # initdb would refuse to run as "root".
-test: setup browser postgresql pebble
+test: setup browser postgresql pebble sshd
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/pytest; \
 	else pg=$$(mktemp -d) && $(BIN)/python -m tests.postgres start $$pg > /dev/null && \
 	  trap "$(BIN)/python -m tests.postgres stop $$pg" EXIT && \
@@ -64,6 +64,14 @@ pebble:
 	@command -v pebble > /dev/null || { [ "$$(id -u)" = 0 ] && \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble; }; } \
 	  || echo "HTTPS tests will be skipped: install pebble (apt-get install pebble)"
+
+# Debian's OpenSSH server, for the Litestream drill's SFTP replica (started by the test on
+# a loopback port, key auth); installed when root. (Without it, that test is skipped.)
+sshd:
+	@test -x /usr/sbin/sshd || { [ "$$(id -u)" = 0 ] && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends openssh-server; }; } \
+	  || echo "the SFTP replica test will be skipped: install openssh-server"
 
 # Debian's PostgreSQL server for the tests of the PostgreSQL backend; installed when root.
 postgresql:

@@ -15,6 +15,8 @@ SOCKET=$R/etc/systemd/system/relay.socket
 ADMIN_SOCKET=$R/etc/systemd/system/relay-admin.socket
 DROPIN=$R/etc/systemd/system/relay.service.d/https.conf
 SOCKET_DROPIN=$R/etc/systemd/system/relay.socket.d/https.conf
+LITESTREAM_UNIT=$R/etc/systemd/system/relay-litestream.service
+LITESTREAM_DROPIN=$R/etc/systemd/system/relay.service.d/litestream.conf
 CONF_DIR=$R/etc/relay
 STATE_DIR=$R/var/lib/relay
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -57,10 +59,22 @@ install_relay() {
     else
         rm -f "$DROPIN" "$SOCKET_DROPIN"
     fi
+    # Off-box copies (docs/operations.md): with /etc/relay/litestream.yml, Litestream runs
+    # beside relay and a missing database is restored before relay starts.
+    if [ -e "$CONF_DIR/litestream.yml" ]; then
+        install -D -m 0644 "$ROOT/systemd/relay-litestream.service" "$LITESTREAM_UNIT"
+        install -D -m 0644 "$ROOT/systemd/relay-litestream.conf" "$LITESTREAM_DROPIN"
+        command -v litestream > /dev/null || [ -n "$R" ] || \
+            say "$CONF_DIR/litestream.yml is there but litestream is not installed (see docs)"
+        say "Litestream will copy the database off the box ($CONF_DIR/litestream.yml)"
+    else
+        rm -f "$LITESTREAM_UNIT" "$LITESTREAM_DROPIN"
+    fi
     if have_systemd; then
         systemctl daemon-reload
         # The sockets first: from now on they stay open across restarts of relay.
         systemctl enable relay.socket relay-admin.socket relay.service
+        [ -e "$LITESTREAM_UNIT" ] && systemctl enable relay-litestream.service
         systemctl start relay.socket relay-admin.socket
         if [ "$fresh" = no ] && systemctl is-active --quiet relay.service; then
             systemctl restart relay.service
@@ -83,7 +97,8 @@ uninstall_relay() {
     if have_systemd; then
         systemctl disable --now relay.service relay.socket relay-admin.socket 2>/dev/null || true
     fi
-    rm -f "$UNIT" "$SOCKET" "$ADMIN_SOCKET" "$DROPIN" "$SOCKET_DROPIN" "$BIN"
+    rm -f "$UNIT" "$SOCKET" "$ADMIN_SOCKET" "$DROPIN" "$SOCKET_DROPIN" "$BIN" \
+        "$LITESTREAM_UNIT" "$LITESTREAM_DROPIN"
     have_systemd && systemctl daemon-reload || true
     if [ "${1:-}" = "--purge" ]; then
         rm -rf "$CONF_DIR" "$STATE_DIR" "$R/var/lib/private/relay"

@@ -139,3 +139,48 @@ def test_the_units_and_sockets_are_installed_and_pass_systemd_analyze(tmp_path: 
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+def test_litestreams_units_come_with_its_config_and_pass_systemd_analyze(tmp_path: Path) -> None:
+    """Issue 31: with /etc/relay/litestream.yml, Litestream runs beside relay (its own unit,
+    relay's dynamic user) and a missing database is restored before relay starts."""
+    assert _install(tmp_path).returncode == 0
+    units = tmp_path / "etc" / "systemd" / "system"
+    assert not (units / "relay-litestream.service").exists()
+    (tmp_path / "etc" / "relay" / "litestream.yml").write_text(
+        (ROOT / "packaging" / "litestream.yml").read_text()
+    )
+    assert _install(tmp_path).returncode == 0
+    dropin = units / "relay.service.d" / "litestream.conf"
+    assert "-if-db-not-exists -if-replica-exists" in dropin.read_text()
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    check = tmp_path / "verify"
+    (check / "relay.service.d").mkdir(parents=True)
+    true = shutil.which("true") or "/bin/true"
+    for name in ("relay.service", "relay-litestream.service", "relay.service.d/litestream.conf"):
+        text = (units / name).read_text()
+        text = text.replace("/usr/local/bin/relay", true).replace("/usr/local/bin/litestream", true)
+        (check / name).write_text(text)
+    (check / "relay.socket").write_text((units / "relay.socket").read_text())
+    (check / "relay-admin.socket").write_text((units / "relay-admin.socket").read_text())
+    result = subprocess.run(
+        [
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            str(check / "relay-litestream.service"),
+            str(check / "relay.service"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
+    removed = tmp_path / "etc" / "relay" / "litestream.yml"
+    removed.unlink()
+    assert _install(tmp_path).returncode == 0
+    assert not (units / "relay-litestream.service").exists()

@@ -43,6 +43,7 @@ from tests.helpers import sign, wait_for
 from tests.process import READY, write_config
 
 LITESTREAM = Path(sys.executable).with_name("litestream")
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 MOTO = Path(sys.executable).with_name("moto_server")
 RATE = 300
 SYNC = "1s"  # Litestream's sync-interval
@@ -204,9 +205,13 @@ def litestream_config(path: Path, db: Path, replica: Replica, metrics: int) -> P
     return path
 
 
-def local_txid(metrics: int) -> int:
+def metrics_text(metrics: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=2) as answer:
-        text = answer.read().decode()
+        return str(answer.read().decode())
+
+
+def local_txid(metrics: int) -> int:
+    text = metrics_text(metrics)
     found = re.search(r"^litestream_txid\{[^}]*\} (\S+)$", text, re.M)
     return int(float(found.group(1))) if found else 0
 
@@ -525,6 +530,11 @@ async def test_relay_stops_without_waiting_for_litestreams_read_transaction(
     try:
         await wait_for(lambda: _answers(metrics), timeout=20)
         await wait_for(lambda: (tmp_path / "copy").exists(), timeout=20)  # it holds its read
+        # The dashboard's Litestream panel names only what this Litestream exports.
+        exported = set(re.findall(r"^(litestream_[a-z_]+)", metrics_text(metrics), re.M))
+        named = set(re.findall(r"litestream_[a-z_]+", DASHBOARD.read_text()))
+        assert named, "no Litestream panel"
+        assert named <= exported, named - exported
         relay.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(relay.wait, 30) == 0  # not the 60 s of busy_timeout
     finally:
