@@ -1,5 +1,5 @@
 """The PostgreSQL driver, psycopg 3: an optional dependency (``pip install
-'relay[postgresql]'``) that SQLite users never import. A leaf module, so that the config can
+'webhook-relay[postgresql]'``) that SQLite users never import. A leaf module, so that the config can
 ask for it (``check-config`` reports a PostgreSQL URL without the driver) without importing
 the store."""
 
@@ -23,6 +23,6 @@ def driver() -> Any:
             ) from None
         raise StorageError(
             "storage.url names PostgreSQL, but psycopg is not installed: pip install "
-            "'relay[postgresql]'"
+            "'webhook-relay[postgresql]' (from a clone of relay: pip install '.[postgresql]')"
         ) from None
     return psycopg
