@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: setup run test browser postgresql pebble sshd lint format bench soak binary clean \
-	arm64-tools binary-arm64 test-arm64
+	arm64-tools binary-arm64 test-arm64 release test-release
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -136,6 +136,16 @@ binary-arm64: $(UV) arm64-tools
 
 test-arm64: setup binary-arm64
 	$(BIN)/pytest -p no:cacheprovider tests/test_binary_arm64.py
+
+# Every release file in dist/release/<version>/ (packaging/release.sh): executables,
+# archives and Debian packages for x86_64 and arm64 (the arm64 parts by emulation: root),
+# wheel, sdist, SBOMs, SHA256SUMS. Then test-release installs them (a Debian root each).
+release: $(UV) arm64-tools
+	@command -v dpkg-deb > /dev/null || { echo "release: needs dpkg-deb (Debian's dpkg)"; exit 1; }
+	UV=$(UV) sh packaging/release.sh
+
+test-release: setup release
+	$(BIN)/pytest -p no:cacheprovider tests/test_release.py tests/test_binary_arm64.py
 
 clean:
 	rm -rf $(VENV) $(BUILD_VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

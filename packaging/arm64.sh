@@ -101,8 +101,13 @@ build() {
         || echo unknown > "$FS/build/src/relay/_commit.txt"
     inside sh -c 'cd /build/src/packaging && /build/venv/bin/pyinstaller --noconfirm \
         --clean --log-level WARN --distpath /build/dist --workpath /build/work relay.spec'
+    # What it bundles, traced by the build's own interpreter (packaging/sbom.py).
+    version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' relay/__init__.py)
+    inside /build/venv/bin/python /build/src/packaging/sbom.py /build/work/relay \
+        /build/dist/sbom.cdx.json "$version" aarch64 > /dev/null
     mkdir -p dist
     cp "$FS/build/dist/relay" dist/relay-linux-arm64
+    cp "$FS/build/dist/sbom.cdx.json" dist/relay-linux-arm64.sbom.cdx.json
     ls -l dist/relay-linux-arm64
 }
 

@@ -2,6 +2,7 @@
 # Install relay as a systemd service, or remove it. Safe to run again (idempotent).
 #
 #   sudo sh packaging/install.sh [install] [PATH/TO/relay]   binary, unit, config, state dir
+#                                  (from a release archive: the relay beside packaging/)
 #   sudo sh packaging/install.sh uninstall [--purge]         remove; --purge also deletes
 #                                                            /etc/relay and /var/lib/relay
 set -eu
@@ -30,6 +31,9 @@ new_token() { head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
 
 install_relay() {
     src=${1:-}
+    # From a release archive the executable sits beside packaging/; from a checkout,
+    # `make binary` put it in dist/.
+    [ -n "$src" ] || { [ -x "$ROOT/relay" ] && [ ! -d "$ROOT/relay" ] && src="$ROOT/relay"; } || true
     [ -n "$src" ] || src="$ROOT/dist/relay"
     [ -x "$src" ] || { say "no executable at $src; build it with 'make binary' or pass its path"; exit 1; }
     need_root
@@ -109,7 +113,7 @@ uninstall_relay() {
 }
 
 case "${1:-install}" in
-    install) shift 2>/dev/null || true; install_relay "${1:-}" ;;
+    install) [ $# -gt 0 ] && shift; install_relay "${1:-}" ;;
     uninstall) shift; uninstall_relay "${1:-}" ;;
     *) install_relay "$1" ;;
 esac
