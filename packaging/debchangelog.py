@@ -15,21 +15,26 @@ from pathlib import Path
 
 
 def entry(version: str, text: str) -> str:
-    section = re.search(rf"^## \[{re.escape(version)}\][^\n]*\n(.*?)(?=^## \[|\Z)", text, re.M | re.S)
+    heading = rf"^## \[{re.escape(version)}\][^\n]*\n(.*?)(?=^## \[|\Z)"
+    section = re.search(heading, text, re.M | re.S)
     items: list[str] = []
     for line in (section.group(1) if section else "").splitlines():
         if line.startswith("- "):
             items.append(line[2:])
         elif line.startswith("  ") and items:
             items[-1] += " " + line.strip()
-    body = "\n".join(
-        textwrap.fill(item, width=78, initial_indent="  * ", subsequent_indent="    ")
-        for item in items
-    ) or "  * Release."
+    body = (
+        "\n".join(
+            textwrap.fill(item, width=78, initial_indent="  * ", subsequent_indent="    ")
+            for item in items
+        )
+        or "  * Release."
+    )
     when = subprocess.run(
         ["git", "log", "-1", "--format=%aD"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    stamp = format_datetime(parsedate_to_datetime(when)) if when else "Mon, 07 Dec 2026 00:00:00 +0000"
+    fallback = "Mon, 07 Dec 2026 00:00:00 +0000"
+    stamp = format_datetime(parsedate_to_datetime(when)) if when else fallback
     return (
         f"relay ({version}) stable; urgency=medium\n\n{body}\n\n"
         f" -- relay developers <relay@example.org>  {stamp}\n"

@@ -1,6 +1,7 @@
 """The PostgreSQL database: the driver, connections, and the migrations.
 
-psycopg 3 is an optional dependency (``pip install 'webhook-relay[postgresql]'``, or from a clone ``pip install '.[postgresql]'``); SQLite users
+psycopg 3 is an optional dependency (``pip install 'webhook-relay[postgresql]'``, or from a
+clone ``pip install '.[postgresql]'``); SQLite users
 never import it. Every connection is set up the same way: autocommit (relay opens its own
 transactions), ``synchronous_commit = on`` (a 2xx only after the commit is on disk), and an
 ``application_name`` that says which relay it is in ``pg_stat_activity``.
