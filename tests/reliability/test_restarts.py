@@ -107,6 +107,11 @@ class Load:
     """Signed requests at ``RATE`` a second, each on a new connection, each answer kept."""
 
     def __init__(self, port: int, tls: ssl.SSLContext | None) -> None:
+        # Over TLS a connection counts against its address from accept, through its
+        # handshake: after a restart the queued ones arrive at once, so a provider sending
+        # 300/s from ten addresses would meet max_connections_per_address (64) on a busy
+        # machine. From thirty (10/s each) they do not (docs/operations.md).
+        self.addresses = 30 if tls is not None else ADDRESSES
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/in/demo"
         self.tls = tls
         self.answers: list[tuple[str, int | str, float]] = []  # key, status or error, seconds
@@ -131,7 +136,8 @@ class Load:
                 if outcome != 200:
                     self.said.append(text[:200])
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            outcome = type(exc).__name__ + ": " + str(exc)[:80]
+            outcome = type(exc).__name__ + ": " + str(exc)[-160:]
+            self.said.append(outcome.encode())
         self.answers.append((key, outcome, time.monotonic() - started))
 
     async def run(self) -> None:
@@ -143,7 +149,7 @@ class Load:
                     force_close=True, limit=0, local_addr=(f"127.0.0.{10 + i}", 0)
                 )
             )
-            for i in range(ADDRESSES)
+            for i in range(self.addresses)
         ]
         try:
             await self._send(sessions)
@@ -277,7 +283,7 @@ async def test_restarts_over_https_on_systemds_socket_answer_every_request(
         tmp_path, receiver, _argv("package"), activated=True, restarts=5, tls=True
     )
     summary = _summary(load)
-    assert set(summary) == {"200"}, summary
+    assert set(summary) == {"200"}, (summary, load.said[:5])
 
 
 @pytest.mark.timeout(300)
