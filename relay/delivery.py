@@ -145,6 +145,10 @@ def outgoing_headers(
     ]
     if event.stale:
         headers.append(("X-Relay-Stale", "true"))
+    if event.origin is not None:
+        # Fetched from the provider's API (catch-up): it carries no provider signature, so
+        # the receiver must trust relay's own (docs/providers.md, "After an outage").
+        headers.append(("X-Relay-Origin", event.origin))
     if outgoing is not None and outgoing.signing_key is not None:
         stamp = int(now if now is not None else time.time())
         body = event.body if own is None else own

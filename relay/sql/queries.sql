@@ -3,8 +3,8 @@
 -- name: insert_event
 INSERT INTO events (id, source, received_at, idempotency_key, event_type, content_type,
                     remote_addr, headers, body, occurred_at, parent_id, provider, channel,
-                    provider_type, subject, contact, conversation, stale)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    provider_type, subject, contact, conversation, stale, origin)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING;
 
 -- name: statuses_of
@@ -174,13 +174,14 @@ SELECT destination, COUNT(*) FROM dead_unreplayed GROUP BY destination;
 -- name: payloads
 -- The payloads of several events (a claim batch): :ids is a JSON array of event ids.
 SELECT id, source, content_type, headers, body, received_at, event_type, occurred_at,
-       parent_id, provider, channel, provider_type, subject, contact, conversation, stale
+       parent_id, provider, channel, provider_type, subject, contact, conversation, stale,
+       origin
   FROM events WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: event_by_id
 SELECT id, source, received_at, occurred_at, event_type, idempotency_key, content_type,
        remote_addr, headers, body, redacted_at, parent_id, provider, channel, provider_type,
-       subject, contact, conversation, stale
+       subject, contact, conversation, stale, origin
   FROM events WHERE id = ?;
 
 -- name: event_items
@@ -311,3 +312,38 @@ SELECT minute, kind, name, metric, n FROM minutes WHERE minute >= :since;
 -- name: minutes_between
 SELECT kind, name, metric, SUM(n) FROM minutes
  WHERE minute >= :first AND minute < :end GROUP BY kind, name, metric;
+
+-- name: beat
+-- This relay is alive (relay/catchup/: the newest beat says since when nobody listened).
+INSERT INTO heartbeats (node, started, beat) VALUES (:node, :started, :now)
+ON CONFLICT (node) DO UPDATE SET beat = excluded.beat;
+
+-- name: forget_beats
+DELETE FROM heartbeats WHERE beat < :before;
+
+-- name: last_beat
+SELECT MAX(beat) FROM heartbeats;
+
+-- name: catch_up_open
+-- A window to catch up; a downtime window two relays found after the same outage once.
+INSERT INTO catch_ups (source, since, until, reason, state, created_at)
+VALUES (:source, :since, :until, :reason, 'open', :now)
+ON CONFLICT DO NOTHING;
+
+-- name: catch_up_tried
+UPDATE catch_ups SET tries = tries + 1 WHERE id = :id;
+
+-- name: catch_up_close
+UPDATE catch_ups
+   SET state = :state, finished_at = :now, fetched = :fetched, new = :new, known = :known,
+       requested = :requested, error = :error
+ WHERE id = :id;
+
+-- name: catch_ups_open
+SELECT id, source, since, until, reason, tries, created_at, error
+  FROM catch_ups WHERE state = 'open' ORDER BY id;
+
+-- name: known_keys
+-- Which of these idempotency keys (a JSON array) a source has an event for.
+SELECT idempotency_key FROM events
+ WHERE source = :source AND idempotency_key IN (SELECT value FROM json_each(:keys));

@@ -27,7 +27,9 @@ CREATE TABLE events (
                                              -- (email: 'message-id:recipient')
     contact         TEXT,                    -- the phone number or address
     conversation    TEXT,                    -- the provider's conversation id, where it has one
-    stale           INTEGER                  -- 1: it would have moved its subject's status back
+    stale           INTEGER,                 -- 1: it would have moved its subject's status back
+    origin          TEXT                     -- NULL: a request to /in/<source>; 'catch-up':
+                                             -- fetched from the provider's API (no signature)
 );
 -- The duplicate check: one event per (source, key). Decided by SQLite, never by memory.
 CREATE UNIQUE INDEX events_idempotency ON events (source, idempotency_key)
@@ -210,3 +212,34 @@ CREATE TABLE minutes (
     n       INTEGER NOT NULL,
     PRIMARY KEY (minute, kind, name, metric)
 ) WITHOUT ROWID;
+
+-- Catch-up (relay/catchup/, docs/operations.md "After an outage"). Each running relay
+-- writes its beat every 15 s; at start, the newest beat of any relay says since when
+-- nobody received webhooks.
+CREATE TABLE heartbeats (
+    node     TEXT PRIMARY KEY,               -- one relay process (a random id per start)
+    started  REAL NOT NULL,
+    beat     REAL NOT NULL                   -- when it was last alive
+);
+
+-- One window of one source to fetch back from the provider's API: a downtime found at
+-- start, the periodic re-check, or an operator's `relay catch-up`.
+CREATE TABLE catch_ups (
+    id          INTEGER PRIMARY KEY,
+    source      TEXT NOT NULL,
+    since       REAL NOT NULL,
+    until       REAL NOT NULL,
+    reason      TEXT NOT NULL,               -- 'downtime', 'interval' or 'manual'
+    state       TEXT NOT NULL,               -- 'open' (to run, or running), 'done', 'failed'
+    created_at  REAL NOT NULL,
+    finished_at REAL,
+    tries       INTEGER NOT NULL DEFAULT 0,
+    fetched     INTEGER,                     -- objects the provider listed in the window
+    new         INTEGER,                     -- events this run stored (Stripe: pulled)
+    known       INTEGER,                     -- relay had them already
+    requested   INTEGER,                     -- redeliveries asked of the provider
+    error       TEXT                         -- the provider's answer, when it failed
+);
+-- Two relays starting after the same outage record its window once.
+CREATE UNIQUE INDEX catch_ups_downtime ON catch_ups (source, since) WHERE reason = 'downtime';
+CREATE INDEX catch_ups_open ON catch_ups (state) WHERE state <> 'done';

@@ -29,6 +29,8 @@ from relay.store.records import (
     ReplaySelection,
     ReplayTarget,
     Stored,
+    Tally,
+    Window,
     since_to_time,
 )
 from relay.store.sqlite import SqliteStore, migrate, read_only
@@ -54,6 +56,8 @@ __all__ = [
     "ReplayTarget",
     "Store",
     "Stored",
+    "Tally",
+    "Window",
     "is_url",
     "migrate",
     "open_reader",

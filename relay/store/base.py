@@ -38,6 +38,8 @@ from relay.store.records import (
     ReplaySelection,
     ReplayTarget,
     Stored,
+    Tally,
+    Window,
 )
 
 T = TypeVar("T")
@@ -168,6 +170,10 @@ class Reader(Protocol):
 
     def backup(self, target: Path) -> int:
         """A consistent copy of the whole database at ``target``; its size in bytes."""
+        ...
+
+    def known_keys(self, source: str, keys: list[str]) -> set[str]:
+        """Which of these idempotency keys the source has an event for."""
         ...
 
 
@@ -307,6 +313,38 @@ class Store(Protocol):
         ...
 
     async def gauges(self) -> Gauges: ...
+
+    # -- catch-up (relay.catchup) ------------------------------------------------------------
+
+    async def beat(self, node: str, started: float, now: float) -> None:
+        """This relay (``node``, running since ``started``) is alive at ``now``; beats
+        older than 40 days are forgotten."""
+        ...
+
+    async def last_beat(self) -> float | None:
+        """When any relay on this database was last alive (None: never recorded)."""
+        ...
+
+    async def open_window(self, window: Window, now: float) -> int | None:
+        """Record a window to catch up; its id, or None for a downtime window of the same
+        source and start recorded already (another relay found the same outage)."""
+        ...
+
+    async def open_windows(self) -> list[Window]:
+        """The windows still to catch up (new, interrupted, or failed and to be tried
+        again), oldest first."""
+        ...
+
+    async def tried_window(self, window_id: int) -> None:
+        """A run of the window begins (its tries count up, before anything is fetched)."""
+        ...
+
+    async def close_window(
+        self, window_id: int, state: str, tally: Tally, error: str | None, now: float
+    ) -> None:
+        """The window's outcome: 'done', 'failed' (given up), or 'open' with the error of a
+        try that will be repeated."""
+        ...
 
     def size(self) -> tuple[int, int]:
         """Bytes on disk: (database, write-ahead log)."""

@@ -33,6 +33,8 @@ from relay.store.records import (
     NewEvent,
     Rejection,
     Stored,
+    Tally,
+    Window,
 )
 
 log = logging.getLogger("relay.store")
@@ -385,6 +387,7 @@ def event_row(e: NewEvent) -> tuple[Any, ...]:
         f.contact if f else None,
         f.conversation if f else None,
         0 if tracked else None,  # stale: 1 once the store finds it would move a status back
+        e.origin,
     )
 
 
@@ -495,4 +498,38 @@ def finish_params(r: AttemptRecord) -> dict[str, Any]:
         "error": r.error,
         "lease": r.lease,
         "strict": r.strict,
+    }
+
+
+BEATS_KEPT = 40 * 86400.0  # seconds a relay's last beat is kept: longer than any provider's log
+
+
+def window_row(window: Window, now: float) -> dict[str, Any]:
+    return {
+        "source": window.source,
+        "since": window.since,
+        "until": window.until,
+        "reason": window.reason,
+        "now": now,
+    }
+
+
+def window_of(row: Any) -> Window:
+    """A row of the ``catch_ups_open`` query."""
+    id_, source, since, until, reason, tries, _created, error = row
+    return Window(source, float(since), float(until), reason, int(id_), int(tries), error)
+
+
+def closed_row(
+    window_id: int, state: str, tally: Tally, error: str | None, now: float
+) -> dict[str, Any]:
+    return {
+        "id": window_id,
+        "state": state,
+        "now": now,
+        "fetched": tally.fetched,
+        "new": tally.new,
+        "known": tally.known,
+        "requested": tally.requested,
+        "error": error,
     }

@@ -54,6 +54,13 @@ class SqlReader:
         """A list of ids as one parameter: JSON for SQLite's json_each, an array else."""
         return json.dumps(ids) if self._dialect.name == "sqlite" else ids
 
+    def known_keys(self, source: str, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):  # bounded statements, whatever the count
+            params = {"source": source, "keys": self._ids(keys[start : start + 500])}
+            found.update(row[0] for row in self._conn.execute(self._q["known_keys"], params))
+        return found
+
     def events(self, f: EventFilter) -> list[dict[str, Any]]:
         d = self._dialect
         sparse = False
@@ -108,6 +115,7 @@ class SqlReader:
             "remote_addr": row[7],
             "headers": redacted((name, value) for name, value in json.loads(row[8])),
             "redacted_at": row[10],
+            "origin": row[19],
             **_body(row[9]),
         }
         if any(value is not None for value in row[11:18]):

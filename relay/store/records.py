@@ -45,6 +45,7 @@ class NewEvent:
     # request) is stored only if at least one of them is new.
     items: list[NewEvent] = field(default_factory=list)
     stale: bool = False  # set by the store, in the ingest transaction
+    origin: str | None = None  # None: a request to /in/<source>; "catch-up": from the API
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,7 @@ class EventPayload:
     occurred_at: float | None = None
     facts: Facts | None = None
     stale: bool = False
+    origin: str | None = None
 
     @classmethod
     def of(cls, event: NewEvent) -> EventPayload:
@@ -157,6 +159,7 @@ class EventPayload:
             event.occurred_at,
             event.facts,
             event.stale,
+            event.origin,
         )
 
     @classmethod
@@ -177,6 +180,7 @@ class EventPayload:
             occurred_at,
             facts,
             bool(row[15]),
+            row[16],
         )
 
 
@@ -368,3 +372,36 @@ def repeated_answer(result: str, params: str, action: Action) -> dict[str, objec
         raise KeyReused(str(action.request_id))
     answer: dict[str, object] = json.loads(result)
     return answer
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A time range of one source to catch up from its provider's API (relay.catchup): a
+    downtime found at start, the periodic re-check, or an operator's request."""
+
+    source: str
+    since: float
+    until: float
+    reason: str  # 'downtime', 'interval' or 'manual'
+    id: int | None = None  # its catch_ups row, once recorded
+    tries: int = 0
+    error: str | None = None  # why the last try failed
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What a catch-up run found: objects the provider listed, events it stored (pulled),
+    ones relay had already, redeliveries it asked for (pushed)."""
+
+    fetched: int = 0
+    new: int = 0
+    known: int = 0
+    requested: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            self.fetched + other.fetched,
+            self.new + other.new,
+            self.known + other.known,
+            self.requested + other.requested,
+        )

@@ -25,6 +25,8 @@ from relay.store import (
     Rejection,
     ReplaySelection,
     Store,
+    Tally,
+    Window,
     open_reader,
     open_store,
     rollup,
@@ -722,3 +724,56 @@ async def test_a_type_without_a_star_is_a_prefix_in_every_list_and_replay(store:
         )
         assert len(targets) == expected, given
     assert await store.read(lambda r: r.count_dead(DeadFilter(event_type="order"))) == 0
+
+
+# -- catch-up ----------------------------------------------------------------------------------
+
+
+async def test_the_last_beat_is_the_newest_of_any_relay(store: Store) -> None:
+    assert await store.last_beat() is None
+    await store.beat("one", T0, T0 + 10)
+    await store.beat("two", T0 + 5, T0 + 30)
+    await store.beat("one", T0, T0 + 20)  # a beat moves its relay's row forward
+    assert await store.last_beat() == T0 + 30
+    await store.beat("three", T0 + 50 * 86400, T0 + 50 * 86400)  # forgets month-old beats
+    assert await store.last_beat() == T0 + 50 * 86400
+
+
+async def test_a_window_is_recorded_tried_and_closed(store: Store) -> None:
+    first = await store.open_window(Window("s", T0, T0 + 60, "downtime"), T0 + 61)
+    assert first is not None
+    # Another relay found the same outage: the window is recorded once.
+    assert await store.open_window(Window("s", T0, T0 + 70, "downtime"), T0 + 62) is None
+    manual = await store.open_window(Window("s", T0, T0 + 60, "manual"), T0 + 63)
+    assert manual is not None
+    assert manual != first
+    await store.tried_window(first)
+    await store.close_window(first, "open", Tally(), "HTTP 503 from the API", T0 + 64)
+    found = {w.id: w for w in await store.open_windows()}
+    assert set(found) == {first, manual}
+    assert (found[first].tries, found[first].error) == (1, "HTTP 503 from the API")
+    assert (found[first].since, found[first].until, found[first].reason) == (
+        T0,
+        T0 + 60,
+        "downtime",
+    )
+    await store.close_window(first, "done", Tally(5, 3, 2, 0), None, T0 + 65)
+    await store.close_window(manual, "failed", Tally(), "HTTP 401", T0 + 66)
+    assert await store.open_windows() == []
+
+
+async def test_known_keys_are_the_sources_own(store: Store) -> None:
+    await store.ingest(event(1, key="evt_a"))
+    await store.ingest(event(2, key="evt_b", source="t"))
+    keys = ["evt_a", "evt_b", "evt_c"] + [f"x{n}" for n in range(1200)]  # several statements
+    assert await store.read(lambda r: r.known_keys("s", keys)) == {"evt_a"}
+
+
+async def test_an_events_origin_is_kept_and_sent_with_it(store: Store) -> None:
+    await store.ingest(changed(event(1, key="evt_a"), origin="catch-up"))
+    await store.ingest(event(2))
+    loaded = await store.load_events(["evt_000001", "evt_000002"])
+    assert (loaded["evt_000001"].origin, loaded["evt_000002"].origin) == ("catch-up", None)
+    shown = await store.read(lambda r: r.event("evt_000001"))
+    assert shown is not None
+    assert shown["origin"] == "catch-up"

@@ -5,8 +5,8 @@
 -- name: insert_event
 INSERT INTO events (id, source, received_at, idempotency_key, event_type, content_type,
                     remote_addr, headers, body, occurred_at, parent_id, provider, channel,
-                    provider_type, subject, contact, conversation, stale)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    provider_type, subject, contact, conversation, stale, origin)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING;
 
 -- name: lock_subjects
@@ -239,13 +239,14 @@ SELECT pg_database_size(current_database());
 
 -- name: payloads
 SELECT id, source, content_type, headers, body, received_at, event_type, occurred_at,
-       parent_id, provider, channel, provider_type, subject, contact, conversation, stale
+       parent_id, provider, channel, provider_type, subject, contact, conversation, stale,
+       origin
   FROM events WHERE id = ANY(%(ids)s);
 
 -- name: event_by_id
 SELECT id, source, received_at, occurred_at, event_type, idempotency_key, content_type,
        remote_addr, headers, body, redacted_at, parent_id, provider, channel, provider_type,
-       subject, contact, conversation, stale
+       subject, contact, conversation, stale, origin
   FROM events WHERE id = %s;
 
 -- name: event_items
@@ -375,3 +376,36 @@ SELECT minute, kind, name, metric, n FROM minutes WHERE minute >= %(since)s;
 -- name: minutes_between
 SELECT kind, name, metric, SUM(n)::bigint FROM minutes
  WHERE minute >= %(first)s AND minute < %(end)s GROUP BY kind, name, metric;
+
+-- name: beat
+INSERT INTO heartbeats (node, started, beat) VALUES (%(node)s, %(started)s, %(now)s)
+ON CONFLICT (node) DO UPDATE SET beat = excluded.beat;
+
+-- name: forget_beats
+DELETE FROM heartbeats WHERE beat < %(before)s;
+
+-- name: last_beat
+SELECT MAX(beat) FROM heartbeats;
+
+-- name: catch_up_open
+INSERT INTO catch_ups (source, since, until, reason, state, created_at)
+VALUES (%(source)s, %(since)s, %(until)s, %(reason)s, 'open', %(now)s)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: catch_up_tried
+UPDATE catch_ups SET tries = tries + 1 WHERE id = %(id)s;
+
+-- name: catch_up_close
+UPDATE catch_ups
+   SET state = %(state)s, finished_at = %(now)s, fetched = %(fetched)s, new = %(new)s,
+       known = %(known)s, requested = %(requested)s, error = %(error)s
+ WHERE id = %(id)s;
+
+-- name: catch_ups_open
+SELECT id, source, since, until, reason, tries, created_at, error
+  FROM catch_ups WHERE state = 'open' ORDER BY id;
+
+-- name: known_keys
+SELECT idempotency_key FROM events
+ WHERE source = %(source)s AND idempotency_key = ANY(%(keys)s);

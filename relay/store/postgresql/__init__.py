@@ -40,6 +40,7 @@ from relay.errors import StorageError, StorageUnavailable
 from relay.log import Fault, brief
 from relay.pgdriver import driver
 from relay.store.base import HandOff, Reader
+from relay.store.batch import BEATS_KEPT, closed_row, window_of, window_row
 from relay.store.clauses import POSTGRESQL
 from relay.store.postgresql.database import connect, connect_async, migrate
 from relay.store.postgresql.reads import ReadConnections
@@ -57,6 +58,8 @@ from relay.store.records import (
     Rejection,
     ReplayTarget,
     Stored,
+    Tally,
+    Window,
     repeated_answer,
 )
 
@@ -526,6 +529,45 @@ class PgStore:
     def size(self) -> tuple[int, int]:
         """The database's size as of the last gauges (PostgreSQL's WAL is the server's)."""
         return self._size, 0
+
+    # -- catch-up ----------------------------------------------------------------------------
+
+    async def _write(self, statement: str, params: dict[str, Any]) -> list[Any]:
+        async def work(cur: Any) -> list[Any]:
+            await cur.execute(statement, params)
+            return list(await cur.fetchall()) if cur.description else []
+
+        rows: list[Any] = await self._writer.call_async(work)
+        return rows
+
+    async def beat(self, node: str, started: float, now: float) -> None:
+        q = self._q
+
+        async def work(cur: Any) -> None:
+            await cur.execute(q["forget_beats"], {"before": now - BEATS_KEPT})
+            await cur.execute(q["beat"], {"node": node, "started": started, "now": now})
+
+        await self._writer.call_async(work)
+
+    async def last_beat(self) -> float | None:
+        rows = await self._read(self._q["last_beat"])
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def open_window(self, window: Window, now: float) -> int | None:
+        rows = await self._write(self._q["catch_up_open"], window_row(window, now))
+        return int(rows[0][0]) if rows else None
+
+    async def open_windows(self) -> list[Window]:
+        return [window_of(row) for row in await self._read(self._q["catch_ups_open"])]
+
+    async def tried_window(self, window_id: int) -> None:
+        await self._write(self._q["catch_up_tried"], {"id": window_id})
+
+    async def close_window(
+        self, window_id: int, state: str, tally: Tally, error: str | None, now: float
+    ) -> None:
+        row = closed_row(window_id, state, tally, error, now)
+        await self._write(self._q["catch_up_close"], row)
 
     async def read(self, work: Callable[[Reader], T]) -> T:
         psycopg = driver()

@@ -25,6 +25,7 @@ from relay import sql
 from relay.config import StorageConfig
 from relay.errors import StorageError
 from relay.store.base import HandOff, Reader
+from relay.store.batch import BEATS_KEPT, closed_row, window_of, window_row
 from relay.store.recent import RecentEvents
 from relay.store.records import (
     Action,
@@ -37,6 +38,8 @@ from relay.store.records import (
     Rejection,
     ReplayTarget,
     Stored,
+    Tally,
+    Window,
     repeated_answer,
 )
 from relay.store.sqlite import files
@@ -311,6 +314,48 @@ class SqliteStore:
 
     def size(self) -> tuple[int, int]:
         return database_bytes(self.path)
+
+    # -- catch-up ----------------------------------------------------------------------------
+
+    async def beat(self, node: str, started: float, now: float) -> None:
+        q = self._q
+        row = {"node": node, "started": started, "now": now}
+        old = {"before": now - BEATS_KEPT}
+
+        def work(db: sqlite3.Connection) -> int:
+            db.execute(q["forget_beats"], old)
+            return db.execute(q["beat"], row).rowcount
+
+        await self._writer.call(work)
+
+    async def last_beat(self) -> float | None:
+        rows = list(await self._rdb.execute_fetchall(self._q["last_beat"]))
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def open_window(self, window: Window, now: float) -> int | None:
+        row = window_row(window, now)
+        statement = self._q["catch_up_open"]
+
+        def work(db: sqlite3.Connection) -> int | None:
+            cursor = db.execute(statement, row)
+            return cursor.lastrowid if cursor.rowcount else None
+
+        return await self._writer.call(work)
+
+    async def open_windows(self) -> list[Window]:
+        rows = await self._rdb.execute_fetchall(self._q["catch_ups_open"])
+        return [window_of(row) for row in rows]
+
+    async def tried_window(self, window_id: int) -> None:
+        statement = self._q["catch_up_tried"]
+        await self._writer.call(lambda db: db.execute(statement, {"id": window_id}).rowcount)
+
+    async def close_window(
+        self, window_id: int, state: str, tally: Tally, error: str | None, now: float
+    ) -> None:
+        row = closed_row(window_id, state, tally, error, now)
+        statement = self._q["catch_up_close"]
+        await self._writer.call(lambda db: db.execute(statement, row).rowcount)
 
     async def read(self, work: Callable[[Reader], T]) -> T:
         def run() -> T:
