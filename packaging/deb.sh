@@ -3,8 +3,9 @@
 #
 #   sh packaging/deb.sh VERSION DEBARCH EXECUTABLE OUTDIR    # -> OUTDIR/relay_VERSION_DEBARCH.deb
 #
-# What it installs: /usr/bin/relay; relay.service, relay.socket, relay-admin.socket and
-# relay-litestream.service under /lib/systemd/system; /etc/relay/relay.toml as a conffile
+# What it installs: /usr/bin/relay; relay.service, relay.socket, relay-admin.socket,
+# relay-agent.service and relay-litestream.service under /lib/systemd/system (the last two
+# not enabled); /etc/relay/relay.toml as a conffile
 # (an edited config survives upgrades, as dpkg keeps it); the example configs and the
 # optional drop-ins under /usr/share/relay. The first install writes a random admin token
 # into the config and enables the units without starting them (no sources yet). Removing
@@ -22,7 +23,7 @@ trap 'rm -rf "$WORK"' EXIT
 P=$WORK/relay_${VERSION}_$ARCH
 
 install -D -m 0755 "$EXE" "$P/usr/bin/relay"
-for unit in relay.service relay.socket relay-admin.socket relay-litestream.service; do
+for unit in relay.service relay.socket relay-admin.socket relay-agent.service relay-litestream.service; do
     sed 's|/usr/local/bin/|/usr/bin/|g' "systemd/$unit" > "$WORK/$unit"
     install -D -m 0644 "$WORK/$unit" "$P/lib/systemd/system/$unit"
 done
@@ -38,7 +39,7 @@ install -d -m 0755 "$P/usr/share/doc/relay"
 cat > "$P/usr/share/doc/relay/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: relay
-Source: https://github.com/relay/relay
+Source: webhook_relay-$VERSION.tar.gz, the release's source archive
 
 Files: *
 Copyright: 2026 relay developers
@@ -65,7 +66,6 @@ Recommends: systemd
 Suggests: litestream, libpq5
 Section: net
 Priority: optional
-Homepage: https://github.com/relay/relay
 Description: webhook relay: verify, store durably, deliver with retries
  relay receives webhooks from SaaS providers (Stripe, GitHub, Shopify, Slack,
  Twilio, Standard Webhooks, ...), verifies each signature, commits it to SQLite

@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def entry(version: str, text: str) -> str:
-    heading = rf"^## \[{re.escape(version)}\][^\n]*\n(.*?)(?=^## \[|\Z)"
+    heading = rf"^## \[?{re.escape(version)}\b\]?[^\n]*\n(.*?)(?=^## |\Z)"
     section = re.search(heading, text, re.M | re.S)
     items: list[str] = []
     for line in (section.group(1) if section else "").splitlines():

@@ -21,6 +21,12 @@ VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' relay/__init__.py)
 OUT=$ROOT/dist/release/$VERSION
 
 say() { printf 'release: %s\n' "$*" >&2; }
+step=$(date +%s)
+took() {  # how long the step since the last call took, for docs/deploy.md's figures
+    now=$(date +%s)
+    say "  ... $1 in $((now - step)) s"
+    step=$now
+}
 
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && [ -z "${RELEASE_DIRTY:-}" ]; then
     say "the tree has uncommitted changes: a release is built from a clean tree"
@@ -69,12 +75,16 @@ for arch in $ARCHES; do
             ;;
         *) say "unknown architecture $arch"; exit 1 ;;
     esac
+    took "$arch executable"
     archive "$arch" "$exe"
+    took "$arch archive"
     sh packaging/deb.sh "$VERSION" "$debarch" "$exe" "$OUT" > /dev/null
+    took "$debarch Debian package"
 done
 
 say "wheel and sdist"
 "$UV" build --quiet --out-dir "$OUT" > /dev/null 2>&1
+took "wheel and sdist"
 rm -f "$OUT/.gitignore"
 (cd "$OUT" && sha256sum -- * > SHA256SUMS)
 took=$(( $(date +%s) - started ))

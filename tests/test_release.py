@@ -12,6 +12,8 @@ test-release`, which builds it first).
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import shutil
@@ -73,6 +75,25 @@ def test_the_sbom_lists_what_the_executable_bundles(arch: str) -> None:
         assert names[needed]["version"]
     assert names["aiohttp"]["licenses"]
     assert not {"pytest", "mypy", "hypothesis"} & set(names)  # nothing of the dev venv
+
+
+@pytest.mark.parametrize("arch", list(ARCHES))
+def test_the_debian_package_says_what_changed_in_this_version(arch: str) -> None:
+    if arch not in built():
+        pytest.skip(f"no {arch} build in this release")
+    deb = OUT / f"relay_{__version__}_{ARCHES[arch]}.deb"
+    files = subprocess.run(
+        ["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True, timeout=60
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(files)) as tree:
+        member = tree.extractfile("./usr/share/doc/relay/changelog.gz")
+        assert member is not None
+        changelog = gzip.decompress(member.read()).decode()
+    # The entry carries CHANGELOG.md's items for this version, not a placeholder.
+    section = (ROOT / "CHANGELOG.md").read_text().split(f"## {__version__}", 1)[1]
+    first_item = next(line for line in section.splitlines() if line.startswith("- "))
+    assert changelog.startswith(f"relay ({__version__}) stable;")
+    assert " ".join(first_item[2:].split()[:4]) in " ".join(changelog.split())
 
 
 def test_the_archive_installs_with_its_own_installer(tmp_path: Path) -> None:
@@ -245,7 +266,8 @@ def test_the_debian_package_installs_upgrades_and_keeps_the_database(
     assert oct(config.stat().st_mode & 0o777) == "0o600"
     checked = inside(tree, "relay", "check-config", "/etc/relay/relay.toml", check=False)
     assert checked.returncode == 0, checked.stderr
-    for unit in ("relay.service", "relay.socket", "relay-admin.socket"):
+    units = ("relay.service", "relay.socket", "relay-admin.socket", "relay-agent.service")
+    for unit in units:
         assert (tree / "lib/systemd/system" / unit).exists(), unit
     verify = subprocess.run(
         [
@@ -256,6 +278,7 @@ def test_the_debian_package_installs_upgrades_and_keeps_the_database(
             "/lib/systemd/system/relay.socket",
             "/lib/systemd/system/relay-admin.socket",
             "/lib/systemd/system/relay.service",
+            "/lib/systemd/system/relay-agent.service",
         ],
         capture_output=True,
         text=True,
