@@ -8,7 +8,8 @@ the app hands ``Alerting`` (never behind ingress's back).
 Kinds (``docs/operations.md``): ``dead`` (deliveries died, per destination), ``backlog``
 (the oldest pending delivery of a destination is too old), ``quiet`` (a source received
 nothing for too long), ``rejections`` (a source refuses too large a share of its requests),
-``paused`` (the circuit breaker paused a destination) and ``storage_full``. Each kind and
+``paused`` (the circuit breaker paused a destination), ``storage_full`` and ``catch_up`` (a
+catch-up from a provider's API failed). Each kind and
 subject alerts at most once per ``every``; what happens meanwhile is counted into the next
 one, so a long outage sends a few messages, not thousands. Deliveries of alerts, and to the
 alert destination, never raise alerts about themselves.
@@ -148,6 +149,11 @@ class Alerting:
 
     async def storage_full(self, fields: dict[str, Any], to: str | None) -> None:
         await self._send("storage_full", "storage", str(fields["text"]), fields, self._clock(), to)
+
+    async def catch_up(self, source: str, fields: dict[str, Any]) -> None:
+        """An automatic catch-up of a source failed (at most one per ``every``)."""
+        if self._config.catch_up:
+            await self._once("catch_up", source, str(fields["text"]), fields, self._clock())
 
     async def certificate(self, fields: dict[str, Any]) -> None:
         """The public certificate keeps failing to renew (at most one per ``every``)."""

@@ -31,6 +31,7 @@ from relay import systemd
 from relay.admin import Who, start_admin
 from relay.agents import AgentHub
 from relay.alerting import Alerting
+from relay.catchup import CatchUp
 from relay.clock import Clock, DatabaseClock
 from relay.config import ServerTls, Settings, load_config, split_address
 from relay.control import Control
@@ -78,6 +79,7 @@ class Relay:
         self.guard: Guard | None = None
         self.certificates: Certificates | None = None
         self._plain: web.AppRunner | None = None  # http_listen: HTTP-01 and redirects
+        self.catch_up: CatchUp | None = None
 
     @property
     def scheduler(self) -> Scheduler:
@@ -109,6 +111,8 @@ class Relay:
         self._warn_about(settings)
         self._store = store = await open_store(settings.storage)
         store.start()
+        # Before this relay's first beat: since then nobody listened (relay.catchup).
+        last_beat = await store.last_beat()
         if store.released:
             log.info("store.leases_released", extra={"fields": {"deliveries": store.released}})
         self.alerting = alerting = Alerting(
@@ -162,6 +166,13 @@ class Relay:
             settings, store, self.problems, self.metrics, lambda: size.full, alerting.request, hub
         )
         await self._listen(ingress)
+        self.catch_up = catch_up = CatchUp(
+            settings, store, ingress, self.metrics, alerting.catch_up
+        )
+        await catch_up.found_downtime(last_beat)
+        self._background.append(asyncio.create_task(catch_up.beat(), name="heartbeat"))
+        housekeeping = lambda: not store.shared or store.housekeeping  # noqa: E731
+        self._background.append(asyncio.create_task(catch_up.loop(housekeeping), name="catch-up"))
         self.control = Control(
             lambda: self.settings,
             store,
@@ -171,6 +182,7 @@ class Relay:
             lambda: size.full,
             lambda: self.config_path,
             hub,
+            catch_up,
         )
         token = settings.admin.token
         if token is not None:
@@ -330,6 +342,8 @@ class Relay:
             self.certificates.reload_files()  # a renewed cert_file, without a restart
         await self.scheduler.update(new.destinations, old.server.shutdown_grace)
         self._ingress.update(new)
+        if self.catch_up is not None:
+            self.catch_up.update(new)
         if self.alerting is not None:
             self.alerting.update(new.alerts)
         if self.hub is not None:

@@ -321,6 +321,7 @@ class AlertsConfig(StrictModel):
         300.0, description="at most one alert per kind and subject per interval"
     )
     dead: bool = Field(True, description="deliveries died")
+    catch_up: bool = Field(True, description="a catch-up from a provider's API failed")
     backlog: Duration | None = Field(
         None, description="a destination's oldest pending delivery is older than this"
     )

@@ -11,10 +11,18 @@ import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -207,6 +215,83 @@ class RateLimit(StrictModel):
     burst: int = Field(gt=0, description="requests allowed at once before the rate applies")
 
 
+_GITHUB_HOOK = re.compile(r"^(repos/[\w.-]+/[\w.-]+|orgs/[\w.-]+)/hooks/\d+$|^app$")
+_API_ID = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
+
+
+class CatchUpConfig(StrictModel):
+    """``[sources.catch_up]``: fetch back from the provider's API what it sent while relay
+    was down or unreachable (relay.catchup; docs/operations.md, "After an outage")."""
+
+    api_key: SecretRef = Field(
+        description="the provider's API key or token (read-only where it has one)"
+    )
+    base_url: str | None = Field(
+        None,
+        description="the provider's API (default: its public one; set for tests, GitHub "
+        "Enterprise, Paddle's sandbox or a Svix region)",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+    )
+    automatic: bool = Field(
+        True, description="after every downtime, and every interval over the last two"
+    )
+    interval: Duration = Field(
+        900.0, ge=60.0, le=86400.0, description="how often the recent past is checked again"
+    )
+    hook: str | None = Field(
+        None,
+        description='GitHub: "repos/OWNER/REPO/hooks/ID", "orgs/ORG/hooks/ID" or "app"',
+    )
+    app_id: str | None = Field(
+        None, description='Svix: the application; GitHub with hook = "app": the App\'s id'
+    )
+    endpoint_id: str | None = Field(None, description="Svix: the endpoint relay is")
+    notification_setting_id: str | None = Field(
+        None, description="Paddle: relay's notification destination (ntfset_…)"
+    )
+
+    def problem(self, api: str, key_rule: str | None) -> str | None:
+        """What is wrong with this table for ``api`` (and the source's idempotency rule),
+        or None."""
+        wanted = {
+            "stripe": ("json:/id",),
+            "github": ("header:x-github-delivery",),
+            "paddle": ("json:/event_id",),
+            "svix": ("header:webhook-id", "header:svix-id"),
+        }[api]
+        if (key_rule or "").lower() not in wanted:
+            return (
+                f"catch_up compares the provider's ids with the idempotency key: set "
+                f'idempotency_key = "{wanted[0]}" (the default for this verify) or remove '
+                "[sources.catch_up]"
+            )
+        if api == "github":
+            if self.hook is None or not _GITHUB_HOOK.match(self.hook):
+                return (
+                    'catch_up.hook: GitHub needs the webhook, "repos/OWNER/REPO/hooks/ID", '
+                    '"orgs/ORG/hooks/ID" or "app" (the ID is X-GitHub-Hook-ID of any delivery)'
+                )
+            if self.hook == "app" and not (self.app_id or "").isdigit():
+                return (
+                    'catch_up.app_id: hook = "app" signs in as the GitHub App: set its '
+                    "numeric App ID (api_key is then the App's private key, file:/…pem)"
+                )
+        elif self.hook is not None:
+            return "catch_up.hook is GitHub's; remove it"
+        if api == "svix":
+            for key in ("app_id", "endpoint_id"):
+                value = getattr(self, key)
+                if value is None or not _API_ID.match(value):
+                    return f"catch_up.{key}: Svix needs the application and endpoint (app_…, ep_…)"
+        elif self.endpoint_id is not None:
+            return "catch_up.endpoint_id is Svix's; remove it"
+        if self.notification_setting_id is not None and (
+            api != "paddle" or not _API_ID.match(self.notification_setting_id)
+        ):
+            return "catch_up.notification_setting_id is Paddle's (ntfset_…)"
+        return None
+
+
 class SourceBase(StrictModel):
     """What every source has, whatever verifies it. Verifier modules subclass this.
 
@@ -225,6 +310,25 @@ class SourceBase(StrictModel):
     allow_ips: tuple[Network, ...] = ()  # when set, other client addresses get 403
     rate_limit: RateLimit | None = None  # for the whole source; 429 with Retry-After above
     client_rate_limit: RateLimit | None = None  # for each client address of the source
+    catch_up: CatchUpConfig | None = None  # fetch back what was sent while relay was down
+    # Which provider API catch_up uses for this verify (None: it has none relay knows).
+    catch_up_api: ClassVar[str | None] = None
+
+    @model_validator(mode="after")
+    def _catch_up_fits(self) -> Self:
+        if self.catch_up is None:
+            return self
+        api = type(self).catch_up_api
+        if api is None:
+            verify = getattr(self, "verify", "?")
+            raise ValueError(
+                f'catch_up is not available for verify = "{verify}": relay can fetch back '
+                "from stripe, github, paddle and standard-webhooks (Svix); remove it"
+            )
+        problem = self.catch_up.problem(api, self.idempotency_key)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     def secret_headers(self) -> frozenset[str]:
         """Lower-cased names of the headers that carry the source's secret itself (a token,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from multidict import CIMultiDict
 
@@ -29,6 +29,9 @@ from relay.retention import Pruner
 from relay.route import destinations_for, ordering_keys
 from relay.scheduler import Scheduler
 from relay.store import Action, EventPayload, Reader, ReplaySelection, ReplayTarget, Store
+
+if TYPE_CHECKING:
+    from relay.catchup import CatchUp, Report
 
 log = logging.getLogger("relay")
 T = TypeVar("T")
@@ -45,7 +48,9 @@ class Control:
         full: Callable[[], bool],
         config_path: Callable[[], str | Path | None] = lambda: None,
         hub: AgentHub | None = None,
+        catch_up: CatchUp | None = None,
     ) -> None:
+        self._catch_up = catch_up
         self._config_path = config_path
         self._hub = hub
         self._settings = settings
@@ -228,6 +233,13 @@ class Control:
         self, who: Who, action: str, target: str | None, result: dict[str, Any]
     ) -> None:
         await self._audit(who, action, target, result)
+
+    async def catch_up(
+        self, source: str, since: float, until: float, dry_run: bool, who: Who
+    ) -> Report:
+        if self._catch_up is None:
+            raise LookupError("catch-up is not running")
+        return await self._catch_up.manual(source, since, until, dry_run, who.actor, who.origin)
 
     async def _audit(
         self,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from relay import encoding
 from relay.agents import AgentHub
@@ -128,6 +129,20 @@ def _stored_headers(headers: Mapping[str, str], secret: frozenset[str]) -> str:
     if not secret:
         return json.dumps(list(headers.items()))
     return json.dumps(redacted(headers.items(), secret, only=True))
+
+
+class NotAdmitted(Exception):
+    """A fetched event the ingest path refused (storage full or down, a key too long …)."""
+
+
+FETCHED_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+
+
+def _error_of(response: web.Response) -> str:
+    try:
+        return str(json.loads(response.body)["error"])  # type: ignore[arg-type]
+    except (ValueError, KeyError, TypeError):
+        return "refused"
 
 
 NOT_SPLIT = Items([])
@@ -361,6 +376,27 @@ class Ingress:
         shake = handshake_of(source.verifier, inbound)
         if shake is not None:
             return _answer(shake)
+        admitted = await self._admit(source, headers, body, client, now)
+        if isinstance(admitted, web.Response):
+            return admitted
+        stored, batch = admitted
+        ack = acknowledgement_of(source.verifier, inbound)
+        if ack is not None:
+            return _answer(ack, _identity(stored))
+        return _accepted(stored, batch)
+
+    async def _admit(
+        self,
+        source: Source,
+        headers: Mapping[str, str],
+        body: bytes,
+        client: str | None,
+        now: float,
+        origin: str | None = None,
+    ) -> web.Response | tuple[Stored, bool]:
+        """A verified request (or an object fetched from the provider's API) from its
+        parsing on: routed, checked and committed. The stored event and whether it was a
+        split batch, or the answer that refuses it."""
         parsed = Parsed(body)
         config = source.config
         content_type = _text_or_none(headers.get("Content-Type"))
@@ -401,6 +437,7 @@ class Ingress:
             event_type=event_type,
             content_type=content_type,
             remote_addr=client,
+            origin=origin,
             headers=_stored_headers(headers, source.secret_headers),
             body=body,
             destinations=destinations,
@@ -441,10 +478,22 @@ class Ingress:
                     }
                 },
             )
-        ack = acknowledgement_of(source.verifier, inbound)
-        if ack is not None:
-            return _answer(ack, _identity(stored))
-        return _accepted(stored, items.batch)
+        return stored, items.batch
+
+    async def admit_fetched(self, source_name: str, body: bytes) -> Stored:
+        """An event fetched from its provider's API by catch-up (relay.catchup): the path of
+        a verified request, marked ``origin = "catch-up"``, deduplicated by the source's
+        key like any webhook. NotAdmitted says why it was not stored."""
+        source = self._sources.get(source_name)
+        if source is None:
+            raise NotAdmitted(f"source {source_name} is not configured any more")
+        if extract(source.config.idempotency_key, FETCHED_HEADERS, Parsed(body)) is None:
+            # Without its key it could not be told from a webhook of the same event.
+            raise NotAdmitted(f"no idempotency key ({source.config.idempotency_key}) in it")
+        admitted = await self._admit(source, FETCHED_HEADERS, body, None, time.time(), "catch-up")
+        if isinstance(admitted, web.Response):
+            raise NotAdmitted(f"HTTP {admitted.status}: {_error_of(admitted)}")
+        return admitted[0]
 
     def _drops(self, destinations: tuple[str, ...]) -> tuple[bool, ...]:
         if not self._stale_drop or not destinations:

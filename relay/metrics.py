@@ -48,6 +48,19 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.catch_up_events = Counter(
+            "relay_catch_up_events",
+            "What catch-up found at the provider, by outcome: new (stored), known (relay had "
+            "it), requested (a redelivery was asked)",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.catch_up_runs = Counter(
+            "relay_catch_up_runs",
+            "Catch-up runs by result: done, failed",
+            ["source", "result"],
+            registry=r,
+        )
         self.deliveries = Counter(
             "relay_deliveries",
             "Deliveries that ended, by outcome (delivered, dead)",

@@ -28,6 +28,7 @@ from relay.config import (
     ServerTls,
     StorageConfig,
 )
+from relay.configtypes import CatchUpConfig
 from relay.normalize.mapping import ItemKind, MappingConfig
 from relay.route import Condition, RouteConfig
 from relay.verify.hmac import HmacSource
@@ -113,7 +114,10 @@ def test_example_config_documents_every_key() -> None:
     assert _keys(RejectionsAlert) == set(example["alerts"]["rejections"])
     by_scheme = {s["verify"]: s for s in example["sources"]}
     # split and normalize are shown on a commented-out messaging source, with a mapping.
-    assert _keys(HmacSource) == set(by_scheme["hmac"]) | {"normalize", "split"}
+    assert _keys(HmacSource) == set(by_scheme["hmac"]) | {"normalize", "split", "catch_up"}
+    # catch_up is for providers with an API: shown commented out, every key of it.
+    catch_up = tomllib.loads(_uncommented(text, "[sources.catch_up]"))["sources"]["catch_up"]
+    assert _keys(CatchUpConfig) == set(catch_up)
     lines = text.splitlines()
     start = lines.index("# [[sources]]")
     block = []
@@ -128,7 +132,7 @@ def test_example_config_documents_every_key() -> None:
     mapping = commented["mappings"][0]
     assert _keys(MappingConfig) == set(mapping)
     assert _keys(ItemKind) == set(mapping["items"][0])
-    assert _keys(TokenSource) == set(by_scheme["token"]) | {"normalize", "split"}
+    assert _keys(TokenSource) == set(by_scheme["token"]) | {"normalize", "split", "catch_up"}
     destination = example["destinations"][0]
     documented = {key for d in example["destinations"] for key in d}
     assert _keys(DestinationConfig) == documented

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -50,6 +51,7 @@ class Api:
         r.add_get("/api/events/{id}", self.event)
         r.add_get("/api/dead", self.dead)
         r.add_post("/api/replay", self.replay)
+        r.add_post("/api/catch-up", self.catch_up)
         r.add_get("/api/destinations", self.destinations)
         r.add_post("/api/destinations/{name}/pause", self.pause)
         r.add_post("/api/destinations/{name}/resume", self.resume)
@@ -187,6 +189,25 @@ class Api:
         if answer.get("repeated"):
             response.headers["Idempotent-Replayed"] = "true"
         return response
+
+    async def catch_up(self, request: web.Request) -> web.Response:
+        """Body: a ``CatchUpRequest``: fetch back what the provider sent in the window
+        (relay.catchup). 200 with what was found; 502 with the provider's answer when it
+        failed; 404 when the source has no catch_up."""
+        body = inputs.parse(inputs.CatchUpRequest, await request.read())
+        since = since_to_time(body.since)
+        until = since_to_time(body.until) if body.until is not None else time.time()
+        if since is None or until is None:
+            return _error(400, "since and until: RFC 3339, Unix seconds or a duration ago (2h)")
+        try:
+            report = await self._surface.catch_up(
+                body.source, since, until, body.dry_run, who(request)
+            )
+        except LookupError as exc:
+            return _error(404, str(exc.args[0]))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return _json(report.as_dict(), 502 if report.error is not None else 200)
 
     async def pause(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -87,11 +87,20 @@ class ReplayRequest(_Body):
     dry_run: bool = Field(False, description="count only, with a sample")
 
 
+class CatchUpRequest(_Body):
+    """A window of one source to fetch back from its provider's API."""
+
+    source: Name = Field(description="a source with [sources.catch_up]")
+    since: Name = Field(description="RFC 3339, Unix seconds or a duration ago (2h)")
+    until: Name | None = Field(None, description="default: now")
+    dry_run: bool = Field(False, description="count only: store nothing, ask for nothing")
+
+
 class BackupRequest(_Body):
     path: FilePath = Field(description="where relay writes the copy, on its own machine")
 
 
-MODELS: tuple[type[_Body], ...] = (ReplayRequest, BackupRequest)
+MODELS: tuple[type[_Body], ...] = (ReplayRequest, CatchUpRequest, BackupRequest)
 M = TypeVar("M", bound=_Body)
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from relay.config import AlertsConfig, DestinationConfig
 from relay.configtypes import IPNetwork
 from relay.store import EventPayload, Reader, ReplaySelection
+
+if TYPE_CHECKING:
+    from relay.catchup import Report
 
 T = TypeVar("T")
 
@@ -88,6 +91,15 @@ class Surface(Protocol):
         self, who: Who, action: str, target: str | None, result: dict[str, Any]
     ) -> None:
         """Record an action the surface itself carried out (a sign-in, a backup)."""
+        ...
+
+    async def catch_up(
+        self, source: str, since: float, until: float, dry_run: bool, who: Who
+    ) -> Report:
+        """Fetch back what the source's provider sent from ``since`` until ``until``
+        (relay.catchup): the report, whose ``error`` says what the provider answered when it
+        failed. LookupError: the source has no catch_up; ValueError: a window that makes no
+        sense."""
         ...
 
     async def pause(self, name: str, reason: str, who: Who) -> bool:

@@ -114,6 +114,7 @@ def admin_call(
     path: str,
     body: Any = None,
     headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
 ) -> tuple[int, Any]:
     if ctx.admin_token is None:
         raise RelayError(
@@ -123,10 +124,12 @@ def admin_call(
     listen = ctx.admin_listen
     conn: http.client.HTTPConnection
     if listen.startswith("unix:"):
-        conn = _UnixConnection(listen[5:], timeout=30)
+        conn = _UnixConnection(listen[5:], timeout=timeout)
     else:
         host, _, port = listen.rpartition(":")
-        conn = http.client.HTTPConnection(host.strip("[]") or "127.0.0.1", int(port), timeout=30)
+        conn = http.client.HTTPConnection(
+            host.strip("[]") or "127.0.0.1", int(port), timeout=timeout
+        )
     headers = {
         "Authorization": f"Bearer {ctx.admin_token}",
         "Content-Type": "application/json",

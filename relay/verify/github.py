@@ -19,4 +19,5 @@ class GithubSource(HmacSource):
     header: str = "X-Hub-Signature-256"
     prefix: str = "sha256="
     idempotency_key: Rule = "header:X-GitHub-Delivery"
+    catch_up_api = "github"
     event_type: Rule = "header:X-GitHub-Event"

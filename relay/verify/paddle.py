@@ -20,6 +20,7 @@ class PaddleSource(SharedSecretSource):
     verify: Literal["paddle"]
     tolerance: Duration = DEFAULT_TOLERANCE
     idempotency_key: Rule = "json:/event_id"
+    catch_up_api = "paddle"
     event_type: Rule = "json:/event_type"
     occurred_at: Rule = "json:/occurred_at"
 

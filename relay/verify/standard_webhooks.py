@@ -31,6 +31,7 @@ class StandardWebhooksSource(SourceBase):
     public_keys: tuple[str, ...] = ()
     tolerance: Duration = DEFAULT_TOLERANCE
     idempotency_key: Rule = "header:webhook-id"  # for Svix: header:svix-id
+    catch_up_api = "svix"
     event_type: Rule = "json:/type"
     occurred_at: Rule = "header:webhook-timestamp"
 

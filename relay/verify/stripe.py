@@ -22,6 +22,7 @@ class StripeSource(SharedSecretSource):
     verify: Literal["stripe"]
     tolerance: Duration = DEFAULT_TOLERANCE
     idempotency_key: Rule = "json:/id"
+    catch_up_api = "stripe"
     event_type: Rule = "json:/type"
     occurred_at: Rule = "json:/created"
 

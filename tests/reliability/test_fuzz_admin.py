@@ -2,7 +2,7 @@
 traceback, and every console page still 200 afterwards.
 
 Each request starts from a valid call of one endpoint (reads with filters and pages, replay
-by id and by filter, backup, pause and resume) and gets one to three mutations: odd bytes
+by id and by filter, catch-up, backup, pause and resume) and gets one to three mutations: odd bytes
 in a query value or in a header the API keeps (Idempotency-Key, X-Relay-Actor), a JSON body
 with the wrong types, out-of-range numbers, lone surrogates, NUL, deep nesting, unknown keys
 or cut short. Before: replay answered 500 to ``delivery_id`` 2**70, a list or object where a
@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.catchup.fakes import FakeStripe
 from tests.helpers import Receiver, post, query, wait_for
 from tests.process import RelayProcess, write_config
 from tests.reliability.test_fuzz_http import JSON_TEXT, ODD, _run
@@ -60,7 +61,7 @@ class Call:
             (b"Authorization", b"Bearer " + TOKEN.encode()),
         ]
         self.method, self.path, self.query, self.body = b"GET", b"/api/events", {}, None
-        kind = rng.randrange(10)
+        kind = rng.randrange(11)
         if kind < 3:
             self.path = rng.choice([b"/api/events", b"/api/dead", b"/api/rejections"])
             self.path = rng.choice([self.path, b"/api/audit"])
@@ -84,6 +85,15 @@ class Call:
             self.method = b"POST"
             name = rng.choice([b"app", b"nope", b"%ff", b"\xe9"])
             self.path = b"/api/destinations/" + name + rng.choice([b"/pause", b"/resume"])
+        elif kind < 10:
+            self.method, self.path = b"POST", b"/api/catch-up"
+            self.body = rng.choice(
+                [
+                    {"source": "stripe", "since": "1h", "dry_run": True},
+                    {"source": "stripe", "since": "2026-12-07T06:27:00Z", "until": "10m"},
+                    {"source": "demo", "since": "2h"},
+                ]
+            )
         else:
             self.method, self.path = b"POST", b"/api/backup"
             n = rng.randrange(10**9)
@@ -118,7 +128,10 @@ def _odd_field(c: Call) -> None:
     if not isinstance(c.body, dict):
         return
     field = c.rng.choice(
-        ["event_id", "delivery_id", "filter", "destination", "state", "again", "dry_run"]
+        [
+            *("event_id", "delivery_id", "filter", "destination", "state", "again", "dry_run"),
+            *("source", "since", "until"),
+        ]
     )
     field = c.rng.choice([field, "path", "surprise"])
     value = c.rng.choice(ODD_JSON)
@@ -175,8 +188,15 @@ def test_mutated_admin_calls_never_get_500(tmp_path: Path) -> None:
 
 async def _fuzz(tmp_path: Path) -> None:
     receiver = await Receiver(default=422).start()  # dead letters to replay
+    stripe = await FakeStripe().start()  # what catch-up asks (no events: it answers 200)
     config = write_config(tmp_path / "relay.toml", tmp_path / "relay.db", receiver.url)
-    config.write_text(config.read_text() + f'[admin]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n')
+    catch_up = (
+        '[[sources]]\nname = "stripe"\nverify = "stripe"\nsecret = "whsec_x"\n'
+        f'[sources.catch_up]\napi_key = "{stripe.key}"\nbase_url = "{stripe.url}"\n'
+        "automatic = false\n"
+    )
+    text = config.read_text().replace("[[destinations]]", catch_up + "[[destinations]]", 1)
+    config.write_text(text + f'[admin]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n')
     (tmp_path / "copies").mkdir()
     relay = RelayProcess(config).start()
     try:
@@ -203,6 +223,7 @@ async def _fuzz(tmp_path: Path) -> None:
     finally:
         relay.ensure_stopped()
         await receiver.stop()
+        await stripe.stop()
     summary = " / ".join(f"{classes[k]} x {k}" for k in sorted(classes))
     print(f"{REQUESTS} mutated admin calls (seed {SEED}): {summary}")
     assert not five, f"{len(five)} x 5xx; {summary}; first: {five[0][:600]!r}"
@@ -211,6 +232,7 @@ async def _fuzz(tmp_path: Path) -> None:
     log = relay.log.read_text()
     assert "Traceback" not in log, log[-3000:]
     assert all(status == 200 for status in pages.values()), pages
+    assert stripe.requests, "no catch-up reached the provider"
 
 
 async def _pages(admin: int, event_ids: list[str]) -> dict[str, int]:
