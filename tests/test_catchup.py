@@ -446,3 +446,41 @@ async def test_a_catch_up_killed_midway_runs_again_and_stores_each_event_once(
         if process is not None:
             process.ensure_stopped()
         await fake.stop()
+
+
+async def test_the_periodic_recheck_asks_stripe_only_for_what_is_not_delivered(
+    tmp_path: Path,
+) -> None:
+    """Every interval, only events some endpoint has not received yet are listed
+    (``delivery_success=false``); after a downtime, all of them."""
+    from relay.catchup import stripe
+    from relay.catchup.api import Api
+    from relay.configtypes import CatchUpConfig
+    from relay.store import Window
+
+    fake = await FakeStripe().start()
+    try:
+        now = int(time.time())
+        fake.events = [stripe_event(n, now) for n in range(5)]
+        fake.events[3]["pending_webhooks"] = 1  # Stripe still retries this one somewhere
+        config = CatchUpConfig.model_validate({"api_key": fake.key, "base_url": fake.url})
+
+        class Seen:
+            source, dry_run = "stripe", True
+
+            async def known(self, keys: list[str]) -> set[str]:
+                return set()
+
+            async def admit(self, body: bytes) -> bool:
+                raise AssertionError("a dry run stores nothing")
+
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, "stripe", fake.url, stripe.headers(config))
+            for reason, fetched in (("interval", 1), ("downtime", 5)):
+                window = Window("stripe", now - 60, now + 60, reason)
+                found = await stripe.run(api, config, window, Seen())
+                assert found.tally.fetched == fetched, reason
+        assert "delivery_success=false" in fake.requests[0][1]
+        assert "delivery_success" not in fake.requests[1][1]
+    finally:
+        await fake.stop()

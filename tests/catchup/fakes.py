@@ -170,6 +170,8 @@ class FakeStripe(Fake):
         lte = int(q.get("created[lte]", str(2**62)))
         # Newest first, as Stripe lists; ties keep the order they were made in, reversed.
         chosen = [e for e in reversed(self.events) if gte <= e["created"] <= lte]
+        if q.get("delivery_success") == "false":  # pending somewhere, or failed for good
+            chosen = [e for e in chosen if e["pending_webhooks"] > 0]
         chosen.sort(key=lambda e: -e["created"])
         after = q.get("starting_after")
         if after is not None:
