@@ -484,3 +484,39 @@ async def test_the_periodic_recheck_asks_stripe_only_for_what_is_not_delivered(
         assert "delivery_success" not in fake.requests[1][1]
     finally:
         await fake.stop()
+
+
+async def test_two_relays_on_postgresql_catch_up_an_outage_of_both_once(
+    tmp_path: Path, receiver: Receiver, pg_url: str
+) -> None:
+    """Both relays of a cluster were down: the downtime is caught up by the cluster, each
+    event stored and delivered once, whichever relay ran it."""
+    fake = await FakeStripe().start()
+    try:
+        config = write_config(tmp_path, stripe_source(fake), receiver)
+        text = config.read_text().replace(f'path = "{tmp_path / "relay.db"}"', f'url = "{pg_url}"')
+        config.write_text(text)
+        async with running(load_config(config)), running(load_config(config)):
+            pass  # both ran and beat
+        now = int(time.time())
+        fake.events = [stripe_event(n, now) for n in range(50)]
+        async with running(load_config(config)), running(load_config(config)):
+            await wait_for(lambda: len(receiver.received) >= 50, timeout=60)
+            import psycopg
+
+            async def settled() -> bool:
+                async with await psycopg.AsyncConnection.connect(pg_url) as conn:
+                    cur = await conn.execute("SELECT COUNT(*) FROM catch_ups WHERE state <> 'done'")
+                    row = await cur.fetchone()
+                    return row is not None and row[0] == 0
+
+            await wait_for(settled, timeout=60)
+            async with await psycopg.AsyncConnection.connect(pg_url) as conn:
+                cur = await conn.execute(
+                    "SELECT COUNT(*), COUNT(DISTINCT idempotency_key) FROM events"
+                )
+                assert await cur.fetchone() == (50, 50)
+        sent = [json.loads(r.body)["id"] for r in receiver.received]
+        assert sorted(sent) == sorted(e["id"] for e in fake.events)  # each once
+    finally:
+        await fake.stop()
