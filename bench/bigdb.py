@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parent))
 import ingest  # noqa: E402
 
 from relay.ids import new_event_id  # noqa: E402
-from relay.store import migrate  # noqa: E402
+from relay.store.sqlite import migrate  # noqa: E402
 
 BATCH = 20_000
 HEADERS = json.dumps(

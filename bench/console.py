@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from relay.ids import new_event_id  # noqa: E402 - after the path tweak
-from relay.store import migrate  # noqa: E402
+from relay.store.sqlite import migrate  # noqa: E402
 
 TOKEN = "bench-token"
 PORT, ADMIN, RECEIVE = 18421, 18422, 18423

@@ -32,7 +32,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from relay.store import migrate  # noqa: E402 - after the path tweak
+from relay.store.sqlite import migrate  # noqa: E402 - after the path tweak
 
 SECRET = "prune-secret"
 BODY = json.dumps(

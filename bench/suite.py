@@ -45,7 +45,7 @@ import bigdb  # noqa: E402
 import ingest  # noqa: E402
 from ingest import PORT, RECEIVER_PORT, pinned, process  # noqa: E402
 
-from relay.store import migrate  # noqa: E402
+from relay.store.sqlite import migrate  # noqa: E402
 
 LOADGEN_RECEIVER = 19100
 

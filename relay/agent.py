@@ -46,10 +46,10 @@ from pydantic_settings import (
 )
 
 from relay import __version__, delivery, systemd
-from relay.config import LogConfig, describe_errors, split_address
-from relay.configtypes import Duration, SecretRef, StrictModel
+from relay.configtypes import Duration, SecretRef, StrictModel, describe_errors
 from relay.errors import ConfigError, RelayError
 from relay.log import Fault, Throttled
+from relay.sections import LogConfig, split_address
 
 log = logging.getLogger("relay.agent")
 

@@ -57,11 +57,11 @@ from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from relay import delivery
 from relay.agentframes import FrameError, Hello, Result, lease_of, parse
-from relay.config import AgentGroupConfig, DestinationConfig
 from relay.log import Throttled
 from relay.metrics import Metrics
 from relay.network import client_address
-from relay.store import Claim, EventPayload
+from relay.records import Claim, EventPayload
+from relay.sections import AgentGroupConfig, DestinationConfig
 
 log = logging.getLogger("relay.agents")
 

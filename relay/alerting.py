@@ -25,10 +25,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.config import AlertsConfig
 from relay.errors import StorageUnavailable
 from relay.ids import new_event_id
-from relay.store import Gauges, NewEvent, Stored
+from relay.records import Gauges, NewEvent, Stored
+from relay.sections import AlertsConfig
 
 log = logging.getLogger("relay.alerts")
 

@@ -33,14 +33,15 @@ from relay.agents import AgentHub
 from relay.alerting import Alerting
 from relay.catchup import CatchUp
 from relay.clock import Clock, DatabaseClock
-from relay.config import ServerTls, Settings, load_config, split_address
+from relay.config import Settings, load_config
 from relay.control import Control
 from relay.errors import RelayError
 from relay.ingress import Ingress
 from relay.listener import Guard, GuardedSite, TlsSite
 from relay.metrics import Metrics
 from relay.retention import Pruner, SizeWatch
-from relay.scheduler import Scheduler
+from relay.scheduler.lanes import Scheduler
+from relay.sections import ServerTls, split_address
 from relay.sockets import address, inherited
 from relay.store import Store, open_store
 

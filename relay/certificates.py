@@ -33,9 +33,9 @@ from typing import Any
 from aiohttp import web
 
 from relay import acme
-from relay.config import ServerTls
 from relay.errors import RelayError
 from relay.listener import Hello
+from relay.sections import ServerTls
 from relay.tls import ACME_TLS, CertificateFacts, challenge_context, facts, server_context
 
 log = logging.getLogger("relay.tls")

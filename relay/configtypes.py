@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    ValidationError,
     model_validator,
 )
 
@@ -359,3 +360,37 @@ def shown_url(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def describe_errors(exc: ValidationError, schemes: tuple[str, ...] = ()) -> list[str]:
+    """One line per pydantic error: the dotted key, what is wrong, and the fix.
+    ``schemes``: the verify names, left out of keys (a source's union tag) and offered
+    when a source names none of them."""
+    return [_describe(error, schemes) for error in exc.errors()]
+
+
+def _describe(error: Any, schemes: tuple[str, ...]) -> str:
+    loc = [part for part in error["loc"] if part not in schemes]
+    path = _dotted(loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key; remove it or check its spelling"
+    if kind == "missing":
+        return f"{path}: required key is missing; add it"
+    if kind == "union_tag_invalid":
+        return f"{path}.verify: {error['input'].get('verify')!r} is not a known scheme; " + (
+            "use one of " + ", ".join(schemes)
+        )
+    if kind == "union_tag_not_found":
+        return f"{path}.verify: missing; set verify to one of " + ", ".join(schemes)
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "value_error":
+        return f"{path}: {message}"
+    return f"{path}: {message} (got {error.get('input')!r})"
+
+
+def _dotted(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -20,15 +20,17 @@ from multidict import CIMultiDict
 
 from relay.admin.surface import DestinationView, Who
 from relay.agents import AgentHub
-from relay.config import AlertsConfig, Settings
+from relay.config import Settings
 from relay.configtypes import IPNetwork
 from relay.errors import StorageUnavailable
 from relay.extract import Parsed
 from relay.metrics import Metrics
+from relay.records import Action, EventPayload, ReplaySelection, ReplayTarget
 from relay.retention import Pruner
 from relay.route import destinations_for, ordering_keys
-from relay.scheduler import Scheduler
-from relay.store import Action, EventPayload, Reader, ReplaySelection, ReplayTarget, Store
+from relay.scheduler.lanes import Scheduler
+from relay.sections import AlertsConfig
+from relay.store import Reader, Store
 
 if TYPE_CHECKING:
     from relay.catchup import CatchUp, Report

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from relay.config import DestinationConfig
 from relay.normalize.envelope import envelope_body, item_body
-from relay.store import Claim, EventPayload
+from relay.records import Claim, EventPayload
+from relay.sections import DestinationConfig
 from relay.verify.base import REDACTED, redacted
 
 EXCERPT_BYTES = 512  # of a response's body, unless the destination's keep_response says

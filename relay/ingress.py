@@ -24,16 +24,17 @@ from relay.config import Settings
 from relay.errors import StorageUnavailable
 from relay.extract import MAX_VALUE_LENGTH, Parsed, as_text, extract
 from relay.ids import new_event_id
+from relay.instants import parse_instant
 from relay.metrics import Metrics
 from relay.network import client_address, parse_address, within
 from relay.normalize.items import Item, Items, items_of, key_type_time
 from relay.normalize.mapping import MappingConfig, Reading
 from relay.normalize.split import TooManyItems
 from relay.ratelimit import Buckets, TokenBucket
+from relay.records import Facts, NewEvent, Rejection, Stored
 from relay.route import Route, destinations_for, ordering_keys
-from relay.store import NewEvent, Rejection, Store, Stored
-from relay.store.records import Facts
-from relay.verify import Inbound, Rejected, SourceConfig, Verifier
+from relay.store import Store
+from relay.verify import Inbound, Rejected, Verifier
 from relay.verify.base import (
     Handshake,
     acknowledgement_of,
@@ -41,7 +42,7 @@ from relay.verify.base import (
     handshake_of,
     redacted,
 )
-from relay.verify.timestamps import parse_instant
+from relay.verify.schemes import SourceConfig
 
 log = logging.getLogger("relay.ingress")
 

@@ -18,8 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from relay.config import RetentionConfig, StorageConfig
 from relay.errors import StorageUnavailable
+from relay.sections import RetentionConfig, StorageConfig
 from relay.store import Store
 
 log = logging.getLogger("relay.retention")

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-from relay.config import RetryPolicy
+from relay.sections import RetryPolicy
 
 RETRYABLE_4XX = frozenset({408, 425, 429})
 

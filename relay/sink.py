@@ -12,7 +12,7 @@ import sys
 
 from aiohttp import web
 
-from relay.config import split_address
+from relay.sections import split_address
 
 
 def _printable(body: bytes, limit: int = 300) -> str:

@@ -26,11 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from relay import sql
-from relay.config import StorageConfig
-from relay.store.batch import event_row
-from relay.store.records import NewEvent
-from relay.store.sqlite.files import close_writer, open_writer
+from relay.records import NewEvent
+from relay.store.sqlite.probe import CommitProbe
 
 BODY = json.dumps({"type": "invoice.paid", "data": "x" * 1400}).encode()  # about 1.5 KB
 SLOW_P99_MS = 20.0  # a commit slower than this at p99 is felt in every acknowledgement
@@ -96,10 +93,7 @@ def fsyncs(folder: Path, seconds: float) -> Timing:
 
 def commits(folder: Path, durability: str, seconds: float) -> Timing:
     """relay's ingest transaction: one event and its delivery, committed."""
-    path = folder / f"commit-{durability}.db"
-    config = StorageConfig.model_validate({"path": path, "durability": durability})
-    db, _ = open_writer(path, config)
-    q = sql.queries()
+    probe = CommitProbe(folder / f"commit-{durability}.db", durability)
     count = 0
 
     def step() -> None:
@@ -118,15 +112,12 @@ def commits(folder: Path, durability: str, seconds: float) -> Timing:
             body=BODY,
             destinations=("app",),
         )
-        db.execute("BEGIN IMMEDIATE")
-        db.execute(q["insert_event"], event_row(event))
-        db.execute(q["insert_delivery"], (event.id, "app", now, now, now, None))
-        db.execute("COMMIT")
+        probe.commit(event, now)
 
     try:
         return _timed(step, seconds)
     finally:
-        close_writer(db)
+        probe.close()
 
 
 @dataclass(frozen=True, slots=True)

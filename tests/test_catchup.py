@@ -456,7 +456,7 @@ async def test_the_periodic_recheck_asks_stripe_only_for_what_is_not_delivered(
     from relay.catchup import stripe
     from relay.catchup.api import Api
     from relay.configtypes import CatchUpConfig
-    from relay.store import Window
+    from relay.records import Window
 
     fake = await FakeStripe().start()
     try:

@@ -11,7 +11,7 @@ from relay.catchup.api import retry_after
 from relay.catchup.target import inside, parse_rfc3339, rfc3339
 from relay.config import load_config
 from relay.errors import RelayError
-from relay.store import Window
+from relay.records import Window
 
 T = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 

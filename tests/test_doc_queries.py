@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from relay.config import StorageConfig
+from relay.sections import StorageConfig
 from relay.store import open_store
 from tests.store.test_contract import event
 

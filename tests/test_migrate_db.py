@@ -10,7 +10,8 @@ from pathlib import Path
 import aiohttp
 import psycopg
 
-from relay.store import EventFilter, open_reader
+from relay.records import EventFilter
+from relay.store import open_reader
 from tests.helpers import Receiver, post, query, running, settings_for, wait_for
 from tests.process import RelayProcess, run_cli
 from tests.test_cluster import cluster_config

@@ -256,7 +256,7 @@ async def test_tail_follows_commit_order(
         await wait_for(lambda: shown("now-1"))  # tail has gone past it
         # An id from the past, committed now: what a request slow to arrive in full gets.
         from relay.ids import new_event_id
-        from relay.store import NewEvent
+        from relay.records import NewEvent
 
         old = NewEvent(
             new_event_id(time.time() - 60),

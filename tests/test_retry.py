@@ -7,8 +7,8 @@ from email.utils import formatdate
 
 import pytest
 
-from relay.config import RetryPolicy
 from relay.retry import backoff, decide, is_retryable, parse_retry_after
+from relay.sections import RetryPolicy
 
 POLICY = RetryPolicy(max_attempts=5, base=1.0, factor=2.0, cap=10.0, max_age=3600.0)
 

@@ -12,7 +12,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from relay import sql
-from relay.config import (
+from relay.configtypes import CatchUpConfig
+from relay.normalize.mapping import ItemKind, MappingConfig
+from relay.route import Condition, RouteConfig
+from relay.sections import (
     AdminConfig,
     AgentGroupConfig,
     AlertsConfig,
@@ -28,9 +31,6 @@ from relay.config import (
     ServerTls,
     StorageConfig,
 )
-from relay.configtypes import CatchUpConfig
-from relay.normalize.mapping import ItemKind, MappingConfig
-from relay.route import Condition, RouteConfig
 from relay.verify.hmac import HmacSource
 from relay.verify.token import TokenSource
 

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
+from relay.instants import parse_instant
 from relay.network import client_address
-from relay.verify.timestamps import parse_instant
 from tests.helpers import BODY_JSON, SECRET, Receiver, post, query, running, settings_for, wait_for
 from tests.verify.harness import Case, run_cases
 

@@ -1,16 +1,187 @@
-"""The shape of the code (issue 15): the store is the only place that speaks SQL, and the
-modules of relay import each other without a cycle, type-checking imports included."""
+"""The shape of the code (issues 15 and 34): the store is the only place that speaks SQL,
+the modules of relay import each other without a cycle, type-checking imports included,
+each package imports exactly what the table below allows (docs/architecture.md shows the
+same table), and the light modules stay light to import.
+
+Each check is a function over the source that returns what breaks the rule; the tests at
+the end feed them a broken module, so a check that stopped finding anything would fail."""
 
 from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "relay"
-SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA)\b")
+SQL = re.compile(
+    r"\b(SELECT|INSERT|UPDATE|DELETE|PRAGMA|BEGIN|COMMIT|ROLLBACK|CREATE|DROP|ALTER|VACUUM"
+    r"|LISTEN|NOTIFY)\b"
+)
+DOC = ROOT / "docs" / "architecture.md"
+
+# Which of relay's packages (and top-level modules) each one imports, run time and type
+# checking alike: exactly these. A change of imports changes this table and the one in
+# docs/architecture.md, on purpose.
+ALLOWED: dict[str, set[str]] = {
+    "__main__": {"cli"},
+    "acme": {"errors"},
+    "admin": {
+        "alerting",
+        "catchup",
+        "configtypes",
+        "delivery",
+        "errors",
+        "log",
+        "network",
+        "records",
+        "sections",
+        "store",
+        "text",
+        "verify",
+    },
+    "agent": {"configtypes", "delivery", "errors", "log", "sections", "systemd"},
+    "agentframes": set(),
+    "agents": {"agentframes", "delivery", "log", "metrics", "network", "records", "sections"},
+    "alerting": {"errors", "ids", "records", "sections"},
+    "app": {
+        "admin",
+        "agents",
+        "alerting",
+        "catchup",
+        "certificates",
+        "clock",
+        "config",
+        "control",
+        "errors",
+        "ingress",
+        "listener",
+        "metrics",
+        "retention",
+        "scheduler",
+        "sections",
+        "sockets",
+        "store",
+        "systemd",
+    },
+    "catchup": {"config", "configtypes", "errors", "ingress", "metrics", "records", "store"},
+    "certificates": {"acme", "errors", "listener", "sections", "tls"},
+    "circuit": set(),
+    "cli": {
+        "agent",
+        "app",
+        "config",
+        "configtypes",
+        "errors",
+        "log",
+        "records",
+        "sections",
+        "sink",
+        "storagecheck",
+        "store",
+        "text",
+    },
+    "clock": set(),
+    "config": {"configtypes", "errors", "normalize", "pgdriver", "route", "sections", "verify"},
+    "configtypes": set(),
+    "control": {
+        "admin",
+        "agents",
+        "catchup",
+        "config",
+        "configtypes",
+        "errors",
+        "extract",
+        "metrics",
+        "records",
+        "retention",
+        "route",
+        "scheduler",
+        "sections",
+        "store",
+    },
+    "delivery": {"normalize", "records", "sections", "verify"},
+    "encoding": set(),
+    "errors": set(),
+    "extract": set(),
+    "ids": set(),
+    "ingress": {
+        "agents",
+        "config",
+        "encoding",
+        "errors",
+        "extract",
+        "ids",
+        "instants",
+        "metrics",
+        "network",
+        "normalize",
+        "ratelimit",
+        "records",
+        "route",
+        "store",
+        "verify",
+    },
+    "instants": set(),
+    "launcher": set(),
+    "listener": {"configtypes", "log", "memory", "network"},
+    "log": set(),
+    "memory": set(),
+    "metrics": {"records"},
+    "network": {"configtypes"},
+    "normalize": {"configtypes", "extract", "instants", "records"},
+    "pgdriver": {"errors"},
+    "ratelimit": set(),
+    "records": {"configtypes", "errors", "instants"},
+    "retention": {"errors", "sections", "store"},
+    "retry": {"sections"},
+    "route": {"configtypes", "extract"},
+    "scheduler": {
+        "agents",
+        "alerting",
+        "circuit",
+        "clock",
+        "delivery",
+        "errors",
+        "log",
+        "metrics",
+        "ratelimit",
+        "records",
+        "retry",
+        "sections",
+        "store",
+        "text",
+    },
+    "sections": {"configtypes", "tls"},
+    "sink": {"sections"},
+    "sockets": {"launcher"},
+    "sql": set(),
+    "storagecheck": {"records", "store"},
+    "store": {
+        "configtypes",
+        "errors",
+        "ids",
+        "log",
+        "normalize",
+        "pgdriver",
+        "records",
+        "sections",
+        "sql",
+        "verify",
+    },
+    "systemd": set(),
+    "text": set(),
+    "tls": set(),
+    "verify": {"configtypes", "instants"},
+}
+
+# Modules that must stay cheap to import: no store, no verifier (a fresh interpreter each).
+LIGHT = ["relay.scheduler.plan", "relay.retry", "relay.circuit", "relay.agent"]
 
 
 def _module(path: Path) -> str:
@@ -37,15 +208,24 @@ def _strings(tree: ast.AST) -> list[tuple[int, str]]:
     ]
 
 
-def test_no_sql_outside_the_store() -> None:
+def sources() -> dict[Path, str]:
+    """relay's modules: path and text."""
+    return {path: path.read_text() for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def sql_outside_the_store(files: dict[Path, str]) -> list[str]:
     found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path, text in files.items():
         if path.is_relative_to(PACKAGE / "store"):
             continue
-        for line, text in _strings(ast.parse(path.read_text())):
-            if SQL.search(text):
-                found.append(f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}")
-    assert found == []
+        for line, value in _strings(ast.parse(text)):
+            if SQL.search(value):
+                found.append(f"{path.relative_to(ROOT)}:{line}: {value[:60]!r}")
+    return found
+
+
+def test_no_sql_outside_the_store() -> None:
+    assert sql_outside_the_store(sources()) == []
 
 
 def test_no_file_wide_lint_exception_for_sql() -> None:
@@ -54,11 +234,11 @@ def test_no_file_wide_lint_exception_for_sql() -> None:
     assert [f for f, codes in ignores.items() if "S608" in codes and f.startswith("relay")] == []
 
 
-def _imports(path: Path, module: str) -> set[str]:
+def _imports(path: Path, module: str, text: str | None = None) -> set[str]:
     """The relay modules ``path`` imports, at run time or under TYPE_CHECKING alike."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(text if text is not None else path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -71,24 +251,54 @@ def _imports(path: Path, module: str) -> set[str]:
     return {name for name in found if name == "relay" or name.startswith("relay.")}
 
 
-def test_no_import_cycle_in_relay() -> None:
-    modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
-    graph = {
-        name: {m for m in _imports(path, name) if m in modules and m != name}
-        for name, path in modules.items()
-    }
-    # A package's __init__ re-exporting its own modules is not a cycle of concerns: an
-    # edge from a package to one of its submodules is left out.
-    for name, targets in graph.items():
-        graph[name] = {t for t in targets if not t.startswith(name + ".")}
-    cycles = []
+def _package(module: str) -> str:
+    """The table's unit: relay's top-level module or package a module belongs to."""
+    return module.split(".")[1] if "." in module else module
+
+
+def package_graph(files: dict[Path, str]) -> dict[str, set[str]]:
+    """Which units each unit imports (``relay`` itself, for its version, left out)."""
+    modules = {_module(path): path for path in files}
+    units = {_package(m) for m in modules if m != "relay"}
+    graph: dict[str, set[str]] = {u: set() for u in units}
+    for name, path in modules.items():
+        if name == "relay":
+            continue
+        for imported in _imports(path, name, files[path]):
+            target = _package(imported)
+            if imported != "relay" and target != _package(name) and target in units:
+                graph[_package(name)].add(target)
+    return graph
+
+
+def table_breaks(graph: dict[str, set[str]], table: dict[str, set[str]]) -> list[str]:
+    """Imports the table does not allow, and allowances nothing uses (the table must say
+    what is, so that docs/architecture.md does)."""
+    breaks = []
+    for unit in sorted(set(graph) | set(table)):
+        actual, allowed = graph.get(unit, set()), table.get(unit)
+        if allowed is None:
+            breaks.append(f"{unit}: not in the table")
+            continue
+        breaks += [
+            f"{unit} imports {t}, which the table does not allow" for t in sorted(actual - allowed)
+        ]
+        breaks += [
+            f"{unit} no longer imports {t}: take it out of the table"
+            for t in sorted(allowed - actual)
+        ]
+    return breaks
+
+
+def package_cycles(graph: dict[str, set[str]]) -> list[str]:
+    cycles: list[str] = []
     state: dict[str, int] = {}
     stack: list[str] = []
 
     def visit(node: str) -> None:
         state[node] = 1
         stack.append(node)
-        for target in sorted(graph[node]):
+        for target in sorted(graph.get(node, set())):
             if state.get(target) == 1:
                 cycles.append(" -> ".join([*stack[stack.index(target) :], target]))
             elif target not in state:
@@ -99,10 +309,81 @@ def test_no_import_cycle_in_relay() -> None:
     for node in sorted(graph):
         if node not in state:
             visit(node)
-    assert cycles == []
+    return cycles
+
+
+def test_each_package_imports_what_the_table_allows() -> None:
+    assert table_breaks(package_graph(sources()), ALLOWED) == []
+
+
+def test_no_cycle_between_packages() -> None:
+    assert package_cycles(ALLOWED) == []
+
+
+def test_the_architecture_doc_shows_the_table() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| (.*?) \|$", DOC.read_text(), re.M)
+    documented = {unit: set(re.findall(r"`(\w+)`", allowed)) for unit, allowed in rows}
+    assert documented == ALLOWED
+
+
+def test_only_the_store_loads_relay_sql() -> None:
+    assert "sql" not in {t for unit, targets in ALLOWED.items() if unit != "store" for t in targets}
+
+
+def test_no_import_cycle_in_relay() -> None:
+    modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {
+        name: {m for m in _imports(path, name) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    # A package's __init__ re-exporting its own modules is not a cycle of concerns: an
+    # edge from a package to one of its submodules is left out.
+    for name, targets in graph.items():
+        graph[name] = {t for t in targets if not t.startswith(name + ".")}
+    assert package_cycles(graph) == []
 
 
 def test_admin_never_imports_the_app() -> None:
     for path in (PACKAGE / "admin").rglob("*.py"):
         imported = _imports(path, _module(path))
         assert not imported & {"relay.app", "relay.control", "relay.scheduler"}, path
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_light_modules_load_no_store_and_no_verifier(module: str) -> None:
+    """A fresh interpreter per module (as aiohttp tests its imports): what importing it
+    loads of relay."""
+    script = (
+        f"import sys, {module}; print(' '.join(m for m in sys.modules if m.startswith('relay.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = done.stdout.split()
+    assert [m for m in loaded if m == "relay.store" or m.startswith("relay.store.")] == []
+    verifiers = [m for m in loaded if m.startswith("relay.verify.") and m != "relay.verify.base"]
+    assert verifiers == []
+
+
+# -- the checks find what they are for ------------------------------------------------------
+
+
+def test_the_sql_check_finds_a_begin_outside_the_store() -> None:
+    files = sources()
+    files[PACKAGE / "storagecheck.py"] += '\n\ndef sneak(db):\n    db.execute("BEGIN")\n'
+    found = sql_outside_the_store(files)
+    assert len(found) == 1
+    assert "BEGIN" in found[0]
+
+
+def test_the_table_check_finds_an_import_it_does_not_allow() -> None:
+    files = sources()
+    files[PACKAGE / "retry.py"] = "from relay.store import Store\n" + files[PACKAGE / "retry.py"]
+    breaks = table_breaks(package_graph(files), ALLOWED)
+    assert breaks == ["retry imports store, which the table does not allow"]
+
+
+def test_the_cycle_check_finds_a_package_cycle() -> None:
+    graph = {unit: set(targets) for unit, targets in ALLOWED.items()}
+    graph["records"].add("store")  # store imports records: a cycle
+    assert "records -> store -> records" in package_cycles(graph)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.store import since_to_time
+from relay.records import since_to_time
 
 NOW = 1796624820.0  # 2026-12-07T06:27:00Z
 

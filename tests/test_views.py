@@ -7,8 +7,9 @@ import json
 import time
 from pathlib import Path
 
-from relay.config import StorageConfig
-from relay.store import Action, AttemptRecord, NewEvent, ReplaySelection, open_store
+from relay.records import Action, AttemptRecord, NewEvent, ReplaySelection
+from relay.sections import StorageConfig
+from relay.store import open_store
 from tests.helpers import query
 from tests.process import run_cli
 

@@ -17,9 +17,9 @@ from aiohttp import web
 from relay.admin.api import Api, Handler
 from relay.admin.console import Console
 from relay.admin.surface import DestinationView, Surface, Who
-from relay.config import AdminConfig, split_address
 from relay.errors import StorageError, StorageUnavailable
 from relay.log import Throttled, brief
+from relay.sections import AdminConfig, split_address
 
 log = logging.getLogger("relay.admin")
 faults = Throttled(log, "admin.storage_unavailable")

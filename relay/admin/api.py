@@ -22,7 +22,7 @@ from aiohttp import web
 from relay.admin import inputs
 from relay.admin.surface import Surface, Who
 from relay.errors import KeyReused, RelayError
-from relay.store import MAX_LIMIT, DeadFilter, EventFilter, ReplaySelection, since_to_time
+from relay.records import MAX_LIMIT, DeadFilter, EventFilter, ReplaySelection, since_to_time
 from relay.verify.base import any_equal, header_bytes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from relay.config import AlertsConfig, DestinationConfig
 from relay.configtypes import IPNetwork
-from relay.store import EventPayload, Reader, ReplaySelection
+from relay.records import EventPayload, ReplaySelection
+from relay.sections import AlertsConfig, DestinationConfig
+from relay.store import Reader
 
 if TYPE_CHECKING:
     from relay.catchup import Report

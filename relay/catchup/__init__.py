@@ -42,7 +42,8 @@ from relay.configtypes import CatchUpConfig
 from relay.errors import StorageUnavailable
 from relay.ingress import Ingress, NotAdmitted
 from relay.metrics import Metrics
-from relay.store import Action, Store, Tally, Window
+from relay.records import Action, Tally, Window
+from relay.store import Store
 
 log = logging.getLogger("relay.catchup")
 

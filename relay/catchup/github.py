@@ -18,7 +18,7 @@ from typing import Any
 from relay.catchup.api import Api
 from relay.catchup.target import Found, Target, inside, parse_rfc3339
 from relay.configtypes import CatchUpConfig
-from relay.store import Tally, Window
+from relay.records import Tally, Window
 
 BASE_URL = "https://api.github.com"
 RETENTION = 3 * 86400.0  # GitHub redelivers deliveries of the past 3 days

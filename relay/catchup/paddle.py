@@ -12,7 +12,7 @@ from typing import Any
 from relay.catchup.api import Api
 from relay.catchup.target import Found, Target, rfc3339
 from relay.configtypes import CatchUpConfig
-from relay.store import Tally, Window
+from relay.records import Tally, Window
 
 BASE_URL = "https://api.paddle.com"
 RETENTION = 90 * 86400.0  # notifications older than 90 days are not kept

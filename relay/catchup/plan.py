@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relay.store import Window
+from relay.records import Window
 
 BEAT = 15.0  # seconds between a running relay's heartbeats
 MARGIN = 60.0  # added on both sides of a downtime window

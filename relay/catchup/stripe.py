@@ -14,7 +14,7 @@ import math
 from relay.catchup.api import Api
 from relay.catchup.target import Found, Target
 from relay.configtypes import CatchUpConfig
-from relay.store import Tally, Window
+from relay.records import Tally, Window
 
 BASE_URL = "https://api.stripe.com"
 RETENTION = 30 * 86400.0  # GET /v1/events goes back 30 days

@@ -13,7 +13,7 @@ from typing import Any
 from relay.catchup.api import Api
 from relay.catchup.target import Found, Target, rfc3339
 from relay.configtypes import CatchUpConfig
-from relay.store import Tally, Window
+from relay.records import Tally, Window
 
 BASE_URL = "https://api.svix.com"
 RETENTION = 30 * 86400.0  # attempts older than this may be gone (it depends on the plan)

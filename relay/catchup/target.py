@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-from relay.store import Tally, Window
+from relay.records import Tally, Window
 
 
 class Target(Protocol):

@@ -43,7 +43,7 @@ class Context:
 
 
 def load_context(config: str, database: str | None) -> Context:
-    from relay.config import AdminConfig
+    from relay.sections import AdminConfig
 
     try:
         data = tomllib.loads(Path(config).read_text(encoding="utf-8"))

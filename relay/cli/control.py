@@ -10,7 +10,7 @@ from typing import Any
 
 from relay.cli.context import NOT_FOUND, Context, admin_call
 from relay.cli.output import emit
-from relay.store import since_to_time
+from relay.records import since_to_time
 
 CATCH_UP_WAIT = 900.0  # seconds: a long window, rate limits and all
 

@@ -12,7 +12,9 @@ from typing import Any
 from relay.cli.context import Context, NotRunning, actor, admin_call, database
 from relay.cli.output import emit, table, when
 from relay.errors import RelayError
-from relay.store import record_offline, rollup, since_to_time
+from relay.records import since_to_time
+from relay.store import rollup
+from relay.store.sqlite.files import record_offline
 
 
 def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 from relay.cli.context import NOT_FOUND, Context, admin_call, database
 from relay.cli.events import Ambiguous, event_id
 from relay.cli.output import emit, plural, table, when
-from relay.store import REPLAY_STATES, DeadFilter, since_to_time
+from relay.records import REPLAY_STATES, DeadFilter, since_to_time
 
 
 def _dead_filter(args: argparse.Namespace) -> DeadFilter:

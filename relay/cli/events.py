@@ -10,7 +10,7 @@ from typing import Any
 
 from relay.cli.context import NOT_FOUND, Context, database
 from relay.cli.output import emit, fit, table, when
-from relay.store import STATUSES, EventFilter, since_to_time
+from relay.records import STATUSES, EventFilter, since_to_time
 
 
 def cmd_events(ctx: Context, args: argparse.Namespace) -> int:

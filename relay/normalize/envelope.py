@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from relay.normalize.taxonomy import SCHEMA, TYPES
-from relay.store.records import EventPayload, Facts
+from relay.records import EventPayload, Facts
 
 
 def _instant(seconds: float | None) -> str | None:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.extract import Parsed, extract
+from relay.instants import parse_instant
 from relay.normalize.mapping import MappingConfig, Reading, read, value
 from relay.normalize.split import MAX_ITEMS, TooManyItems, items_at, whole
-from relay.verify.timestamps import parse_instant
 
 
 @dataclass(frozen=True, slots=True)

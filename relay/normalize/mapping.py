@@ -32,8 +32,8 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from relay.configtypes import NAME_PATTERN, SplitPath, StrictModel
 from relay.extract import MAX_VALUE_LENGTH, as_text, walk
+from relay.instants import parse_instant
 from relay.normalize.taxonomy import TYPES, rank_of
-from relay.verify.timestamps import parse_instant
 
 _SIMPLE = re.compile(r"^(json:(/.*)?|form:.+|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|const:.*)$")
 

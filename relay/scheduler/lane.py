@@ -30,14 +30,15 @@ from relay.agents import AgentHub, Returned
 from relay.alerting import Alerting
 from relay.circuit import Circuit
 from relay.clock import Clock
-from relay.config import DestinationConfig
 from relay.errors import StorageUnavailable
 from relay.log import Fault, brief
 from relay.metrics import Metrics
 from relay.ratelimit import TokenBucket
+from relay.records import Action, AttemptRecord, Claim, EventPayload, Limits
 from relay.scheduler.plan import Knowledge, LaneState, Sleep, plan
 from relay.scheduler.plan import waiting as plan_waiting
-from relay.store import Action, AttemptRecord, Claim, EventPayload, Limits, Store
+from relay.sections import DestinationConfig
+from relay.store import Store
 from relay.text import plural
 
 log = logging.getLogger("relay.scheduler")

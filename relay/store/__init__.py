@@ -1,8 +1,9 @@
 """The storage boundary: the only package of relay that speaks SQL.
 
 ``base`` is the contract (``Store`` for the running relay, ``Reader`` for people's reads),
-``records`` what crosses it, ``sqlite`` the first implementation. Everything else imports
-from here.
+``relay.records`` what crosses it (re-exported here), ``sqlite`` the first implementation,
+``postgresql`` the second. Everything else imports from here. Importing this package loads
+neither backend: ``open_store`` and ``open_reader`` load the one the config names.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from relay.config import StorageConfig
-from relay.store.base import HandOff, Reader, Store
-from relay.store.records import (
+from relay.records import (
     MAX_LIMIT,
     REPLAY_STATES,
     STATUSES,
@@ -33,8 +32,8 @@ from relay.store.records import (
     Window,
     since_to_time,
 )
-from relay.store.sqlite import SqliteStore, migrate, read_only
-from relay.store.sqlite.files import record_offline
+from relay.sections import StorageConfig
+from relay.store.base import HandOff, Reader, Store
 
 __all__ = [
     "MAX_LIMIT",
@@ -59,10 +58,8 @@ __all__ = [
     "Tally",
     "Window",
     "is_url",
-    "migrate",
     "open_reader",
     "open_store",
-    "record_offline",
     "since_to_time",
 ]
 
@@ -74,6 +71,8 @@ async def open_store(config: StorageConfig) -> Store:
         from relay.store.postgresql import PgStore  # psycopg only when asked for
 
         return await PgStore.open(config)
+    from relay.store.sqlite import SqliteStore
+
     return await SqliteStore.open(config)
 
 
@@ -88,4 +87,6 @@ def open_reader(where: Path | str) -> AbstractContextManager[Reader]:
         from relay.store.postgresql import read_only as pg_read_only
 
         return pg_read_only(str(where))
+    from relay.store.sqlite import read_only
+
     return read_only(where)

@@ -1,7 +1,7 @@
 """The storage contract: every operation relay asks of a database, and what each means.
 
 A store keeps events, their deliveries and attempts, rejections and paused destinations.
-The rest of relay calls these operations and gets records back (``relay.store.records``);
+The rest of relay calls these operations and gets records back (``relay.records``);
 no module outside ``relay.store`` holds a SQL statement. SQLite (``relay.store.sqlite``) is
 the first implementation; ``tests/store/`` is the contract suite every implementation must
 pass, parametrised by backend; PostgreSQL (``relay.store.postgresql``) is the second,
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from relay.store.records import (
+from relay.records import (
     Action,
     AttemptRecord,
     Claim,

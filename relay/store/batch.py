@@ -23,9 +23,7 @@ from typing import Any, TypeVar
 from relay.errors import StorageUnavailable
 from relay.log import Fault, brief
 from relay.normalize.taxonomy import transition
-from relay.store import rollup
-from relay.store.base import HandOff
-from relay.store.records import (
+from relay.records import (
     AttemptRecord,
     Claim,
     EventPayload,
@@ -36,6 +34,8 @@ from relay.store.records import (
     Tally,
     Window,
 )
+from relay.store import rollup
+from relay.store.base import HandOff
 
 log = logging.getLogger("relay.store")
 T = TypeVar("T")

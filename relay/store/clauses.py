@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from relay.ids import id_floor
-from relay.store.records import DeadFilter, EventFilter, ReplaySelection
+from relay.records import DeadFilter, EventFilter, ReplaySelection
 
 Clause = tuple[str, list[Any]]
 

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from relay import sql
-from relay.store import clauses, rollup
-from relay.store.records import (
+from relay.records import (
     MAX_LIMIT,
     DeadFilter,
     EventFilter,
     ReplaySelection,
     ReplayTarget,
 )
+from relay.store import clauses, rollup
 from relay.verify.base import redacted
 
 

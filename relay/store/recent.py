@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from relay.store.records import EventPayload, NewEvent
+from relay.records import EventPayload, NewEvent
 
 
 class RecentEvents:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Literal
 
 from relay.configtypes import Duration, Rule, SharedSecretSource
+from relay.instants import parse_instant
 from relay.verify.base import (
     Handshake,
     Inbound,
@@ -24,7 +25,7 @@ from relay.verify.base import (
     json_object,
     mac,
 )
-from relay.verify.timestamps import check_window, parse_instant
+from relay.verify.timestamps import check_window
 
 PREFIX = "Twitch-Eventsub-Message-"
 

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from pydantic import TypeAdapter
 
-from relay.verify import SCHEMES, Inbound, Rejected, SourceConfig
+from relay.verify import Inbound, Rejected
 from relay.verify.base import acknowledgement_of, challenge_of, handshake_of
+from relay.verify.schemes import SCHEMES, SourceConfig
 from tests.verify.test_discord import PUBLIC_HEX
 from tests.verify.test_sendgrid import PUBLIC as SENDGRID_KEY
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from relay.config import StorageConfig
+from relay.sections import StorageConfig
 from relay.store import Store, open_store
 
 T = TypeVar("T")

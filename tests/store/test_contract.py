@@ -15,23 +15,20 @@ import pytest
 
 from relay.errors import StorageError
 from relay.ids import new_event_id
-from relay.store import (
+from relay.records import (
     Action,
     AttemptRecord,
     Claim,
     DeadFilter,
     EventFilter,
+    Facts,
     NewEvent,
     Rejection,
     ReplaySelection,
-    Store,
     Tally,
     Window,
-    open_reader,
-    open_store,
-    rollup,
 )
-from relay.store.records import Facts
+from relay.store import Store, open_reader, open_store, rollup
 from tests.store.conftest import storage
 
 T0 = 1_700_000_000.0
@@ -711,7 +708,7 @@ async def test_dead_letters_and_replays_filter_by_key_and_body_text(store: Store
 async def test_a_type_without_a_star_is_a_prefix_in_every_list_and_replay(store: Store) -> None:
     """Issue 29: `invoice` found invoice.paid on the events list but nothing among the dead
     letters (the console's own walkthrough) or in a replay filter: one rule everywhere."""
-    from relay.store import EventFilter
+    from relay.records import EventFilter
 
     await _dead(store, 1)  # invoice.paid
     for given, expected in (("invoice", 1), ("invoice.*", 1), ("invoice.paid", 1), ("inv", 1)):

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from relay import sql
-from relay.config import StorageConfig
-from relay.store import Action, DeadFilter, EventFilter, ReplaySelection, open_store
+from relay.records import Action, DeadFilter, EventFilter, ReplaySelection
+from relay.sections import StorageConfig
+from relay.store import open_store
 
 T0 = 1_700_000_000.0
 VERSIONS = [n for n, _, _ in sql.migrations()]
@@ -141,7 +142,7 @@ async def test_upgrade_from_every_earlier_version(tmp_path: Path, version: int) 
 
 
 def _again() -> Any:
-    from relay.store import NewEvent
+    from relay.records import NewEvent
 
     return NewEvent(
         id="evt_new",

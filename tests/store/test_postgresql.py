@@ -15,9 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from relay.config import StorageConfig
 from relay.errors import ConfigError
-from relay.store import AttemptRecord, Limits, Store, open_store
+from relay.records import AttemptRecord, Limits
+from relay.sections import StorageConfig
+from relay.store import Store, open_store
 from relay.store.sqlite import migrate
 from tests.store.test_contract import T0, event
 

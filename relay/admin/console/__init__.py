@@ -37,17 +37,8 @@ from relay.admin.surface import Surface, Who
 from relay.alerting import ALERT_SOURCE
 from relay.errors import KeyReused
 from relay.network import parse_address, within
-from relay.store import (
-    STATUSES,
-    Claim,
-    DeadFilter,
-    EventFilter,
-    Reader,
-    ReplaySelection,
-    clauses,
-    rollup,
-    since_to_time,
-)
+from relay.records import STATUSES, Claim, DeadFilter, EventFilter, ReplaySelection, since_to_time
+from relay.store import Reader, clauses, rollup
 from relay.text import plural
 
 COOKIE = "relay_session"

@@ -18,9 +18,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from relay.config import DestinationConfig
 from relay.delivery import SIGNATURE_HEADERS, Outgoing, request_of
-from relay.store.records import Claim, EventPayload
+from relay.records import Claim, EventPayload
+from relay.sections import DestinationConfig
 from relay.verify.base import REDACTED, SECRET_HEADER_PARTS
 
 

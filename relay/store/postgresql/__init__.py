@@ -34,20 +34,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relay import sql
-from relay.config import StorageConfig
 from relay.configtypes import shown_url
 from relay.errors import StorageError, StorageUnavailable
 from relay.log import Fault, brief
 from relay.pgdriver import driver
-from relay.store.base import HandOff, Reader
-from relay.store.batch import BEATS_KEPT, closed_row, window_of, window_row
-from relay.store.clauses import POSTGRESQL
-from relay.store.postgresql.database import connect, connect_async, migrate
-from relay.store.postgresql.reads import ReadConnections
-from relay.store.postgresql.writer import CHANNEL, PgWriter
-from relay.store.reader import SqlReader
-from relay.store.recent import RecentEvents
-from relay.store.records import (
+from relay.records import (
     Action,
     AttemptRecord,
     Claim,
@@ -62,6 +53,15 @@ from relay.store.records import (
     Window,
     repeated_answer,
 )
+from relay.sections import StorageConfig
+from relay.store.base import HandOff, Reader
+from relay.store.batch import BEATS_KEPT, closed_row, window_of, window_row
+from relay.store.clauses import POSTGRESQL
+from relay.store.postgresql.database import connect, connect_async, migrate
+from relay.store.postgresql.reads import ReadConnections
+from relay.store.postgresql.writer import CHANNEL, PgWriter
+from relay.store.reader import SqlReader
+from relay.store.recent import RecentEvents
 
 T = TypeVar("T")
 log = logging.getLogger("relay.store")

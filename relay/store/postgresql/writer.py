@@ -37,6 +37,7 @@ from typing import Any
 from relay import sql
 from relay.errors import StorageError, StorageUnavailable
 from relay.pgdriver import driver
+from relay.records import Claim, Limits, NewEvent
 from relay.store.batch import (
     Batcher,
     Inserted,
@@ -54,7 +55,6 @@ from relay.store.batch import (
     tracked,
 )
 from relay.store.postgresql.database import connect_async, known_good
-from relay.store.records import Claim, Limits, NewEvent
 
 log = logging.getLogger("relay.store")
 

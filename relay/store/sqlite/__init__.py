@@ -22,12 +22,8 @@ from typing import TypeVar
 import aiosqlite
 
 from relay import sql
-from relay.config import StorageConfig
 from relay.errors import StorageError
-from relay.store.base import HandOff, Reader
-from relay.store.batch import BEATS_KEPT, closed_row, window_of, window_row
-from relay.store.recent import RecentEvents
-from relay.store.records import (
+from relay.records import (
     Action,
     AttemptRecord,
     Claim,
@@ -42,6 +38,10 @@ from relay.store.records import (
     Window,
     repeated_answer,
 )
+from relay.sections import StorageConfig
+from relay.store.base import HandOff, Reader
+from relay.store.batch import BEATS_KEPT, closed_row, window_of, window_row
+from relay.store.recent import RecentEvents
 from relay.store.sqlite import files
 from relay.store.sqlite.files import migrate
 from relay.store.sqlite.reader import SqliteReader, read_only

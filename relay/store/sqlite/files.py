@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from relay import sql
-from relay.config import StorageConfig
 from relay.errors import StorageError
+from relay.sections import StorageConfig
 
 log = logging.getLogger("relay.store")
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from relay import sql
+from relay.records import Claim, NewEvent
 from relay.store.batch import (
     Batcher,
     Inserted,
@@ -31,7 +32,6 @@ from relay.store.batch import (
     stored_result,
     tracked,
 )
-from relay.store.records import Claim, NewEvent
 
 
 class Writer(Batcher):

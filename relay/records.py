@@ -16,7 +16,7 @@ from typing import Any
 
 from relay.configtypes import parse_duration
 from relay.errors import KeyReused
-from relay.verify.timestamps import parse_instant
+from relay.instants import parse_instant
 
 STATUSES = ("pending", "delivered", "dead", "unrouted")
 MAX_LIMIT = 1000  # the most rows one list read returns
