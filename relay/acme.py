@@ -34,7 +34,6 @@ from relay.errors import RelayError
 
 log = logging.getLogger("relay.acme")
 
-LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 CHALLENGE_TYPES = ("tls-alpn-01", "http-01")
 POLL_LIMIT = 120.0  # seconds an authorization or an order may take to become valid
 BAD_NONCE_RETRIES = 5

@@ -326,10 +326,6 @@ class ReplaySelection:
         if self.state not in REPLAY_STATES:
             raise ValueError(f"state must be one of {', '.join(REPLAY_STATES)}")
 
-    @property
-    def by_id(self) -> bool:
-        return self.event is not None or self.delivery is not None or bool(self.deliveries)
-
 
 @dataclass(frozen=True, slots=True)
 class ReplayTarget:

@@ -241,17 +241,6 @@ SELECT at, source, status, reason, remote_addr, method, headers, id FROM rejecti
    AND (:before IS NULL OR id < :before)
  ORDER BY id DESC LIMIT :limit;
 
--- name: chart_events
--- Events per minute of the hour from :start.
-SELECT CAST((received_at - :start) / 60 AS INTEGER), COUNT(*) FROM events
- WHERE received_at >= :start GROUP BY 1;
-
--- name: chart_latency
--- Received → delivered of one destination's deliveries in the hour from :start, by minute.
-SELECT CAST((updated_at - :start) / 60 AS INTEGER), delivered_at - created_at
-  FROM deliveries
- WHERE state = 'delivered' AND destination = :destination AND updated_at >= :start;
-
 -- name: routing_inputs
 SELECT id, event_type, headers, body FROM events
  WHERE id IN (SELECT value FROM json_each(:ids));

@@ -119,10 +119,6 @@ class Reader(Protocol):
         source, from ``since`` until ``until``, with an id below ``before`` (the next page)."""
         ...
 
-    def last_hour(self, now: float | None = None) -> dict[str, list[float]]:
-        """Per minute over the last hour: events received, p95 received → delivered."""
-        ...
-
     def minutes(self, now: float | None = None) -> list[tuple[int, str, str, str, int]]:
         """The per-minute rollup's rows of the overview's window (relay.store.rollup)."""
         ...

@@ -245,13 +245,6 @@ _DEAD_SUMMARY = (
 _DEAD_BY_DESTINATION = (
     "SELECT d.destination, COUNT(*) FROM deliveries d JOIN events e ON e.id = d.event_id"
 )
-# One new pending delivery per matching dead one, pointing back at it.
-_REPLAY = (
-    "INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at,"
-    " updated_at, ordering_key, replay_of)"
-    " SELECT d.event_id, d.destination, ?, ?, ?, d.ordering_key, d.id"
-    " FROM deliveries d JOIN events e ON e.id = d.event_id"
-)
 
 
 def list_events(where: str, dialect: Dialect = SQLITE) -> str:
@@ -290,10 +283,6 @@ def dead_grouped(where: str, by: str) -> str:
         f" FROM deliveries d JOIN events e ON e.id = d.event_id{where}"
         f" GROUP BY {column} ORDER BY COUNT(*) DESC LIMIT ?"
     )
-
-
-def replay(where: str) -> str:
-    return f"{_REPLAY}{where}"
 
 
 def ids_in(count: int) -> str:

@@ -280,23 +280,6 @@ class SqlReader:
             for row in self._conn.execute(self._q["rejections_latest"], params)
         ]
 
-    def last_hour(self, now: float | None = None) -> dict[str, list[float]]:
-        """Events per minute and p95 received → delivered per minute, for the last hour,
-        read through indexes (events by time; deliveries by state, destination and time)."""
-        start = (now if now is not None else time.time()) - 3600
-        events = [0.0] * 60
-        for minute, count in self._conn.execute(self._q["chart_events"], {"start": start}):
-            if 0 <= minute < 60:
-                events[minute] = float(count)
-        latency: list[list[float]] = [[] for _ in range(60)]
-        for name in self.delivered_destinations():
-            params = {"start": start, "destination": name}
-            for minute, seconds in self._conn.execute(self._q["chart_latency"], params):
-                if 0 <= minute < 60 and seconds is not None:
-                    latency[minute].append(float(seconds))
-        p95 = [sorted(v)[int(len(v) * 0.95)] if v else 0.0 for v in latency]
-        return {"events": events, "p95": p95}
-
     def minutes(self, now: float | None = None) -> list[tuple[int, str, str, str, int]]:
         now = now if now is not None else time.time()
         since = rollup.minute_of(now) - rollup.WINDOW + 1

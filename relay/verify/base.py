@@ -7,7 +7,6 @@ the raw bytes and headers. It returns nothing when the request is authentic and 
 
 from __future__ import annotations
 
-import base64
 import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -122,10 +121,6 @@ def any_equal(expected: Sequence[bytes], given: Sequence[bytes]) -> bool:
 
 def mac(key: bytes, message: bytes, algorithm: str = "sha256") -> bytes:
     return hmac.digest(key, message, algorithm)
-
-
-def b64(data: bytes) -> bytes:
-    return base64.b64encode(data)
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:

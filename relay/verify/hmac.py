@@ -42,12 +42,6 @@ class HmacSource(SharedSecretSource):
         return verifier
 
 
-def sign(key: bytes, body: bytes, algorithm: str = "sha256", encoding: str = "hex") -> str:
-    """The signature the sender computes; used by tests and the bench load generator."""
-    digest = _hmac.new(key, body, ALGORITHMS[algorithm]).digest()
-    return digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
-
-
 class HmacVerifier:
     def __init__(
         self, header: str, algorithm: str, encoding: str, prefix: str, keys: tuple[bytes, ...]

@@ -553,15 +553,6 @@ async def test_stats_per_source_and_destination(store: Store) -> None:
     assert a["oldest_pending_seconds"] == 99
 
 
-async def test_last_hour_counts_events_per_minute(store: Store) -> None:
-    now = T0 + 7_200
-    for n in range(3):
-        await store.ingest(event(n, at=now - 120))
-    chart = await store.read(lambda r: r.last_hour(now))
-    assert len(chart["events"]) == 60
-    assert sum(chart["events"]) == 3
-
-
 async def test_backup_is_a_consistent_copy(store: Store, backend: str, tmp_path: Path) -> None:
     for n in range(3):
         await store.ingest(event(n))

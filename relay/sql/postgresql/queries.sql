@@ -305,15 +305,6 @@ SELECT at, source, status, reason, remote_addr, method, headers, id FROM rejecti
    AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
  ORDER BY id DESC LIMIT %(limit)s;
 
--- name: chart_events
-SELECT floor((received_at - %(start)s) / 60)::integer, COUNT(*) FROM events
- WHERE received_at >= %(start)s GROUP BY 1;
-
--- name: chart_latency
-SELECT floor((updated_at - %(start)s) / 60)::integer, delivered_at - created_at
-  FROM deliveries
- WHERE state = 'delivered' AND destination = %(destination)s AND updated_at >= %(start)s;
-
 -- name: routing_inputs
 SELECT id, event_type, headers, body FROM events WHERE id = ANY(%(ids)s);
 
