@@ -164,7 +164,14 @@ class Relay:
         if settings.storage.max_size is not None:
             self._background.append(asyncio.create_task(size.run(), name="size"))
         self._ingress = ingress = Ingress(
-            settings, store, self.problems, self.metrics, lambda: size.full, alerting.request, hub
+            settings,
+            store,
+            self.problems,
+            self.metrics,
+            lambda: size.full,
+            alerting.request,
+            hub,
+            self._clock.monotonic if self._clock is not None else time.monotonic,
         )
         await self._listen(ingress)
         self.catch_up = catch_up = CatchUp(

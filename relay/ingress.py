@@ -198,7 +198,9 @@ class Ingress:
         storage_full: Callable[[], bool] = lambda: False,
         observe: Callable[[str, bool, float], None] | None = None,
         agents: AgentHub | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._monotonic = monotonic  # rate limits' time (a test holds it still)
         self._agents = agents
         self._observe = observe  # (source, refused, now): what the alerts count
         self._store = store
@@ -211,7 +213,7 @@ class Ingress:
         self._read_timeout = settings.server.read_timeout
         self._max_headers = settings.server.max_header_size
         self._trusted = settings.server.trusted_proxies
-        now = time.monotonic()
+        now = monotonic()
         self._sources = {s.name: Source.build(s, settings, now) for s in settings.sources}
         self._ordering = settings.ordering()
         self._bodies = {d.name: d.body for d in settings.destinations}
@@ -221,7 +223,7 @@ class Ingress:
     def update(self, settings: Settings) -> None:
         """A reloaded config: new sources, routes and ordering, swapped in at once (a request
         in flight finishes with the source it started with)."""
-        now = time.monotonic()
+        now = self._monotonic()
         self._sources = {s.name: Source.build(s, settings, now) for s in settings.sources}
         self._ordering = settings.ordering()
         self._bodies = {d.name: d.body for d in settings.destinations}
@@ -329,7 +331,7 @@ class Ingress:
         client = client_address(request.remote, request.headers, self._trusted)
         if source.config.allow_ips and not within(parse_address(client), source.config.allow_ips):
             return self._refuse(source, request, client, 403, "client address not allowed")
-        wait = source.wait(client, time.monotonic())
+        wait = source.wait(client, self._monotonic())
         if wait:
             return _json(
                 429, {"error": "rate limit exceeded"}, **{"Retry-After": str(math.ceil(wait))}

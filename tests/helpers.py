@@ -145,6 +145,20 @@ class SteppedClock(Clock):
         self.offset += seconds
 
 
+class HeldClock(Clock):
+    """The real wall time, and a monotonic time that moves only when the test says: rate
+    limits then decide the same on a fast machine and a busy one."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @contextlib.asynccontextmanager
 async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Relay]:
     relay = Relay(settings, clock=clock)

@@ -101,7 +101,8 @@ async def test_replay_of_a_thousand_dead_deliveries_while_ingest_goes_on(
                 assert status == 200
 
         feeding = asyncio.create_task(ingest())
-        await asyncio.sleep(0.05)
+        live = "SELECT COUNT(*) FROM events WHERE idempotency_key LIKE 'live-%'"
+        await wait_for(lambda: query(db, live)[0][0] > 0)  # ingest is under way
         status, answer = await call(
             client, relay, "POST", "/api/replay", {"filter": {"destination": "app", "since": "1h"}}
         )
@@ -171,7 +172,13 @@ async def test_every_metric_moves(
         await post(client, relay.port, BODY_JSON, key="m1")  # duplicate
         await post(client, relay.port, BODY_JSON, key="m2")
         await post(client, relay.port, BODY_JSON, key="m3", signature="sha256=00")  # rejected
-        await asyncio.sleep(0.2)
+
+        async def aged() -> bool:  # the oldest pending delivery is a second old, at least
+            found = await scrape()
+            oldest = "relay_oldest_pending_seconds"
+            return value(found, oldest, oldest, destination="app") > 0
+
+        await wait_for(aged, timeout=10)
         paused = await scrape()
         assert (
             value(paused, "relay_destination_paused", "relay_destination_paused", destination="app")
@@ -192,13 +199,15 @@ async def test_every_metric_moves(
         )
         await relay.scheduler.resume("app")
         await wait_for(lambda: len(receiver.received) == 3)
-        await asyncio.sleep(0.2)
+        states = "SELECT state, COUNT(*) FROM deliveries GROUP BY state ORDER BY state"
+        db = tmp_path / "relay.db"
+        await wait_for(lambda: query(db, states) == [("dead", 1), ("delivered", 1)])
         status, answer = await call(
             client, relay, "POST", "/api/replay", {"filter": {"destination": "app"}}
         )
         assert (status, answer["replayed"]) == (200, 1)
         await wait_for(lambda: len(receiver.received) == 4)
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: query(db, states) == [("dead", 1), ("delivered", 2)])
         after = await scrape()
     checks = {
         ("relay_requests", "relay_requests_total", ("source", "demo"), ("outcome", "accepted")): 2,

@@ -101,7 +101,9 @@ async def test_scheduler_survives_a_locked_database(
         blocker = sqlite3.connect(db, isolation_level=None)
         with contextlib.closing(blocker):
             blocker.execute("BEGIN EXCLUSIVE")
-            await asyncio.sleep(1.5)  # the retry falls due in here; its claim fails
+            # The retry falls due (1 s) while the lock holds: its claim fails, and the lane
+            # says so; nothing was sent meanwhile.
+            await wait_for(lambda: not relay.scheduler.healthy, timeout=10)
             assert len(receiver.received) == 1
             blocker.execute("ROLLBACK")
         await wait_for(lambda: len(receiver.received) == 2, timeout=15)
@@ -123,7 +125,7 @@ async def test_outcome_recorded_after_the_lock_clears_without_a_second_delivery(
         with contextlib.closing(blocker):
             blocker.execute("BEGIN EXCLUSIVE")
             await wait_for(lambda: len(receiver.received) == 1 and receiver.inflight == 0)
-            await asyncio.sleep(0.5)  # the record fails meanwhile
+            await wait_for(lambda: not relay.store.healthy, timeout=10)  # its record is failing
             blocker.execute("ROLLBACK")
         await wait_for(lambda: query(db, "SELECT state FROM deliveries") == [("delivered",)])
     assert len(receiver.received) == 1

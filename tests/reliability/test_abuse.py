@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from relay.ratelimit import Buckets, TokenBucket
-from tests.helpers import Receiver, post, query, running, settings_for, wait_for
+from tests.helpers import HeldClock, Receiver, post, query, running, settings_for, wait_for
 
 
 def test_token_bucket_grants_burst_then_rate() -> None:
@@ -35,9 +35,10 @@ async def test_source_rate_limit_answers_429_with_retry_after(
 ) -> None:
     db = tmp_path / "relay.db"
     settings = settings_for(db, receiver.url, source={"rate_limit": {"rate": 2, "burst": 5}})
-    async with running(settings) as relay:
+    clock = HeldClock()  # however long the posts take here, no token comes back meanwhile
+    async with running(settings, clock) as relay:
         answers = [await post(client, relay.port, b'{"n": %d}' % i) for i in range(8)]
-        await asyncio.sleep(0.6)  # one token back at 2/s
+        clock.advance(0.6)  # one token back at 2/s
         later = await post(client, relay.port, b'{"n": 99}')
     statuses = [status for status, _, _ in answers]
     assert statuses == [200] * 5 + [429] * 3
@@ -51,7 +52,7 @@ async def test_client_rate_limit_spares_other_clients(
 ) -> None:
     db = tmp_path / "relay.db"
     limit = {"client_rate_limit": {"rate": 0.5, "burst": 3}}
-    async with running(settings_for(db, receiver.url, source=limit)) as relay:
+    async with running(settings_for(db, receiver.url, source=limit), HeldClock()) as relay:
         noisy = [(await post(client, relay.port, b"{}"))[0] for _ in range(5)]
         other_address = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
         async with aiohttp.ClientSession(connector=other_address) as other:
