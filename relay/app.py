@@ -364,9 +364,11 @@ class Relay:
 
     async def _closing(self, request: web.Request, response: web.StreamResponse) -> None:
         """While relay stops, every answer closes its connection: the client's next request
-        goes to a new connection, which waits in the socket for the next relay."""
+        goes to a new connection, which waits in the socket for the next relay. The header
+        is set here too: aiohttp (3.14) writes its own before this hook runs."""
         if self.stopping:
             response.force_close()
+            response.headers["Connection"] = "close"
 
     async def _stop_accepting(self) -> None:
         """Stop accepting (with systemd's socket, new connections now wait in its backlog

@@ -17,10 +17,12 @@ passes through a guard:
 A connection is busy while aiohttp holds a parsed request for it (queued or in a handler):
 only then has the client proven it can send a request, and only then is there work to lose.
 
-Over TLS the guard holds a connection from accept, not from the end of its handshake: a
-client that never sends its ClientHello is a slowloris of the stage before HTTP, so it
-counts against its address and ``max_connections``, may be evicted while handshaking, and
-shares one ``header_timeout`` budget for the handshake and the first request head.
+The guard holds a connection from accept. Over TLS that is before its handshake: a client
+that never sends its ClientHello is a slowloris of the stage before HTTP, so it counts
+against its address and ``max_connections``, may be evicted while handshaking, and shares
+one ``header_timeout`` budget for the handshake and the first request head. Over plain HTTP
+it is before the hand-over to aiohttp, a turn of the loop later: a stop that begins in
+between waits for that connection's request too.
 """
 
 from __future__ import annotations
@@ -175,8 +177,9 @@ class Connection(asyncio.Protocol):
         self.host: str | None = None
 
     def admit_accepted(self, peer: Any, handshake: Callable[[], asyncio.Task[None]]) -> bool:
-        """Admit a connection at accept, before its TLS handshake (run by ``handshake()``,
-        which ``abort`` cancels); False: refused, nothing started."""
+        """Admit a connection at accept, before its hand-over to aiohttp (and over TLS its
+        handshake) that ``handshake()`` starts and ``abort`` cancels; False: refused,
+        nothing started."""
         self.host = peer[0] if isinstance(peer, tuple) and peer else None
         self.address = address_key(peer)
         if not self._guard.admit(self):
@@ -186,7 +189,7 @@ class Connection(asyncio.Protocol):
         return True
 
     def handshake_failed(self) -> None:
-        """The handshake ended without a connection: its place is free."""
+        """The hand-over (or handshake) ended without a connection: its place is free."""
         self._handshake = None
         self._guard.forget(self)
 
@@ -220,14 +223,6 @@ class Connection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         self._handshake = None
-        if self._admitted_at is None:  # plain HTTP: admitted now; TLS: at accept
-            peer = transport.get_extra_info("peername")
-            self.host = peer[0] if isinstance(peer, tuple) and peer else None
-            self.address = address_key(peer)
-            if not self._guard.admit(self):
-                transport.write(_REFUSAL)
-                transport.close()
-                return
         self._handler = self._server()
         self._handler.connection_made(transport)
         loop = asyncio.get_running_loop()
@@ -315,15 +310,31 @@ class GuardedSite(web.TCPSite):
         self._server = _Acceptor(sock, loop, lambda conn, peer: self._accepted(conn, peer, server))
 
     def _accepted(self, conn: socket.socket, peer: Any, server: web.Server) -> None:
-        """A connection accepted: aiohttp's handler behind the guard (``Connection``)."""
-        self._acceptor().keep(self._serve(conn, server))
+        """A connection accepted: admitted by the guard at once, then handed to aiohttp's
+        handler (``Connection``). Admitted before the hand-over, which takes a turn of the
+        loop: a stop that begins in between then waits for its request like any other's,
+        rather than closing it as idle (tests/test_stop.py)."""
+        connection = Connection(self.guard, server)
 
-    async def _serve(self, conn: socket.socket, server: web.Server) -> None:
+        def start() -> asyncio.Task[None]:
+            return self._acceptor().keep(self._serve(conn, connection))
+
+        if not connection.admit_accepted(peer, start):
+            with contextlib.suppress(OSError):  # a new socket's buffer takes 200 bytes
+                conn.send(_REFUSAL)
+            conn.close()
+
+    async def _serve(self, conn: socket.socket, connection: Connection) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(lambda: Connection(self.guard, server), conn)
+            await loop.connect_accepted_socket(lambda: connection, conn)
         except (OSError, ConnectionError):
-            conn.close()  # gone before it was served: the client's problem
+            connection.handshake_failed()  # gone before it was served: the client's problem
+            conn.close()
+        except asyncio.CancelledError:  # evicted before it was served
+            connection.handshake_failed()
+            conn.close()
+            raise
 
     def _acceptor(self) -> _Acceptor:
         assert isinstance(self._server, _Acceptor)
