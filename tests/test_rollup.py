@@ -1,10 +1,12 @@
 """The overview's judgement of each source and destination, from its own numbers in the
-per-minute rollup (relay/store/rollup.py): a table of cases."""
+per-minute rollup (relay/store/rollup.py, judged in relay/admin/console/health.py): a
+table of cases."""
 
 from __future__ import annotations
 
 import pytest
 
+from relay.admin.console import health
 from relay.store import rollup
 from relay.store.rollup import WINDOW, Series
 
@@ -128,17 +130,17 @@ def test_destination_health(
     level: str,
     link: str | None,
 ) -> None:
-    health = rollup.destination_health("d", s, pending, oldest, paused, circuit, offline)
-    assert (health.level, health.link) == (level, link), health.reasons
-    assert bool(health.reasons) == (level != "ok")
+    verdict = health.destination_health("d", s, pending, oldest, paused, circuit, offline)
+    assert (verdict.level, verdict.link) == (level, link), verdict.reasons
+    assert bool(verdict.reasons) == (level != "ok")
 
 
 def test_the_worst_reason_decides_the_link_and_every_reason_is_kept() -> None:
     s = series(queued=(50, 10), delivered=(5, 10), dead=2)
-    health = rollup.destination_health("d", s, 45, 120.0, False, None, None)
-    assert health.level == "bad"
-    assert health.link == "/ui/dead?destination=d&from=1h"
-    assert len(health.reasons) == 2
+    verdict = health.destination_health("d", s, 45, 120.0, False, None, None)
+    assert verdict.level == "bad"
+    assert verdict.link == "/ui/dead?destination=d&from=1h"
+    assert len(verdict.reasons) == 2
 
 
 @pytest.mark.parametrize(
@@ -146,10 +148,10 @@ def test_the_worst_reason_decides_the_link_and_every_reason_is_kept() -> None:
     [(100, 0, "ok"), (100, 3, "ok"), (0, 12, "bad"), (4, 20, "warn"), (0, 2, "ok")],
 )
 def test_source_health(received: int, rejected: int, level: str) -> None:
-    health = rollup.source_health("s", series(received=received, rejected=rejected))
-    assert health.level == level
+    verdict = health.source_health("s", series(received=received, rejected=rejected))
+    assert verdict.level == level
     if level != "ok":
-        assert health.link == "/ui/rejections?source=s"
+        assert verdict.link == "/ui/rejections?source=s"
 
 
 @pytest.mark.parametrize(
@@ -193,6 +195,6 @@ def test_series_places_rows_by_minute_and_drops_older_ones() -> None:
 
 
 def test_a_sparkline_breaks_where_a_minute_has_no_value() -> None:
-    c = rollup.chart([1.0, 2.0, None, 4.0])
+    c = health.chart([1.0, 2.0, None, 4.0])
     assert len(c["lines"]) == 2
     assert c["peak"] == 4.0

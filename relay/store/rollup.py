@@ -5,8 +5,8 @@ A writer's transaction tallies what it stores (``Tally``) and adds the counts to
 ``minutes`` table in the same transaction, so they agree with the rows they count: one row
 per (minute, source or destination, metric). Received → delivered latency is kept as a
 histogram (one metric per bucket, ``lat0`` …), from which a minute's or an hour's p95 is
-read back to the bucket's upper bound. Pure functions here turn the rows back into series
-and judge each destination's health; the SQL is in ``queries.sql``.
+read back to the bucket's upper bound. Pure functions here turn the rows back into series;
+what the console makes of them (health, charts) is relay/admin/console/health.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 # Upper bounds of the latency buckets, in seconds; the last bucket has none.
 LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -117,95 +116,3 @@ def series(rows: list[tuple[int, str, str, str, int]], now: float) -> dict[tuple
         else:
             s.metrics.setdefault(metric, [0] * WINDOW)[i] += n
     return found
-
-
-@dataclass(frozen=True)
-class Health:
-    level: str  # 'ok', 'warn' (look soon) or 'bad' (look now)
-    reasons: tuple[str, ...]
-    link: str | None = None  # the list that shows the trouble, with its filter
-
-
-def destination_health(
-    name: str,
-    s: Series,
-    pending: int,
-    oldest_seconds: float | None,
-    paused: bool,
-    circuit: str | None,
-    agent_offline: str | None = None,
-) -> Health:
-    """How a destination is doing, from its own numbers: deliveries that died in the last
-    hour, the share of attempts that failed, and a backlog that is old or growing."""
-    found: list[tuple[str, str, str]] = []  # (level, why, where to look)
-
-    def worse(to: str, why: str, where: str) -> None:
-        found.append((to, why, where))
-
-    delivered, dead, retried = s.total("delivered"), s.total("dead"), s.total("retried")
-    attempts = delivered + dead + retried
-    if dead:
-        worse("bad", f"{dead} died in the last hour", f"/ui/dead?destination={name}&from=1h")
-    if attempts >= 10 and (dead + retried) / attempts > 0.2:
-        rate = 100 * delivered / attempts
-        worse("warn", f"{rate:.0f}% of attempts succeeded", f"/ui/events?destination={name}")
-    queued = s.total("queued", TREND)
-    finished = s.total("delivered", TREND) + s.total("dead", TREND)
-    if pending and queued > finished and not paused:
-        growth = f"backlog {pending} growing by {queued - finished} in {TREND} min"
-        worse("warn", growth, f"/ui/events?destination={name}&status=pending")
-    if oldest_seconds is not None and oldest_seconds > 300 and not paused:
-        level_for_age = "bad" if oldest_seconds > 3600 else "warn"
-        worse(
-            level_for_age,
-            f"oldest pending waited {int(oldest_seconds // 60)} min",
-            f"/ui/events?destination={name}&status=pending",
-        )
-    if circuit == "open":
-        worse("bad", "circuit open: the receiver keeps failing", f"/ui/destinations#{name}")
-    if agent_offline is not None:
-        worse("bad", f"agent group {agent_offline} offline", f"/ui/destinations#{name}")
-    if paused:
-        worse("warn", "paused", "/ui/destinations")
-    return judged(found)
-
-
-LEVELS = {"ok": 0, "warn": 1, "bad": 2}
-
-
-def judged(found: list[tuple[str, str, str]]) -> Health:
-    """The worst level found, every reason, and the list for the worst one."""
-    if not found:
-        return Health("ok", ())
-    worst = max(found, key=lambda f: LEVELS[f[0]])
-    return Health(worst[0], tuple(why for _, why, _ in found), worst[2])
-
-
-def source_health(name: str, s: Series) -> Health:
-    """A source is in trouble when many of its requests are refused (a wrong secret)."""
-    received, rejected = s.total("received"), s.total("rejected")
-    if rejected and rejected >= max(5, received):
-        level = "bad" if received == 0 else "warn"
-        why = f"{rejected} refused, {received} accepted in the last hour"
-        return judged([(level, why, f"/ui/rejections?source={name}")])
-    return Health("ok", ())
-
-
-def chart(values: list[float | None], width: int = 240, height: int = 40) -> dict[str, Any]:
-    """A sparkline's geometry (a polyline's points and the peak the top stands for, 0 when
-    there is nothing to show); a minute with no value breaks the line."""
-    peak = max((v for v in values if v is not None), default=0.0)
-    scale = peak or 1.0
-    step = width / max(1, len(values) - 1)
-    lines: list[str] = []
-    run: list[str] = []
-    for i, v in enumerate(values):
-        if v is None:
-            if run:
-                lines.append(" ".join(run))
-            run = []
-            continue
-        run.append(f"{i * step:.1f},{height - v / scale * height:.1f}")
-    if run:
-        lines.append(" ".join(run))
-    return {"width": width, "height": height, "lines": lines, "peak": peak}

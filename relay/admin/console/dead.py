@@ -1,0 +1,90 @@
+"""Dead letters: deliveries that will not be tried again, filtered, grouped and counted, each
+page with the forms that replay exactly what it shows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from relay.admin.console.pages import PAGE, Page, Pages, form_id, paged
+from relay.records import DeadFilter, since_to_time
+from relay.store import clauses
+
+FIELDS = ("destination", "source", "type", "error", "from", "until", "key", "q")
+
+
+class Dead:
+    def __init__(self, pages: Pages) -> None:
+        self._pages = pages
+        self._surface = pages.surface
+
+    def pages(self) -> list[Page]:
+        return [Page("GET", "/ui/dead", self.dead, nav="Dead letters")]
+
+    async def dead(self, request: web.Request) -> web.Response:
+        """A filter (destination, source, type, error, From and Until on the time they
+        died), pages of ``PAGE`` by delivery id, and how many match in all, with one form
+        that replays exactly those."""
+        q = request.query
+        form = {k: q.get(k, "") for k in FIELDS}
+        filled = {k: v for k, v in form.items() if v}
+        problem = None
+        rows: list[dict[str, Any]] = []
+        total, last_died = 0, None
+        try:
+            f = DeadFilter(
+                destination=form["destination"] or None,
+                source=form["source"] or None,
+                event_type=form["type"] or None,
+                error=form["error"] or None,
+                since=since_to_time(form["from"] or None),
+                until=since_to_time(form["until"] or None),
+                key=form["key"] or None,
+                text=form["q"] or None,
+            )
+            before = q.get("before", "")
+            page = replace(f, before_id=int(before) if before.isdigit() else None)
+            rows = await self._surface.read(lambda r: r.dead(page, PAGE + 1))  # more after?
+            total, last_died = await self._surface.read(lambda r: r.dead_summary(f))
+        except ValueError as exc:
+            problem, f = str(exc), DeadFilter()
+        rows, older = paged(q, rows, "delivery_id")
+        by = q.get("group", "")
+        by = by if by in clauses.DEAD_GROUPS else ""
+        grouped: list[dict[str, Any]] = []
+        if by:
+            grouped = await self._surface.read(lambda r: r.dead_grouped(f, by))
+            keep = {k: v for k, v in filled.items() if k != by}
+            for g in grouped:
+                if g["value"] is not None:
+                    g["link"] = "/ui/dead?" + urlencode(keep | {by: g["value"]})
+        groups = await self._surface.read(lambda r: r.dead_groups())
+        return self._pages.render(
+            request,
+            "dead.html",
+            "Dead letters",
+            "/ui/dead",
+            groups=[g | {"form_id": form_id()} for g in groups],
+            by=by,
+            grouped=grouped,
+            group_links={
+                k: "/ui/dead?" + urlencode(filled | {"group": k}) for k in clauses.DEAD_GROUPS
+            },
+            rows=rows,
+            q=form,
+            matching={
+                "count": total,
+                "last_died": last_died,
+                "since": f.since,
+                "until": f.until,
+                "filtered": any(form.values()),
+            },
+            problem=problem,
+            older=older,
+            back="/ui/dead?" + urlencode(filled),
+            form_id=form_id(),
+            matching_id=form_id(),
+        )
