@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
 )
 
 MAX_ID = 2**63 - 1  # SQLite's and PostgreSQL's largest integer
@@ -36,9 +37,23 @@ def _no_nul(text: str) -> str:
     return text
 
 
+def _absolute(path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError("must be an absolute path (starting with /)")
+    return path
+
+
 Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)]
 Text = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_no_nul)]
-FilePath = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_nul)]
+# Absolute: relative to what? relay's working directory is / under systemd and anything
+# elsewhere, so the CLI resolves the path before it asks (relay backup).
+FilePath = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=4096),
+    AfterValidator(_no_nul),
+    AfterValidator(_absolute),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 4096, "pattern": "^/"}),
+]
 
 
 class _Body(BaseModel):
