@@ -48,8 +48,9 @@ destinations = ["app"]
 
 
 class RelayProcess:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, cwd: Path | None = None) -> None:
         self.config = config
+        self.cwd = cwd  # relay's working directory (None: the test's)
         self.log = config.with_suffix(".log")
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -62,6 +63,7 @@ class RelayProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                cwd=self.cwd,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

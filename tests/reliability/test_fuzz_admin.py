@@ -198,7 +198,9 @@ async def _fuzz(tmp_path: Path) -> None:
     text = config.read_text().replace("[[destinations]]", catch_up + "[[destinations]]", 1)
     config.write_text(text + f'[admin]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n')
     (tmp_path / "copies").mkdir()
-    relay = RelayProcess(config).start()
+    workdir = tmp_path / "workdir"  # relay's working directory: nothing may be written there
+    workdir.mkdir()
+    relay = RelayProcess(config, cwd=workdir).start()
     try:
         found = re.search(r"msg=admin\.ready listen=\S+:(\d+)", relay.log.read_text())
         assert found is not None
@@ -233,6 +235,7 @@ async def _fuzz(tmp_path: Path) -> None:
     assert "Traceback" not in log, log[-3000:]
     assert all(status == 200 for status in pages.values()), pages
     assert stripe.requests, "no catch-up reached the provider"
+    assert not list(workdir.iterdir()), "a call wrote into relay's working directory"
 
 
 async def _pages(admin: int, event_ids: list[str]) -> dict[str, int]:
