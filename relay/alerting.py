@@ -29,6 +29,7 @@ from relay.errors import StorageUnavailable
 from relay.ids import new_event_id
 from relay.records import Gauges, NewEvent, Stored
 from relay.sections import AlertsConfig
+from relay.text import plural
 
 log = logging.getLogger("relay.alerts")
 
@@ -143,9 +144,25 @@ class Alerting:
             event=pending.first_event,
         )
 
-    async def paused(self, destination: str, fields: dict[str, Any], to: str | None) -> None:
-        """The circuit breaker paused a destination (``to``: circuit.alert, if set)."""
-        await self._send("paused", destination, str(fields["text"]), fields, self._clock(), to=to)
+    async def paused(
+        self, destination: str, since: float, waiting: int, reason: str, to: str | None
+    ) -> None:
+        """The circuit breaker paused a destination failing since ``since``, with
+        ``waiting`` deliveries queued (``to``: circuit.alert, if set)."""
+        iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+        text = (
+            f"relay paused destination {destination}: failing since {iso}, "
+            f"{plural(waiting, 'delivery', 'deliveries')} waiting. Resume it once it is back."
+        )
+        fields = {
+            "type": "destination.paused",
+            "text": text,
+            "destination": destination,
+            "since": iso,
+            "waiting": waiting,
+            "reason": reason,
+        }
+        await self._send("paused", destination, text, fields, self._clock(), to=to)
 
     async def storage_full(self, fields: dict[str, Any], to: str | None) -> None:
         await self._send("storage_full", "storage", str(fields["text"]), fields, self._clock(), to)

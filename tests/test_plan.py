@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from relay.scheduler.plan import REFILL_WAIT, Claim, Knowledge, LaneState, Sleep, plan
+from relay.scheduler.plan import (
+    REFILL_WAIT,
+    Claim,
+    Knowledge,
+    LaneState,
+    Sleep,
+    after_claim,
+    backoff,
+    may_hand_over,
+    paced,
+    plan,
+)
 
 NOW, CLOCK = 1_000.0, 50.0
 
@@ -162,3 +173,127 @@ def test_why_a_due_delivery_waits(
     given.update(extra)
     found = waiting(lane, max_concurrency=10, **given)  # type: ignore[arg-type]
     assert (found is None) if says is None else (found is not None and says in found)
+
+
+# -- after a claim (what Lane._step does with the answer) ----------------------------------
+
+AFTER = [
+    # name, (got, asked, wanted), knowledge, held_until, rate_wait, expected
+    (
+        "all asked for: sleep until an attempt ends",
+        (4, 4, 4),
+        knowledge(),
+        None,
+        None,
+        Sleep(None),
+    ),
+    (
+        "all the rate limit let it ask for: back at the next token",
+        (2, 2, 10),
+        knowledge(),
+        None,
+        0.25,
+        Sleep(0.25),
+    ),
+    (
+        "rate-limited but all it wanted: sleep until an attempt ends",
+        (10, 10, 10),
+        knowledge(),
+        None,
+        0.25,
+        Sleep(None),
+    ),
+    (
+        "short, the cluster holds slots: look again when they may be back",
+        (1, 4, 4),
+        knowledge(),
+        NOW + 2.0,
+        None,
+        Sleep(2.0, look_again=True),
+    ),
+    (
+        "short, held until a moment past: look again at once",
+        (0, 4, 4),
+        knowledge(),
+        NOW - 1.0,
+        None,
+        Sleep(0.0, look_again=True),
+    ),
+    (
+        "short, timer known: sleep until it",
+        (1, 4, 4),
+        knowledge(timer=NOW + 30.0),
+        None,
+        None,
+        Sleep(30.0),
+    ),
+    (
+        "short, no timer: sleep until woken",
+        (0, 4, 4),
+        knowledge(timer=None),
+        None,
+        None,
+        Sleep(None),
+    ),
+    ("short, timer unknown: ask the database", (0, 4, 4), knowledge(known=False), None, None, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "counts", "known", "held", "rate_wait", "expected"), AFTER, ids=[c[0] for c in AFTER]
+)
+def test_after_a_claim(
+    name: str,
+    counts: tuple[int, int, int],
+    known: Knowledge,
+    held: float | None,
+    rate_wait: float | None,
+    expected: Sleep | None,
+) -> None:
+    got, asked, wanted = counts
+    assert after_claim(got, asked, wanted, known, NOW, held, rate_wait) == expected
+
+
+def test_a_rate_limit_with_no_token_paces_the_lane() -> None:
+    assert paced(0, 0.4) == Sleep(0.4)
+    assert paced(3, 0.0) is None
+
+
+HAND_OVER = {
+    "idle and plain": ({}, True),
+    "paused": ({"paused": True}, False),
+    "stopping": ({"stopping": True}, False),
+    "something waits in the queue": ({"idle": False}, False),
+    "rate limited": ({"rate_limited": True}, False),
+    "through agents": ({"through_agents": True}, False),
+    "ordered": ({"ordered": True}, False),
+    "circuit not closed": ({"circuit_closed": False}, False),
+}
+
+
+@pytest.mark.parametrize(("name", "case"), HAND_OVER.items(), ids=list(HAND_OVER))
+def test_when_a_lane_takes_deliveries_from_the_commit(
+    name: str, case: tuple[dict[str, bool], bool]
+) -> None:
+    changes, expected = case
+    given = {
+        "paused": False,
+        "stopping": False,
+        "idle": True,
+        "rate_limited": False,
+        "through_agents": False,
+        "ordered": False,
+        "circuit_closed": True,
+    } | changes
+    assert may_hand_over(**given) is expected
+
+
+@pytest.mark.parametrize(
+    ("failures", "storage", "expected"),
+    [
+        *[(1, False, 0.5), (2, False, 1.0), (4, False, 4.0), (5, False, 5.0), (40, False, 5.0)],
+        *[(1, True, 0.5), (2, True, 1.0), (3, True, 1.0), (40, True, 1.0)],
+    ],
+)
+def test_a_failing_lane_backs_off(failures: int, storage: bool, expected: float) -> None:
+    assert backoff(failures, storage) == expected

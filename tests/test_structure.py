@@ -48,7 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     "agent": {"configtypes", "delivery", "errors", "log", "sections", "systemd"},
     "agentframes": set(),
     "agents": {"agentframes", "delivery", "log", "metrics", "network", "records", "sections"},
-    "alerting": {"errors", "ids", "records", "sections"},
+    "alerting": {"errors", "ids", "records", "sections", "text"},
     "app": {
         "admin",
         "agents",
@@ -155,7 +155,6 @@ ALLOWED: dict[str, set[str]] = {
         "retry",
         "sections",
         "store",
-        "text",
     },
     "sections": {"configtypes", "tls"},
     "sink": {"sections"},

@@ -21,11 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
 
-import aiohttp
-
-from relay import delivery, retry
 from relay.agents import AgentHub, Returned
 from relay.alerting import Alerting
 from relay.circuit import Circuit
@@ -34,23 +30,15 @@ from relay.errors import StorageUnavailable
 from relay.log import Fault, brief
 from relay.metrics import Metrics
 from relay.ratelimit import TokenBucket
-from relay.records import Action, AttemptRecord, Claim, EventPayload, Limits
-from relay.scheduler.plan import Knowledge, LaneState, Sleep, plan
-from relay.scheduler.plan import waiting as plan_waiting
+from relay.records import Action, Claim, EventPayload, Limits
+from relay.scheduler import cluster, plan
+from relay.scheduler.attempt import Attempts
 from relay.sections import DestinationConfig
 from relay.store import Store
-from relay.text import plural
 
 log = logging.getLogger("relay.scheduler")
-# A delivered attempt is a debug line (a line per event is too dear at info); a retry is
-# news at info; anything else (dead) a warning.
-ATTEMPT_LOG_LEVEL = {"delivered": logging.DEBUG, "pending": logging.INFO}
 
 LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt timeout (storage.lease_margin)
-MAX_BACKOFF = 5.0  # longest pause of a failing lane (a claim every 5 s costs nothing)
-# … when the database is what fails: a look a second costs little (the store refuses at once
-# while the server is away) and the lane is ready within a second of the database's return.
-MAX_STORAGE_BACKOFF = 1.0
 
 
 class Lane:
@@ -70,11 +58,17 @@ class Lane:
         self._lease_margin = lease_margin
         self._clock = clock or Clock()
         self.destination = destination
-        self._metrics = metrics or Metrics()
-        self._children: dict[str, Any] | None = None
         self.name = destination.name
         self._store = store
-        self._outgoing = delivery.Outgoing.of(destination)
+        self._attempts = Attempts(
+            destination,
+            store,
+            metrics or Metrics(),
+            alerts,
+            self._clock,
+            self._hub,
+            lambda: self._stopping,
+        )
         limit = destination.rate_limit
         self._bucket = (
             TokenBucket(limit.rate, limit.burst, self._clock.monotonic()) if limit else None
@@ -90,39 +84,36 @@ class Lane:
         )
         breaker = destination.circuit
         self.circuit = Circuit(breaker.failures, breaker.cooldown) if breaker else None
-        self.shared_circuit: tuple[str, float | None] = ("closed", None)  # as last shared
+        self.shared_circuit: cluster.Shared = ("closed", None)  # as last shared
         self.paused: str | None = None  # why, when paused
         self._alerts = alerts
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()  # attempts, until their outcome is stored
         self._sending = 0  # attempts waiting for the receiver: what max_concurrency bounds
-        self._known = Knowledge()  # what the lane knows of its queue (relay.scheduler.plan)
+        self._known = plan.Knowledge()  # what the lane knows of its queue
         self.looks = 0  # decisions that ended in a sleep
-        self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._refill_at = max(1, destination.max_concurrency // 2)
         self._hold_until: float | None = None
         self.healthy = True
         self.last_error: str | None = None
         self._fault = Fault(log, "scheduler.lane")
-        self._record_fault = Fault(log, "scheduler.record")
 
     def notify(self) -> None:
         self._known.notify()
         self._wake.set()
 
     def offer(self, wanted: int) -> int:
-        """Slots reserved for deliveries handed over by the commit that stores them: only
-        when the lane is idle and plain (nothing due, no limits to apply), so they never
-        overtake a waiting delivery or slip past a pause, a circuit or a rate limit."""
-        if (
-            self.paused is not None
-            or self.stopping
-            or not self._known.idle
-            or self._bucket is not None
-            or self._hub is not None
-            or self.destination.ordering != "none"
-            or (self.circuit is not None and self.circuit.state != "closed")
+        """Slots reserved for deliveries handed over by the commit that stores them, when
+        the lane may take them so (``plan.may_hand_over``)."""
+        if not plan.may_hand_over(
+            paused=self.paused is not None,
+            stopping=self.stopping,
+            idle=self._known.idle,
+            rate_limited=self._bucket is not None,
+            through_agents=self._hub is not None,
+            ordered=self.destination.ordering != "none",
+            circuit_closed=self.circuit is None or self.circuit.state == "closed",
         ):
             return 0
         count = min(wanted, self.destination.max_concurrency - self._sending)
@@ -150,7 +141,7 @@ class Lane:
             self._nudge()
 
     async def run(self) -> None:
-        self._session = delivery.new_session(self.destination)
+        self._attempts.open()
         failures = 0
         while not self._stopping:
             try:
@@ -160,7 +151,7 @@ class Lane:
                 self._known.forget()
                 self.healthy, self.last_error = False, brief(f"{type(exc).__name__}: {exc}")
                 bug = None if isinstance(exc, StorageUnavailable) else exc
-                pause = min(MAX_BACKOFF if bug else MAX_STORAGE_BACKOFF, 0.25 * 2**failures)
+                pause = plan.backoff(failures, storage=bug is None)
                 self._fault.failed(
                     self.last_error, self._clock.monotonic(), bug, destination=self.name
                 )
@@ -171,10 +162,10 @@ class Lane:
                 failures = 0
                 self.healthy, self.last_error = True, None
 
-    def _state(self) -> LaneState:
+    def _state(self) -> plan.LaneState:
         circuit = self.circuit
         allowance = circuit.allowance(self._clock.time()) if circuit is not None else None
-        return LaneState(
+        return plan.LaneState(
             paused=self.paused is not None,
             free=self._free(),
             sending=self._sending,
@@ -192,7 +183,7 @@ class Lane:
         now = self._clock.monotonic()
         rate_wait = self._bucket.next_token_in(now) if self._bucket is not None else 0.0
         held = self._store.held(self.name)
-        return plan_waiting(
+        return plan.waiting(
             self._state(),
             max_concurrency=self.destination.max_concurrency,
             group=self.destination.agent,
@@ -218,48 +209,46 @@ class Lane:
         self._wake.clear()  # before looking, so a notify during the look is not lost
         known = self._known
         known.rearm = False
-        action = plan(self._state(), self._clock.time(), self._clock.monotonic())
-        if isinstance(action, Sleep):
+        action = plan.plan(self._state(), self._clock.time(), self._clock.monotonic())
+        if isinstance(action, plan.Sleep):
             self._hold_until = action.hold_until
             await self._sleep(action.seconds)
             return
         self._hold_until = None
         free = wanted = action.limit
-        if self._bucket is not None:
-            free, wait = self._bucket.take_up_to(free, self._clock.monotonic())
-            if not free:
-                await self._sleep(wait)  # the pace of the destination's rate limit
+        bucket = self._bucket
+        if bucket is not None:
+            free, wait = bucket.take_up_to(free, self._clock.monotonic())
+            if (paced := plan.paced(free, wait)) is not None:
+                await self._sleep(paced.seconds)
                 return
         known.claiming(action.due)
         now = self._clock.time()
         claims = await self._store.claim(self.name, now, free, self.lease, self._limits)
         known.claimed(len(claims), free)
-        if self._bucket is not None and len(claims) < free:
-            self._bucket.give_back(free - len(claims))
+        if bucket is not None and len(claims) < free:
+            bucket.give_back(free - len(claims))
         if self.circuit is not None:
             self.circuit.started(len(claims))
         payloads = await self._store.load_events([c.event_id for c in claims]) if claims else {}
         for claim in claims:
             self._start(claim, payloads.get(claim.event_id))
-        held = self._store.held(self.name) if len(claims) < free else None
-        if held is not None:
-            # Other relays hold the destination's slots or tokens: look again when the
-            # store says they may be back (or when an attempt of ours ends).
-            known.notify()
-            await self._sleep(max(0.0, held - now))
-            return
-        if len(claims) == free:
-            if self._bucket is not None and free < wanted:
-                # Held back by the rate limit: come back when the next token is there.
-                await self._sleep(self._bucket.next_token_in(self._clock.monotonic()))
-            else:
-                await self._sleep(None)  # a finishing attempt wakes us
-            return
-        if not known.timer_known:
+        after = plan.after_claim(
+            len(claims),
+            free,
+            wanted,
+            known,
+            now,
+            held_until=self._store.held(self.name) if len(claims) < free else None,
+            rate_wait=bucket.next_token_in(self._clock.monotonic()) if bucket else None,
+        )
+        if after is None:  # when is the next one due? the database knows
             token = known.asking()
             known.answer(token, await self._store.next_due(self.name))
-        timer = known.timer
-        await self._sleep(None if timer is None else max(0.0, timer - self._clock.time()))
+            after = plan.until_timer(known, self._clock.time())
+        if after.look_again:
+            known.notify()
+        await self._sleep(after.seconds)
 
     @property
     def in_flight(self) -> int:
@@ -294,7 +283,7 @@ class Lane:
     async def _deliver(self, claim: Claim, payload: EventPayload | None) -> None:
         try:
             try:
-                result, decision = await self._attempt(claim, payload)
+                result, decision = await self._attempts.run(claim, payload, self._observe)
             except Returned as exc:
                 # It never got to the receiver: the lease goes back, the attempt does not
                 # count, and the lane looks again (when an agent can take it).
@@ -309,7 +298,11 @@ class Lane:
                 # committed (the lease keeps the delivery from being claimed again meanwhile).
                 self._sending -= 1
                 self._nudge()
-            await self._settle(claim, result, decision, payload.source if payload else "")
+            await self._attempts.settle(claim, result, decision, payload.source if payload else "")
+            if decision.state == "pending":
+                self._known.retry_at(decision.next_attempt_at)
+            elif self.destination.ordering != "none":
+                self._known.notify()  # the next one of its key may be due now
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -318,105 +311,8 @@ class Lane:
             self._known.forget()  # the next_due query will see that lease
             bug = None if isinstance(exc, StorageUnavailable) else exc
             error = f"{type(exc).__name__}: {exc}"
-            self._record_fault.failed(error, self._clock.monotonic(), bug, destination=self.name)
-
-    async def _attempt(
-        self, claim: Claim, payload: EventPayload | None
-    ) -> tuple[delivery.AttemptResult, retry.Decision]:
-        now = self._clock.time()
-        if payload is None:  # deleted under us (pruned by hand): nothing left to send
-            result = delivery.AttemptResult(now, 0.0, None, "event no longer stored", None, None)
-            return result, retry.Decision("dead", now, "event no longer stored")
-        result = await self._send(payload, claim)
-        now = self._clock.time()
-        if result.permanent:  # refused before it was sent: trying again cannot help
-            return result, retry.Decision("dead", now, result.error or "refused")
-        decision = retry.decide(
-            self.destination.retry,
-            attempt=claim.attempt,
-            status=result.status,
-            created_at=claim.created_at,
-            now=now,
-            retry_after=retry.parse_retry_after(result.retry_after, now),
-        )
-        await self._observe(result.status, now)
-        return result, decision
-
-    async def _settle(
-        self,
-        claim: Claim,
-        result: delivery.AttemptResult,
-        decision: retry.Decision,
-        source: str,
-    ) -> None:
-        now = self._clock.time()
-        self._count(decision.state, result.duration_ms, now - claim.created_at)
-        error = result.error
-        if decision.reason and decision.reason != error:
-            error = f"{error}; {decision.reason}" if error else decision.reason
-        await self._record(
-            AttemptRecord(
-                delivery_id=claim.id,
-                number=claim.attempt,
-                started_at=result.started_at,
-                duration_ms=result.duration_ms,
-                status=result.status,
-                error=error,
-                response_excerpt=result.excerpt,
-                response_headers=result.headers,
-                state=decision.state,
-                next_attempt_at=decision.next_attempt_at,
-                finished_at=now,
-                lease=claim.lease,
-                strict=self.destination.agent is not None,
-            )
-        )
-        if decision.state == "dead" and self._alerts is not None:
-            await self._alerts.died(self.name, source, claim.event_id, error)
-        if decision.state == "pending":
-            self._known.retry_at(decision.next_attempt_at)
-        elif self.destination.ordering != "none":
-            self._known.notify()  # the next one of its key may be due now
-        level = ATTEMPT_LOG_LEVEL.get(decision.state, logging.WARNING)
-        if not log.isEnabledFor(level):
-            return
-        log.log(
-            level,
-            "delivery.attempt",
-            extra={
-                "fields": {
-                    "event": claim.event_id,
-                    "destination": self.name,
-                    "attempt": claim.attempt,
-                    "status": result.status,
-                    "outcome": decision.state if decision.state != "pending" else "retry",
-                    "ms": round(result.duration_ms, 1),
-                    "error": error,
-                }
-            },
-        )
-
-    def _count(self, state: str, duration_ms: float, age: float) -> None:
-        # Label children are looked up once per lane: .labels() on every attempt adds up.
-        children = self._children
-        if children is None:
-            m, name = self._metrics, self.name
-            children = self._children = {
-                "attempt": {o: m.attempts.labels(name, o) for o in ("retry", "delivered", "dead")},
-                "done": {o: m.deliveries.labels(name, o) for o in ("delivered", "dead")},
-                "retries": m.retries.labels(name),
-                "seconds": m.attempt_seconds.labels(name),
-                "delivered": m.delivered_seconds.labels(name),
-            }
-        outcome = "retry" if state == "pending" else state
-        children["attempt"][outcome].inc()
-        children["seconds"].observe(duration_ms / 1000.0)
-        if state == "pending":
-            children["retries"].inc()
-        else:
-            children["done"][state].inc()
-        if state == "delivered":
-            children["delivered"].observe(max(0.0, age))
+            fault = self._attempts.record_fault
+            fault.failed(error, self._clock.monotonic(), bug, destination=self.name)
 
     async def _observe(self, status: int | None, now: float) -> None:
         """Feed the circuit breaker; pause the destination after a long enough outage."""
@@ -438,52 +334,43 @@ class Lane:
             await self.pause(f"failing since {stamp}", automatic=True, since=since)
 
     async def _share_circuit(self) -> None:
-        """Tell the other relays on the database that this circuit opened or closed."""
-        circuit = self.circuit
-        if circuit is None or not self._store.shared or circuit.state == "half-open":
-            return
-        shared = (circuit.state, circuit.opened_at)
-        if shared == self.shared_circuit:
-            return
-        self.shared_circuit = shared
-        with contextlib.suppress(StorageUnavailable):
-            await self._store.set_circuit(
-                self.name, circuit.state, circuit.opened_at, circuit.failing_since
-            )
+        self.shared_circuit = await cluster.share(
+            self._store, self.name, self.circuit, self.shared_circuit
+        )
 
-    def adopt(
-        self, paused: str | None, circuit: tuple[str, float | None, float | None] | None
-    ) -> None:
+    def adopt(self, paused: str | None, circuit: cluster.Remote | None) -> None:
         """What another relay on the database changed: a pause or resume, a circuit that
-        opened or closed there."""
-        config_paused = self.destination.paused is True
-        if paused is not None and self.paused is None and not config_paused:
-            self.paused = paused
+        opened or closed there (``cluster.adoption`` decides)."""
+        change = cluster.adoption(
+            paused=self.paused,
+            pinned=self.destination.paused is True,
+            remote_paused=paused,
+            shared=self.shared_circuit,
+            circuit=self.circuit.state if self.circuit is not None else None,
+            remote_circuit=circuit,
+        )
+        if change.pause is not None:
+            self.paused = change.pause
             log.warning(
                 "destination.paused",
                 extra={"fields": {"destination": self.name, "reason": paused, "by": "cluster"}},
             )
-        elif paused is None and self.paused is not None and not config_paused:
+        if change.resume:
             self.paused = None
             self._known.forget()
             if self.circuit is not None:
                 self.circuit.reset()
-            self.shared_circuit = ("closed", None)
             log.info("destination.resumed", extra={"fields": {"destination": self.name}})
             self._wake.set()
-        if circuit is None or self.circuit is None:
-            return
-        state, opened_at, failing_since = circuit
-        if (state, opened_at) == self.shared_circuit:
-            return
-        self.shared_circuit = (state, opened_at)
-        if state == "open" and opened_at is not None and self.circuit.state == "closed":
-            self.circuit.trip(opened_at, failing_since)
+        if change.shared is not None:
+            self.shared_circuit = change.shared
+        if change.trip is not None and self.circuit is not None:
+            self.circuit.trip(*change.trip)
             log.warning(
                 "destination.circuit",
                 extra={"fields": {"destination": self.name, "state": "open", "by": "cluster"}},
             )
-        elif state == "closed" and self.circuit.state != "closed":
+        elif change.close and self.circuit is not None:
             self.circuit.reset()
             self._known.forget()
             self._wake.set()
@@ -504,23 +391,7 @@ class Lane:
         if automatic and self._alerts is not None:
             waiting = await self._store.pending_count(self.name)
             started = since if since is not None else self._clock.time()
-            iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
-            await self._alerts.paused(
-                self.name,
-                {
-                    "type": "destination.paused",
-                    "text": (
-                        f"relay paused destination {self.name}: failing since {iso}, "
-                        f"{plural(waiting, 'delivery', 'deliveries')} waiting. Resume it "
-                        "once it is back."
-                    ),
-                    "destination": self.name,
-                    "since": iso,
-                    "waiting": waiting,
-                    "reason": reason,
-                },
-                alert,
-            )
+            await self._alerts.paused(self.name, started, waiting, reason, alert)
 
     async def resume(self) -> None:
         self.paused = None
@@ -531,43 +402,6 @@ class Lane:
         await self._store.set_paused(self.name, False, None)
         log.info("destination.resumed", extra={"fields": {"destination": self.name}})
         self._wake.set()
-
-    async def _record(self, record: AttemptRecord) -> None:
-        """Persist an attempt's outcome, retrying while the database is unavailable.
-
-        The receiver has already answered: giving up here would leave the lease to expire
-        and send the event again. Only a stop abandons the record (the lease then covers a
-        restart: at least once).
-        """
-        failures = 0
-        while True:
-            try:
-                await self._store.record(record)
-                if self._record_fault.since is not None:
-                    self._record_fault.cleared(self._clock.monotonic(), destination=self.name)
-                return
-            except StorageUnavailable:
-                failures += 1
-                if self._stopping or failures > 1000:
-                    raise
-                await asyncio.sleep(min(MAX_BACKOFF, 0.05 * 2**failures))
-
-    async def _send(self, event: EventPayload, claim: Claim) -> delivery.AttemptResult:
-        """One attempt; a bug in it counts as a failed attempt, so the delivery still ends."""
-        assert self._session is not None
-        started = self._clock.time()
-        try:
-            if self._hub is not None:
-                return await self._hub.attempt(self.destination, event, claim, self._outgoing)
-            return await delivery.attempt(
-                self._session, self.destination, event, claim, self._outgoing
-            )
-        except (asyncio.CancelledError, Returned):
-            raise
-        except Exception as exc:
-            log.exception("scheduler.attempt_bug", extra={"fields": {"delivery": claim.id}})
-            error = f"relay error: {type(exc).__name__}: {exc}"[:500]
-            return delivery.AttemptResult(started, 0.0, None, error, None, None)
 
     def request_stop(self) -> None:
         """Stop claiming: run() returns after its current step."""
@@ -586,5 +420,4 @@ class Lane:
                     "scheduler.attempts_cancelled",
                     extra={"fields": {"destination": self.name, "count": len(pending)}},
                 )
-        if self._session is not None:
-            await delivery.close_quietly(self._session)
+        await self._attempts.close()

@@ -106,7 +106,8 @@ class LaneState:
 @dataclass(frozen=True, slots=True)
 class Sleep:
     seconds: float | None  # None: until something wakes the lane
-    hold_until: float | None  # the batching wait to remember
+    hold_until: float | None = None  # the batching wait to remember
+    look_again: bool = False  # the queue is not known to be empty: the next wake claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,79 @@ def plan(s: LaneState, now: float, clock: float) -> Sleep | Claim:
             return Sleep(hold - clock, hold)
     timer = known.timer
     return Claim(free, due=timer is not None and timer <= now)
+
+
+def paced(taken: int, wait: float) -> Sleep | None:
+    """After taking tokens from the destination's rate limit: none taken, sleep until the
+    next one (the limit's pace); else claim what was taken."""
+    return Sleep(wait) if taken == 0 else None
+
+
+def after_claim(
+    got: int,
+    asked: int,
+    wanted: int,
+    known: Knowledge,
+    now: float,
+    held_until: float | None,
+    rate_wait: float | None,
+) -> Sleep | None:
+    """What a lane does once a claim of ``asked`` (of ``wanted``, before the rate limit)
+    returned ``got``: sleep, or None: its timer is not known, so it asks the database
+    when the next delivery is due and then sleeps until then (``until_timer``).
+
+    ``held_until``: when the store says the cluster may give slots or tokens back (only
+    asked when the claim came back short); ``rate_wait``: seconds to the rate limit's
+    next token (None without one)."""
+    if got < asked and held_until is not None:
+        # Other relays hold the destination's slots or tokens: look again when the store
+        # says they may be back (or when an attempt of ours ends).
+        return Sleep(max(0.0, held_until - now), look_again=True)
+    if got == asked:
+        if rate_wait is not None and asked < wanted:
+            return Sleep(rate_wait)  # held back by the rate limit: back at the next token
+        return Sleep(None)  # all it asked for: a finishing attempt wakes it
+    if not known.timer_known:
+        return None
+    return until_timer(known, now)
+
+
+def until_timer(known: Knowledge, now: float) -> Sleep:
+    """Sleep until the next retry or stale lease is due (for ever, with none)."""
+    timer = known.timer
+    return Sleep(None if timer is None else max(0.0, timer - now))
+
+
+def may_hand_over(
+    *,
+    paused: bool,
+    stopping: bool,
+    idle: bool,
+    rate_limited: bool,
+    through_agents: bool,
+    ordered: bool,
+    circuit_closed: bool,
+) -> bool:
+    """Whether a lane may take deliveries straight from the commit that stores them: only
+    when idle and plain (nothing due, no limits to apply), so they never overtake a waiting
+    delivery or slip past a pause, a circuit or a rate limit."""
+    return (
+        idle
+        and circuit_closed
+        and not (paused or stopping or rate_limited or through_agents or ordered)
+    )
+
+
+MAX_BACKOFF = 5.0  # longest pause of a failing lane (a claim every 5 s costs nothing)
+# … when the database is what fails: a look a second costs little (the store refuses at once
+# while the server is away) and the lane is ready within a second of the database's return.
+MAX_STORAGE_BACKOFF = 1.0
+
+
+def backoff(failures: int, storage: bool) -> float:
+    """How long a lane whose step failed ``failures`` times in a row waits: doubling from
+    0.5 s, up to ``MAX_BACKOFF`` (``MAX_STORAGE_BACKOFF`` when the database is away)."""
+    return min(MAX_STORAGE_BACKOFF if storage else MAX_BACKOFF, 0.25 * 2.0**failures)
 
 
 def waiting(
