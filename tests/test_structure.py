@@ -113,6 +113,7 @@ ALLOWED: dict[str, set[str]] = {
     "ingress": {
         "agents",
         "config",
+        "configtypes",
         "encoding",
         "errors",
         "extract",
