@@ -33,8 +33,8 @@ from typing import Any
 from aiohttp import web
 
 from relay import acme
+from relay.clienthello import Hello
 from relay.errors import RelayError
-from relay.listener import Hello
 from relay.sections import ServerTls
 from relay.tls import ACME_TLS, CertificateFacts, challenge_context, facts, server_context
 

@@ -31,16 +31,14 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import re
 import socket
 import ssl
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, cast
 
 from aiohttp import web
 
-from relay import memory
+from relay import clienthello, memory
 from relay.configtypes import IPNetwork
 from relay.log import Throttled
 from relay.network import parse_address, within
@@ -438,7 +436,7 @@ class TlsSite(GuardedSite):
         *,
         guard: Guard,
         backlog: int,
-        contexts: Callable[[Hello | None], ssl.SSLContext | None],
+        contexts: Callable[[clienthello.Hello | None], ssl.SSLContext | None],
         peek: Callable[[], bool],
         sock: socket.socket | None = None,
     ) -> None:
@@ -459,7 +457,7 @@ class TlsSite(GuardedSite):
         loop = asyncio.get_running_loop()
         try:
             conn.setblocking(False)
-            hello = await _peek_hello(conn, connection.budget())
+            hello = await clienthello.peek(conn, connection.budget())
             if hello is not None and hello.plain:
                 # Plain HTTP to the HTTPS port: say so, as nginx and Caddy do, rather than
                 # close without a word (curl then reports an empty reply).
@@ -486,91 +484,8 @@ class TlsSite(GuardedSite):
             raise
 
 
-async def _peek_hello(conn: socket.socket, within: float) -> Hello | None:
-    """Look at the ClientHello without taking it off the socket (the handshake reads it
-    again); None if it does not come complete within ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def readable(ready: asyncio.Future[None] = ready) -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(conn.fileno(), readable)
-        try:
-            async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                await ready
-        except TimeoutError:
-            return None
-        finally:
-            loop.remove_reader(conn.fileno())
-        try:
-            data = conn.recv(16_389, socket.MSG_PEEK)
-        except BlockingIOError:
-            continue
-        if not data:
-            return None
-        hello = client_hello(data)
-        if hello is not None:
-            return hello
-        await asyncio.sleep(0.005)  # part of it came: the rest is on its way
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Hello:
-    server_name: str | None
-    alpn: tuple[str, ...]
-    plain: bool = False  # not TLS at all: a plain HTTP request
-
-
 _HINT = b"This port speaks HTTPS: send the request to https:// instead of http://.\n"
 _PLAIN_TO_TLS = (
     b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\n"
     b"Content-Length: %d\r\n\r\n%s" % (len(_HINT), _HINT)
 )
-_METHOD = re.compile(rb"[A-Z]{3,10} ")
-
-
-def client_hello(data: bytes) -> Hello | None:
-    """The server name and ALPN protocols of a TLS ClientHello at the start of ``data``;
-    None while it is incomplete; a Hello with neither if it is not one."""
-    nothing = Hello(None, ())
-    if len(data) < 5:
-        return None
-    if data[0] != 0x16:  # not a handshake record: not TLS, or not a ClientHello
-        return Hello(None, (), plain=True) if _METHOD.match(data) else nothing
-    end = 5 + int.from_bytes(data[3:5], "big")
-    if len(data) < end:
-        return None
-    body = data[5:end]
-    try:
-        if body[0] != 0x01:
-            return nothing
-        i = 4 + 2 + 32  # handshake header, client_version, random
-        i += 1 + body[i]  # session id
-        i += 2 + int.from_bytes(body[i : i + 2], "big")  # cipher suites
-        i += 1 + body[i]  # compression methods
-        stop = i + 2 + int.from_bytes(body[i : i + 2], "big")
-        i += 2
-        name: str | None = None
-        alpn: list[str] = []
-        while i + 4 <= min(stop, len(body)):
-            kind = int.from_bytes(body[i : i + 2], "big")
-            size = int.from_bytes(body[i + 2 : i + 4], "big")
-            ext = body[i + 4 : i + 4 + size]
-            if kind == 0 and len(ext) >= 5 and ext[2] == 0:  # server_name, host_name
-                length = int.from_bytes(ext[3:5], "big")
-                name = ext[5 : 5 + length].decode("ascii", "replace").lower()
-            elif kind == 16 and len(ext) >= 2:  # application_layer_protocol_negotiation
-                j = 2
-                while j < len(ext):
-                    length = ext[j]
-                    alpn.append(ext[j + 1 : j + 1 + length].decode("ascii", "replace"))
-                    j += 1 + length
-            i += 4 + size
-    except IndexError:
-        return nothing
-    return Hello(name, tuple(alpn))
