@@ -388,3 +388,36 @@ def test_the_cycle_check_finds_a_package_cycle() -> None:
     graph = {unit: set(targets) for unit, targets in ALLOWED.items()}
     graph["records"].add("store")  # store imports records: a cycle
     assert "records -> store -> records" in package_cycles(graph)
+
+
+BACKENDS = (PACKAGE / "store" / "sqlite", PACKAGE / "store" / "postgresql")
+# A database's name compared (a URL's scheme in the config is not a backend's name).
+BACKEND_NAME = re.compile(
+    r"""\b(\w+\.)?(name|backend|dialect)\s*(==|!=)\s*["'](sqlite|postgresql)["']"""
+)
+
+
+def backend_branches(files: dict[Path, str]) -> list[str]:
+    """Code that asks which database it runs on, outside the backends: what differs
+    belongs in a backend, or in a value the backend hands over (clauses.Dialect,
+    verbs.Manners)."""
+    found = []
+    for path, text in files.items():
+        if any(path.is_relative_to(backend) for backend in BACKENDS):
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if BACKEND_NAME.search(line.split("#", 1)[0]):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    return found
+
+
+def test_no_backend_name_branches_outside_the_backends() -> None:
+    assert backend_branches(sources()) == []
+
+
+def test_the_backend_check_finds_a_branch_on_the_name() -> None:
+    files = sources()
+    files[PACKAGE / "store" / "reader.py"] += '\n\nif dialect.name == "sqlite":\n    pass\n'
+    found = backend_branches(files)
+    assert len(found) == 1
+    assert "reader.py" in found[0]

@@ -11,9 +11,12 @@ from typing import Any
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
+FOLDERS = {"sqlite": None, "postgresql": "postgresql"}  # each database's files (None: here)
+
+
 def _folder(dialect: str) -> Any:
-    root = resources.files(__package__)
-    return root if dialect == "sqlite" else root.joinpath(dialect)
+    root, folder = resources.files(__package__), FOLDERS[dialect]
+    return root if folder is None else root.joinpath(folder)
 
 
 def read(name: str, dialect: str = "sqlite") -> str:

@@ -9,6 +9,7 @@ the marks into psycopg's ``%s``.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -36,15 +37,25 @@ class Dialect:
     # looked them up by (state, destination) instead and read every dead delivery once per
     # event listed: 79 s for "dead at app" at 1,000,000 events (bench/console.py).
     plain: str = ""
+    # Each (event, destination)'s latest delivery among those {where} selects (the
+    # candidates of a replay of any state).
+    latest_per_destination: str = ""
+    regex_globs: bool = False  # a glob's parameter is a regular expression (glob_to_regex)
+    marks: str = "?"  # the driver's parameter marks
+    json_lists: bool = False  # a list parameter is JSON text (for json_each), not an array
 
     def pattern(self, glob: str) -> str:
-        """The parameter for ``glob``: SQLite takes the pattern; PostgreSQL a regular
-        expression that says the same."""
-        return glob if self.name == "sqlite" else glob_to_regex(glob)
+        """The parameter for ``glob``: the pattern, or a regular expression that says the
+        same."""
+        return glob_to_regex(glob) if self.regex_globs else glob
 
     def finish(self, statement: str) -> str:
         """The statement with this driver's parameter marks."""
-        return statement if self.name == "sqlite" else statement.replace("?", "%s")
+        return statement if self.marks == "?" else statement.replace("?", self.marks)
+
+    def id_list(self, ids: list[str]) -> Any:
+        """A list of ids as one parameter."""
+        return json.dumps(ids) if self.json_lists else ids
 
 
 SQLITE = Dialect(
@@ -62,6 +73,13 @@ SQLITE = Dialect(
     type_first="+e.event_type GLOB ?",
     destinations="group_concat(d.destination || ':' || d.state, ' ')",
     plain="+",
+    # A bare column beside MAX() comes from the row of the maximum (SQLite's rule).
+    latest_per_destination=(
+        "SELECT e.id, e.source, d.destination, MAX(d.id), d.ordering_key"
+        " FROM deliveries d JOIN events e ON e.id = d.event_id"
+        " WHERE 1{where} GROUP BY d.event_id, d.destination"
+    ),
+    json_lists=True,
 )
 POSTGRESQL = Dialect(
     name="postgresql",
@@ -77,6 +95,13 @@ POSTGRESQL = Dialect(
     same="{} IS NOT DISTINCT FROM ?",
     type_first="e.event_type ~ ?",
     destinations="string_agg(d.destination || ':' || d.state, ' ')",
+    latest_per_destination=(
+        "(SELECT DISTINCT ON (d.event_id, d.destination) e.id, e.source, d.destination, d.id,"
+        " d.ordering_key FROM deliveries d JOIN events e ON e.id = d.event_id"
+        " WHERE true{where} ORDER BY d.event_id, d.destination, d.id DESC)"
+    ),
+    regex_globs=True,
+    marks="%s",
 )
 
 
@@ -326,16 +351,7 @@ def replay_candidates(sel: ReplaySelection, dialect: Dialect = SQLITE) -> Clause
     if sel.event is not None or sel.state == "any":
         # Each destination the event went to, once (its latest delivery there), and the
         # events that went nowhere.
-        if dialect.name == "sqlite":  # a bare column beside MAX() comes from the max row
-            latest = (
-                f"{_LATEST_PER_DESTINATION} WHERE 1{where_events}"
-                " GROUP BY d.event_id, d.destination"
-            )
-        else:
-            latest = (
-                f"({_LATEST_DISTINCT_ON} WHERE true{where_events}"
-                " ORDER BY d.event_id, d.destination, d.id DESC)"
-            )
+        latest = dialect.latest_per_destination.replace("{where}", where_events)
         return f"{latest} UNION ALL {_UNROUTED}{where_events}", [*event_params, *event_params]
     if sel.state == "unrouted":
         return f"{_UNROUTED}{where_events}", event_params
@@ -371,14 +387,6 @@ def replay_candidates(sel: ReplaySelection, dialect: Dialect = SQLITE) -> Clause
 _CANDIDATES = (
     "SELECT e.id, e.source, d.destination, d.id, d.ordering_key"
     " FROM deliveries d JOIN events e ON e.id = d.event_id"
-)
-_LATEST_PER_DESTINATION = (
-    "SELECT e.id, e.source, d.destination, MAX(d.id), d.ordering_key"
-    " FROM deliveries d JOIN events e ON e.id = d.event_id"
-)
-_LATEST_DISTINCT_ON = (
-    "SELECT DISTINCT ON (d.event_id, d.destination) e.id, e.source, d.destination, d.id,"
-    " d.ordering_key FROM deliveries d JOIN events e ON e.id = d.event_id"
 )
 # A split request went somewhere if its items did: it is not unrouted (issue 29: 2,507
 # batches whose items were all delivered were listed as unrouted).

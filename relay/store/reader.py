@@ -51,8 +51,7 @@ class SqlReader:
         self._q = sql.queries(dialect.name)
 
     def _ids(self, ids: list[str]) -> Any:
-        """A list of ids as one parameter: JSON for SQLite's json_each, an array else."""
-        return json.dumps(ids) if self._dialect.name == "sqlite" else ids
+        return self._dialect.id_list(ids)
 
     def known_keys(self, source: str, keys: list[str]) -> set[str]:
         found: set[str] = set()

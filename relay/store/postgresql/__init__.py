@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,9 +50,9 @@ from relay.records import (
     Stored,
     Tally,
     Window,
-    repeated_answer,
 )
 from relay.sections import StorageConfig
+from relay.store import verbs
 from relay.store.base import HandOff, Reader
 from relay.store.batch import BEATS_KEPT, closed_row, window_of, window_row
 from relay.store.clauses import POSTGRESQL
@@ -73,14 +72,6 @@ POLL_ALONE = 1.0  # … and while they do not
 HOUSEKEEPING_LOCK = "relay.housekeeping"
 OFFSET_SAMPLES = 5  # round trips per clock measurement
 CONTROL = "relay_control"  # a destination was paused or resumed, or its circuit changed
-
-PRUNE = {
-    "delivered": "prune_delivered",
-    "dead": "prune_dead",
-    "rejections": "prune_rejections",
-    "redacted": "redact_delivered",
-    "audit": "prune_audit",
-}
 
 
 class PgReader(SqlReader):
@@ -448,48 +439,13 @@ class PgStore:
         now: float,
         summary: Mapping[str, object] | None = None,
     ) -> tuple[dict[str, object], bool]:
-        q = self._q
+        # Replays take turns across the cluster (a lock first), and the other relays'
+        # lanes of the destinations replayed to are woken (a notice at commit).
+        manners = verbs.Manners(take_turns=True, tell=self.instance)
 
         async def work(cur: Any) -> tuple[dict[str, object], bool]:
-            # Replays take turns across the cluster: the same request sent to two relays
-            # at once finds the first one's audit row, and two different ones never both
-            # repeat one dead delivery.
-            await cur.execute(q["lock_replay"])
-            if action.request_id is not None:
-                await cur.execute(q["audit_answered"], (action.request_id,))
-                found = await cur.fetchone()
-                if found is not None:
-                    return repeated_answer(found[0], found[1], action), True
-            counts: dict[str, int] = {}
-            events: set[str] = set()
-            for t in targets:
-                await cur.execute(
-                    q["replay_delivery"],
-                    {
-                        "event_id": t.event_id,
-                        "destination": t.destination,
-                        "now": now,
-                        "ordering_key": t.ordering_key,
-                        "replay_of": t.replay_of,
-                        "again": again,
-                    },
-                )
-                if cur.rowcount:
-                    assert t.destination is not None
-                    counts[t.destination] = counts.get(t.destination, 0) + 1
-                    events.add(t.event_id)
-            result: dict[str, object] = {
-                **(summary or {}),
-                "replayed": sum(counts.values()),
-                "events": len(events),
-                "destinations": counts,
-            }
-            row = _audit_row(action, now) | {"result": json.dumps(result)}
-            await cur.execute(q["audit_insert"], row)
-            if counts:
-                notice = f"{self.instance}|{','.join(sorted(counts))}"
-                await cur.execute(q["wake_lanes"], (notice,))
-            return result, False
+            program = verbs.replay(manners, targets, action, again, now, summary)
+            return await verbs.run_async(program, self._execute(cur))
 
         answer: tuple[dict[str, object], bool] = await self._writer.call_async(work)
         if answer[0].get("destinations"):
@@ -497,25 +453,28 @@ class PgStore:
         return answer
 
     async def audit(self, action: Action, result: dict[str, object], now: float) -> None:
-        row = _audit_row(action, now) | {"result": json.dumps(result)}
-        statement = self._q["audit_insert"]
-
         async def work(cur: Any) -> int:
-            await cur.execute(statement, row)
-            return int(cur.rowcount)
+            return await verbs.run_async(verbs.audit(action, result, now), self._execute(cur))
 
         await self._writer.call_async(work)
 
     async def prune(self, kind: str, before: float, limit: int, now: float) -> int:
-        statement = self._q[PRUNE[kind]]
-        params = {"before": before, "batch": limit, "now": now}
-
         async def work(cur: Any) -> int:
-            await cur.execute(statement, params)
-            return int(cur.rowcount)
+            program = verbs.prune(kind, before, limit, now)
+            return await verbs.run_async(program, self._execute(cur))
 
         changed: int = await self._writer.call_async(work)
         return changed
+
+    def _execute(self, cur: Any) -> Callable[[verbs.Step], Awaitable[Any]]:
+        """A verb's steps on the writer's cursor."""
+        q = self._q
+
+        async def execute(step: verbs.Step) -> Any:
+            await cur.execute(q[step.query], step.params)
+            return await cur.fetchone() if step.want == "row" else int(cur.rowcount)
+
+        return execute
 
     async def gauges(self) -> Gauges:
         pending = await self._read(self._q["gauges_pending"])
@@ -581,16 +540,3 @@ class PgStore:
                 raise StorageUnavailable(brief(str(exc))) from None
 
         return await asyncio.to_thread(run)
-
-
-def _audit_row(action: Action, now: float) -> dict[str, object]:
-    return {
-        "at": now,
-        "actor": action.actor,
-        "origin": action.origin,
-        "action": action.action,
-        "target": action.target,
-        "params": json.dumps(action.params, default=str),
-        "result": "{}",
-        "request_id": action.request_id,
-    }

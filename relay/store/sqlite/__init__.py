@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -36,9 +36,9 @@ from relay.records import (
     Stored,
     Tally,
     Window,
-    repeated_answer,
 )
 from relay.sections import StorageConfig
+from relay.store import verbs
 from relay.store.base import HandOff, Reader
 from relay.store.batch import BEATS_KEPT, closed_row, window_of, window_row
 from relay.store.recent import RecentEvents
@@ -50,14 +50,6 @@ from relay.store.sqlite.writer import Writer
 T = TypeVar("T")
 
 __all__ = ["SqliteReader", "SqliteStore", "migrate", "read_only"]
-
-PRUNE = {
-    "delivered": "prune_delivered",
-    "dead": "prune_dead",
-    "rejections": "prune_rejections",
-    "redacted": "redact_delivered",
-    "audit": "prune_audit",
-}
 
 
 class SqliteStore:
@@ -256,54 +248,35 @@ class SqliteStore:
         now: float,
         summary: Mapping[str, object] | None = None,
     ) -> tuple[dict[str, object], bool]:
-        q = self._q
-
-        def work(db: sqlite3.Connection) -> tuple[dict[str, object], bool]:
-            # The same request again (a double click, a retry, two tabs with one form) finds
-            # its audit row and replays nothing. One transaction: nothing between the look
-            # and the insert below (the writer runs one at a time).
-            if action.request_id is not None:
-                found = db.execute(q["audit_answered"], (action.request_id,)).fetchone()
-                if found is not None:
-                    return repeated_answer(found[0], found[1], action), True
-            counts: dict[str, int] = {}
-            events: set[str] = set()
-            for t in targets:
-                made = db.execute(
-                    q["replay_delivery"],
-                    {
-                        "event_id": t.event_id,
-                        "destination": t.destination,
-                        "now": now,
-                        "ordering_key": t.ordering_key,
-                        "replay_of": t.replay_of,
-                        "again": again,
-                    },
-                )
-                if made.rowcount:
-                    assert t.destination is not None
-                    counts[t.destination] = counts.get(t.destination, 0) + 1
-                    events.add(t.event_id)
-            result: dict[str, object] = {
-                **(summary or {}),
-                "replayed": sum(counts.values()),
-                "events": len(events),
-                "destinations": counts,
-            }
-            db.execute(q["audit_insert"], _audit_row(action, now) | {"result": json.dumps(result)})
-            return result, False
-
-        return await self._writer.call(work)
+        # One transaction: nothing between the look for the request id and the insert (the
+        # writer runs one at a time). The program is made inside it: a batch that fails is
+        # retried op by op, and each try runs it from its start.
+        return await self._writer.call(
+            lambda db: verbs.run(
+                verbs.replay(verbs.Manners(), targets, action, again, now, summary),
+                self._execute(db),
+            )
+        )
 
     async def audit(self, action: Action, result: dict[str, object], now: float) -> None:
-        row = _audit_row(action, now) | {"result": json.dumps(result)}
-        statement = self._q["audit_insert"]
-        await self._writer.call(lambda db: db.execute(statement, row).rowcount)
+        await self._writer.call(
+            lambda db: verbs.run(verbs.audit(action, result, now), self._execute(db))
+        )
 
     async def prune(self, kind: str, before: float, limit: int, now: float) -> int:
-        statement = self._q[PRUNE[kind]]
-        params = {"before": before, "batch": limit, "now": now}
-        return await self._writer.call(lambda db: db.execute(statement, params).rowcount)
+        return await self._writer.call(
+            lambda db: verbs.run(verbs.prune(kind, before, limit, now), self._execute(db))
+        )
+
+    def _execute(self, db: sqlite3.Connection) -> Callable[[verbs.Step], Any]:
+        """A verb's steps on the writer's connection."""
+        q = self._q
+
+        def execute(step: verbs.Step) -> Any:
+            cursor = db.execute(q[step.query], step.params if step.params is not None else ())
+            return cursor.fetchone() if step.want == "row" else cursor.rowcount
+
+        return execute
 
     async def gauges(self) -> Gauges:
         pending = await self._rdb.execute_fetchall(self._q["gauges_pending"])
@@ -363,19 +336,6 @@ class SqliteStore:
                 return work(reader)
 
         return await asyncio.to_thread(run)
-
-
-def _audit_row(action: Action, now: float) -> dict[str, object]:
-    return {
-        "at": now,
-        "actor": action.actor,
-        "origin": action.origin,
-        "action": action.action,
-        "target": action.target,
-        "params": json.dumps(action.params, default=str),
-        "result": "{}",
-        "request_id": action.request_id,
-    }
 
 
 def database_bytes(path: Path) -> tuple[int, int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import os
 import sqlite3
@@ -19,7 +18,9 @@ from pathlib import Path
 
 from relay import sql
 from relay.errors import StorageError
+from relay.records import Action
 from relay.sections import StorageConfig
+from relay.store.verbs import audit_row
 
 log = logging.getLogger("relay.store")
 
@@ -157,19 +158,8 @@ def record_offline(
     try:
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
             migrate(db, path)
-            db.execute(
-                sql.queries()["audit_insert"],
-                {
-                    "at": time.time(),
-                    "actor": actor,
-                    "origin": "local",
-                    "action": action,
-                    "target": target,
-                    "params": "{}",
-                    "result": json.dumps(result),
-                    "request_id": None,
-                },
-            )
+            offline = Action(actor, "local", action, target)
+            db.execute(sql.queries()["audit_insert"], audit_row(offline, time.time(), result))
     finally:
         os.close(lock)
     return True
