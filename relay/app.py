@@ -108,6 +108,8 @@ class Relay:
                 )
 
     async def start(self) -> None:
+        """Open the store, then start, in order: alerts, delivery (agents and lanes),
+        housekeeping, the public listener, catch-up and the admin listener."""
         settings = self.settings
         self._warn_about(settings)
         self._store = store = await open_store(settings.storage)
@@ -116,53 +118,9 @@ class Relay:
         last_beat = await store.last_beat()
         if store.released:
             log.info("store.leases_released", extra={"fields": {"deliveries": store.released}})
-        self.alerting = alerting = Alerting(
-            settings.alerts, store.ingest, settings.admin.public_url
-        )
-        if settings.alerts.quiet:
-            quiet = list(settings.alerts.quiet)
-            alerting.seen(await store.read(lambda r: r.last_received(quiet)))
-        last_received = None
-        if store.shared:
-
-            async def last_received(sources: list[str]) -> dict[str, float]:
-                return await store.read(lambda r: r.last_received(sources))
-
-        look = alerting.run(store.gauges, lambda: store.housekeeping, last_received)
-        self._background.append(asyncio.create_task(look, name="alerts"))
-        alerts = alerting
-        self.hub = hub = AgentHub(
-            settings.agents,
-            self.metrics,
-            trusted=settings.server.trusted_proxies,
-            max_body=settings.server.max_body_size,
-            lease_margin=settings.storage.lease_margin,
-        )
-        if self._clock is None and store.shared:
-            self._clock = DatabaseClock(lambda: store.clock_offset)
-        self._scheduler = scheduler = Scheduler(
-            settings.destinations,
-            store,
-            self.metrics,
-            alerts,
-            self._clock,
-            hub,
-            settings.storage.lease_margin,
-        )
-        hub.wake = scheduler.wake_group
-        store.add_listener(scheduler.notify)
-        store.add_control_listener(scheduler.sync_soon)
-        store.hand_off = scheduler
-        await scheduler.load()
-        scheduler.start()
-        pruner = Pruner(settings.retention, store)
-        if pruner.enabled:
-            self._background.append(asyncio.create_task(pruner.run(), name="pruner"))
-        self._size = size = SizeWatch(
-            settings.storage, store.size, alerting.storage_full, lambda: store.housekeeping
-        )
-        if settings.storage.max_size is not None:
-            self._background.append(asyncio.create_task(size.run(), name="size"))
+        alerting = await self._start_alerting(store)
+        scheduler, hub = await self._start_delivery(store, alerting)
+        size = self._start_housekeeping(store, alerting)
         self._ingress = ingress = Ingress(
             settings,
             store,
@@ -192,15 +150,79 @@ class Relay:
             hub,
             catch_up,
         )
-        token = settings.admin.token
-        if token is not None:
-            self._admin = await start_admin(
-                self.control, token.value.encode(), settings.admin, self._sockets.get("admin")
-            )
-        else:
-            log.info("admin.off", extra={"fields": {"hint": "set [admin] token to enable it"}})
+        await self._start_admin(self.control)
         db = settings.storage.describe()
         log.info("relay.ready", extra={"fields": {"listen": self.address, "db": db}})
+
+    async def _start_alerting(self, store: Store) -> Alerting:
+        settings = self.settings
+        self.alerting = alerting = Alerting(
+            settings.alerts, store.ingest, settings.admin.public_url
+        )
+        if settings.alerts.quiet:
+            quiet = list(settings.alerts.quiet)
+            alerting.seen(await store.read(lambda r: r.last_received(quiet)))
+        last_received = None
+        if store.shared:
+
+            async def last_received(sources: list[str]) -> dict[str, float]:
+                return await store.read(lambda r: r.last_received(sources))
+
+        look = alerting.run(store.gauges, lambda: store.housekeeping, last_received)
+        self._background.append(asyncio.create_task(look, name="alerts"))
+        return alerting
+
+    async def _start_delivery(self, store: Store, alerts: Alerting) -> tuple[Scheduler, AgentHub]:
+        """The agent hub and the lanes, told of every commit by the store."""
+        settings = self.settings
+        self.hub = hub = AgentHub(
+            settings.agents,
+            self.metrics,
+            trusted=settings.server.trusted_proxies,
+            max_body=settings.server.max_body_size,
+            lease_margin=settings.storage.lease_margin,
+        )
+        if self._clock is None and store.shared:
+            self._clock = DatabaseClock(lambda: store.clock_offset)
+        self._scheduler = scheduler = Scheduler(
+            settings.destinations,
+            store,
+            self.metrics,
+            alerts,
+            self._clock,
+            hub,
+            settings.storage.lease_margin,
+        )
+        hub.wake = scheduler.wake_group
+        store.add_listener(scheduler.notify)
+        store.add_control_listener(scheduler.sync_soon)
+        store.hand_off = scheduler
+        await scheduler.load()
+        scheduler.start()
+        return scheduler, hub
+
+    def _start_housekeeping(self, store: Store, alerting: Alerting) -> SizeWatch:
+        """Pruning, and the watch on the database's size."""
+        settings = self.settings
+        pruner = Pruner(settings.retention, store)
+        if pruner.enabled:
+            self._background.append(asyncio.create_task(pruner.run(), name="pruner"))
+        self._size = size = SizeWatch(
+            settings.storage, store.size, alerting.storage_full, lambda: store.housekeeping
+        )
+        if settings.storage.max_size is not None:
+            self._background.append(asyncio.create_task(size.run(), name="size"))
+        return size
+
+    async def _start_admin(self, control: Control) -> None:
+        settings = self.settings
+        token = settings.admin.token
+        if token is None:
+            log.info("admin.off", extra={"fields": {"hint": "set [admin] token to enable it"}})
+            return
+        self._admin = await start_admin(
+            control, token.value.encode(), settings.admin, self._sockets.get("admin")
+        )
 
     async def _listen(self, ingress: Ingress) -> None:
         server = self.settings.server

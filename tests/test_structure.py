@@ -421,3 +421,38 @@ def test_the_backend_check_finds_a_branch_on_the_name() -> None:
     found = backend_branches(files)
     assert len(found) == 1
     assert "reader.py" in found[0]
+
+
+MAX_MODULE_LINES = 550
+MAX_FUNCTION_LINES = 80
+# Functions that only declare (one statement per metric, no logic): long by nature.
+DECLARATIONS = {("relay/metrics.py", "__init__")}
+
+
+def oversized(files: dict[Path, str]) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines and functions over MAX_FUNCTION_LINES."""
+    found = []
+    for path, text in files.items():
+        name = str(path.relative_to(ROOT))
+        lines = text.count("\n")
+        if lines > MAX_MODULE_LINES:
+            found.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES and (name, node.name) not in DECLARATIONS:
+                    found.append(f"{name}:{node.lineno}: {node.name} is {length} lines")
+    return found
+
+
+def test_no_module_or_function_is_too_long() -> None:
+    assert oversized(sources()) == []
+
+
+def test_the_size_check_finds_a_long_function() -> None:
+    files = sources()
+    body = "".join(f"    x{i} = {i}\n" for i in range(90))
+    files[PACKAGE / "retry.py"] += f"\n\ndef sprawling() -> None:\n{body}"
+    found = oversized(files)
+    assert len(found) == 1
+    assert "sprawling is 91 lines" in found[0]

@@ -30,34 +30,8 @@ def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
         data = reader.stats()
         totals = reader.totals(since, until)
     data["range"] = {"since": since, "until": until}
-    for name, paused in ctx.destinations:  # configured, with or without traffic
-        data["destinations"].setdefault(
-            name, {"pending": 0, "dead": 0, "oldest_pending_seconds": None, "paused": bool(paused)}
-        )
-    configured = set(ctx.sources)
-    names = sorted({n for k, n in totals if k == rollup.SOURCE} | set(data["sources"]) | configured)
-    sources: dict[str, dict[str, Any]] = {}
-    for n in names:
-        t = totals.get((rollup.SOURCE, n), {})
-        sources[n] = {
-            **data["sources"].get(n, {}),  # events_last_hour, … (as before)
-            "received": t.get("received", 0),
-            "rejected": t.get("rejected", 0),
-        }
-    data["sources"] = sources
-    dests = sorted({n for k, n in totals if k == rollup.DESTINATION} | set(data["destinations"]))
-    for n in dests:
-        t = totals.get((rollup.DESTINATION, n), {})
-        histogram = [t.get(f"lat{i}", 0) for i in range(len(rollup.LATENCY_BOUNDS) + 1)]
-        d = data["destinations"].setdefault(
-            n, {"pending": 0, "dead": 0, "oldest_pending_seconds": None, "paused": False}
-        )
-        d.update(
-            delivered=t.get("delivered", 0),
-            died=t.get("dead", 0),
-            retried=t.get("retried", 0),
-            p95_seconds=rollup.p95(histogram),
-        )
+    sources = _source_stats(ctx, data, totals)
+    _destination_stats(ctx, data, totals)
     source_rows = [(n, s["received"], s["rejected"]) for n, s in sources.items()]
     dest_rows = [
         (
@@ -74,20 +48,7 @@ def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
         for n, d in sorted(data["destinations"].items())
     ]
     text = table(source_rows, ("SOURCE", "RECEIVED", "REJECTED"))
-    text += "\n\n" + table(
-        dest_rows,
-        (
-            "DESTINATION",
-            "DELIVERED",
-            "DIED",
-            "RETRIED",
-            "P95 S",
-            "PENDING",
-            "DEAD",
-            "OLDEST S",
-            "PAUSED",
-        ),
-    )
+    text += "\n\n" + table(dest_rows, STATS_DESTINATION_COLUMNS)
     span = (
         f"from {when(since)} until {when(until)} UTC" if args.since or args.until else "last hour"
     )
@@ -102,26 +63,82 @@ def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
             ],
             ("AGENT GROUP", "CONNECTED", "FREE CREDITS", "OFFLINE (S)"),
         )
-    headers = (
-        "kind",
-        "name",
-        "received",
-        "rejected",
-        "delivered",
-        "died",
-        "retried",
-        "p95_seconds",
-        "pending",
-        "dead",
-        "oldest_pending_seconds",
-        "paused",
-    )
     csv_rows = [
         ("source", n, s["received"], s["rejected"], *[None] * 8) for n, s in sources.items()
     ]
     csv_rows += [("destination", r[0], None, None, *r[1:]) for r in dest_rows]
-    emit(args, data, text, (headers, csv_rows))
+    emit(args, data, text, (STATS_CSV_COLUMNS, csv_rows))
     return 0
+
+
+STATS_DESTINATION_COLUMNS = (
+    "DESTINATION",
+    "DELIVERED",
+    "DIED",
+    "RETRIED",
+    "P95 S",
+    "PENDING",
+    "DEAD",
+    "OLDEST S",
+    "PAUSED",
+)
+STATS_CSV_COLUMNS = (
+    "kind",
+    "name",
+    "received",
+    "rejected",
+    "delivered",
+    "died",
+    "retried",
+    "p95_seconds",
+    "pending",
+    "dead",
+    "oldest_pending_seconds",
+    "paused",
+)
+
+
+def _source_stats(
+    ctx: Context, data: dict[str, Any], totals: dict[tuple[str, str], dict[str, int]]
+) -> dict[str, dict[str, Any]]:
+    """Every configured source and every one with traffic: received and refused in the
+    range (``data["sources"]`` is replaced by them)."""
+    configured = set(ctx.sources)
+    names = sorted({n for k, n in totals if k == rollup.SOURCE} | set(data["sources"]) | configured)
+    sources: dict[str, dict[str, Any]] = {}
+    for n in names:
+        t = totals.get((rollup.SOURCE, n), {})
+        sources[n] = {
+            **data["sources"].get(n, {}),  # events_last_hour, … (as before)
+            "received": t.get("received", 0),
+            "rejected": t.get("rejected", 0),
+        }
+    data["sources"] = sources
+    return sources
+
+
+def _destination_stats(
+    ctx: Context, data: dict[str, Any], totals: dict[tuple[str, str], dict[str, int]]
+) -> None:
+    """Every configured destination (traffic or not) and every one with traffic: its
+    counts and p95 in the range, added to ``data["destinations"]``."""
+    for name, paused in ctx.destinations:
+        data["destinations"].setdefault(
+            name, {"pending": 0, "dead": 0, "oldest_pending_seconds": None, "paused": bool(paused)}
+        )
+    dests = sorted({n for k, n in totals if k == rollup.DESTINATION} | set(data["destinations"]))
+    for n in dests:
+        t = totals.get((rollup.DESTINATION, n), {})
+        histogram = [t.get(f"lat{i}", 0) for i in range(len(rollup.LATENCY_BOUNDS) + 1)]
+        d = data["destinations"].setdefault(
+            n, {"pending": 0, "dead": 0, "oldest_pending_seconds": None, "paused": False}
+        )
+        d.update(
+            delivered=t.get("delivered", 0),
+            died=t.get("dead", 0),
+            retried=t.get("retried", 0),
+            p95_seconds=rollup.p95(histogram),
+        )
 
 
 def _agents(ctx: Context) -> dict[str, Any]:
