@@ -21,6 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from relay.configtypes import describe_errors, resolve_secret
 from relay.errors import RelayError
 from relay.store import Reader, is_url, open_reader
 
@@ -42,50 +51,104 @@ class Context:
     destinations: tuple[tuple[str, bool | None], ...] = ()  # name, its config's paused
 
 
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Named(_Part):
+    name: str
+
+
+class _Destination(_Named):
+    paused: bool | None = None
+
+    @field_validator("paused", mode="before")
+    @classmethod
+    def _only_a_flag(cls, value: object) -> bool | None:
+        return value if isinstance(value, bool) else None  # relay itself says what is wrong
+
+
+class _Storage(_Part):
+    path: Path = Path("relay.db")
+    url: str | None = None
+
+
+class _Admin(_Part):
+    listen: str = "127.0.0.1:8081"
+    token: str | None = None
+
+
+class OperatorSettings(BaseSettings):
+    """The part of the config file the operator's commands read, from the same places as
+    relay (the file, and ``RELAY_…`` variables over it, ``__`` between levels); everything
+    else in the file is left unread, so no source secret is resolved."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RELAY_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    storage: _Storage = _Storage()
+    admin: _Admin = _Admin()
+    sources: list[_Named] = []
+    destinations: list[_Destination] = []
+
+    @classmethod
+    def read(cls, path: Path | None) -> OperatorSettings:
+        class _FromFile(cls):  # type: ignore[valid-type,misc]
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                if path is None:
+                    return (init_settings, env_settings)
+                return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path))
+
+        read: OperatorSettings = _FromFile()
+        return read
+
+
 def load_context(config: str, database: str | None) -> Context:
     from relay.sections import AdminConfig
 
-    try:
-        data = tomllib.loads(Path(config).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    path: Path | None = Path(config)
+    if not Path(config).exists():
         if database is None:
-            raise RelayError(
-                f"{config}: no such file; pass --config PATH (or --db PATH for reads)"
-            ) from None
-        data = {}
+            raise RelayError(f"{config}: no such file; pass --config PATH (or --db PATH for reads)")
+        path = None
+    try:
+        read = OperatorSettings.read(path)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RelayError(f"{config}: cannot read it ({exc})") from None
-    path = (
-        database
-        or os.environ.get("RELAY_STORAGE__PATH")
-        or data.get("storage", {}).get("path", "relay.db")
-    )
-    admin = data.get("admin", {})
-    listen = os.environ.get("RELAY_ADMIN__LISTEN") or admin.get("listen", "127.0.0.1:8081")
+    except ValidationError as exc:
+        raise RelayError(f"{config}: " + "; ".join(describe_errors(exc))) from None
     token: str | None = None
-    raw_token = os.environ.get("RELAY_ADMIN__TOKEN") or admin.get("token")
-    if raw_token:
+    if read.admin.token:
         try:
-            resolved = AdminConfig.model_validate({"listen": listen, "token": raw_token}).token
+            given = {"listen": read.admin.listen, "token": read.admin.token}
+            resolved = AdminConfig.model_validate(given).token
         except ValueError as exc:
             raise RelayError(f"admin.token: {exc}") from None
         token = resolved.value if resolved is not None else None
     url: str | None = database if database and is_url(database) else None
-    raw_url = os.environ.get("RELAY_STORAGE__URL") or data.get("storage", {}).get("url")
-    if raw_url and database is None:
-        from relay.configtypes import resolve_secret
-
+    if read.storage.url and database is None:
         try:
-            url = resolve_secret(raw_url).value
+            url = resolve_secret(read.storage.url).value
         except ValueError as exc:
             raise RelayError(f"storage.url: {exc}") from None
-    sources = tuple(str(s.get("name")) for s in data.get("sources", []) if isinstance(s, dict))
-    destinations = tuple(
-        (str(d.get("name")), d.get("paused") if isinstance(d.get("paused"), bool) else None)
-        for d in data.get("destinations", [])
-        if isinstance(d, dict)
+    return Context(
+        config,
+        Path(database) if database else read.storage.path,
+        read.admin.listen,
+        token,
+        url,
+        tuple(s.name for s in read.sources),
+        tuple((d.name, d.paused) for d in read.destinations),
     )
-    return Context(config, Path(path), listen, token, url, sources, destinations)
 
 
 class _UnixConnection(http.client.HTTPConnection):
