@@ -224,8 +224,8 @@ class DeadFilter:
     destination: str | None = None
     source: str | None = None
     event_type: str | None = None  # a glob
-    since: float | None = None  # died at or after
-    until: float | None = None
+    died_since: float | None = None  # died at or after
+    died_until: float | None = None  # died before
     error: str | None = None
     exact_error: bool = False
     include_replayed: bool = False

@@ -60,7 +60,7 @@ async def test_lists_filter_page_group_and_replay_exactly(
                 return await r.text()
 
         # Rejections: 50 a page, then the rest; a source or a time range that matches none.
-        first = await page("/ui/rejections?source=demo&from=1h")
+        first = await page("/ui/rejections?source=demo&since=1h")
         assert first.count("<tr><td>") == 50
         older = re.search(r'href="(/ui/rejections\?[^"]+)" rel="next"', first)
         assert older is not None

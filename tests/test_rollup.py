@@ -41,7 +41,7 @@ CASES = [
         None,
         None,
         "bad",
-        "/ui/dead?destination=d&from=1h",
+        "/ui/dead?destination=d&since=1h",
     ),
     (
         "backlog grows",
@@ -139,7 +139,7 @@ def test_the_worst_reason_decides_the_link_and_every_reason_is_kept() -> None:
     s = series(queued=(50, 10), delivered=(5, 10), dead=2)
     verdict = health.destination_health("d", s, 45, 120.0, False, None, None)
     assert verdict.level == "bad"
-    assert verdict.link == "/ui/dead?destination=d&from=1h"
+    assert verdict.link == "/ui/dead?destination=d&since=1h"
     assert len(verdict.reasons) == 2
 
 

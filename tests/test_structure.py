@@ -37,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
         "configtypes",
         "delivery",
         "errors",
+        "filters",
         "log",
         "network",
         "records",
@@ -79,6 +80,7 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "configtypes",
         "errors",
+        "filters",
         "log",
         "records",
         "sections",
@@ -110,6 +112,7 @@ ALLOWED: dict[str, set[str]] = {
     "encoding": set(),
     "errors": set(),
     "extract": set(),
+    "filters": {"records"},
     "ids": set(),
     "ingress": {
         "agents",

@@ -13,16 +13,18 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from relay import filters
 from relay.admin import inputs
 from relay.admin.surface import Surface, Who
 from relay.errors import KeyReused, RelayError
-from relay.records import MAX_LIMIT, DeadFilter, EventFilter, ReplaySelection, since_to_time
+from relay.records import ReplaySelection, since_to_time
 from relay.verify.base import any_equal, header_bytes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,19 +82,8 @@ class Api:
     # -- reads ------------------------------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.Response:
-        q = request.query
-        f = EventFilter(
-            source=q.get("source"),
-            event_type=q.get("type"),
-            status=q.get("status"),
-            since=since_to_time(q.get("since")),
-            until=since_to_time(q.get("until")),
-            key=q.get("key"),
-            destination=q.get("destination"),
-            text=q.get("q"),
-            before=q.get("before"),
-            limit=inputs.limit(q.get("limit"), 50, MAX_LIMIT),
-        )
+        q = _query(request, "events")
+        f = filters.events(q, filters.limit(q, 50))
         rows = await self._surface.read(lambda r: r.events(f))
         following = rows[-1]["id"] if len(rows) == f.limit else None
         return _json({"events": rows, "next_before": following})
@@ -105,11 +96,14 @@ class Api:
         return _json(found)
 
     async def dead(self, request: web.Request) -> web.Response:
-        f = _dead_filter(dict(request.query))
-        limit = inputs.limit(request.query.get("limit"), 50, MAX_LIMIT)
-        rows = await self._surface.read(lambda r: r.dead(f, limit))
-        total = await self._surface.read(lambda r: r.count_dead(f))
-        return _json({"dead": rows, "total": total})
+        """Dead letters not replayed yet, newest first (``since``/``until``: when they
+        died), a page at a time, and how many match in all."""
+        q = _query(request, "dead")
+        f, page = filters.dead(q), filters.limit(q, 50)
+        rows = await self._surface.read(lambda r: r.dead(f, page))
+        total = await self._surface.read(lambda r: r.count_dead(replace(f, before_id=None)))
+        following = rows[-1]["delivery_id"] if len(rows) == page else None
+        return _json({"dead": rows, "total": total, "next_before": following})
 
     async def destinations(self, request: web.Request) -> web.Response:
         health = await self._surface.read(lambda r: r.stats()["destinations"])
@@ -134,10 +128,13 @@ class Api:
         return _json(await self._surface.read(lambda r: r.stats()))
 
     async def rejections(self, request: web.Request) -> web.Response:
-        source = request.query.get("source") or None
-        limit = inputs.limit(request.query.get("limit"), 50, MAX_LIMIT)
-        rows = await self._surface.read(lambda r: r.rejections(source, limit))
-        return _json({"rejections": rows})
+        q = _query(request, "rejections")
+        t, page = filters.timed(q, "source"), filters.limit(q, 50)
+        rows = await self._surface.read(
+            lambda r: r.rejections(t.value, page, t.since, t.until, t.before)
+        )
+        following = rows[-1]["id"] if len(rows) == page else None
+        return _json({"rejections": rows, "next_before": following})
 
     async def metrics(self, request: web.Request) -> web.Response:
         body, content_type = await self._surface.metrics()
@@ -225,9 +222,13 @@ class Api:
         return _json({"agents": self._surface.agents()})
 
     async def audit(self, request: web.Request) -> web.Response:
-        since = since_to_time(request.query.get("since"))
-        limit = inputs.limit(request.query.get("limit"), 50, MAX_LIMIT)
-        return _json({"audit": await self._surface.read(lambda r: r.audit(since, limit))})
+        q = _query(request, "audit")
+        t, page = filters.timed(q, "action"), filters.limit(q, 50)
+        rows = await self._surface.read(
+            lambda r: r.audit(t.since, page, t.until, t.before, t.value)
+        )
+        following = rows[-1]["id"] if len(rows) == page else None
+        return _json({"audit": rows, "next_before": following})
 
     async def backup(self, request: web.Request) -> web.Response:
         """Body: {"path": "/var/backups/relay.db"}: a consistent copy, written by relay (on
@@ -253,15 +254,14 @@ class Api:
         return _json({"deleted": counts})
 
 
-def _dead_filter(q: dict[str, Any]) -> DeadFilter:
-    return DeadFilter(
-        destination=q.get("destination") or None,
-        source=q.get("source") or None,
-        event_type=q.get("type") or None,
-        since=since_to_time(q.get("since")),
-        until=since_to_time(q.get("until")),
-        error=q.get("error") or None,
-    )
+def _query(request: web.Request, list_name: str) -> dict[str, str]:
+    """The query string of a list, as the vocabulary names it (relay.filters); a field the
+    list does not take is refused by name, not ignored."""
+    extra = filters.unknown(request.query, list_name)
+    if extra:
+        takes = ", ".join(filters.LISTS[list_name])
+        raise filters.FilterError(f"{extra[0]}: not a filter of this list (it takes {takes})")
+    return dict(request.query)
 
 
 def who(request: web.Request) -> Who:

@@ -7,6 +7,7 @@ import sys
 import uuid
 from typing import Any
 
+from relay import filters
 from relay.cli.context import NOT_FOUND, Context, admin_call, database
 from relay.cli.events import Ambiguous, event_id
 from relay.cli.output import emit, plural, table, when
@@ -14,14 +15,7 @@ from relay.records import REPLAY_STATES, DeadFilter, since_to_time
 
 
 def _dead_filter(args: argparse.Namespace) -> DeadFilter:
-    return DeadFilter(
-        destination=args.destination,
-        source=args.source,
-        event_type=args.type,
-        since=since_to_time(args.since),
-        until=since_to_time(getattr(args, "until", None)),
-        error=args.error,
-    )
+    return filters.dead(filters.from_flags(args, "dead"))
 
 
 def cmd_dead(ctx: Context, args: argparse.Namespace) -> int:
@@ -133,6 +127,9 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--since", help="died within this long ago (2h) or since a time")
     p.add_argument("--until", help="died before: a duration ago or a time")
     p.add_argument("--error", metavar="TEXT", help="text in the last error")
+    p.add_argument("--key", help="the event's idempotency key")
+    p.add_argument("--search", metavar="TEXT", help="text in the body (any case, forms decoded)")
+    p.add_argument("--before", metavar="N", help="page: dead letters older than this delivery")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--csv", action="store_true", help="CSV output, headers first")
     p.set_defaults(command_run=cmd_dead)

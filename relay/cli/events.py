@@ -8,24 +8,14 @@ import sys
 import time
 from typing import Any
 
+from relay import filters
 from relay.cli.context import NOT_FOUND, Context, database
 from relay.cli.output import emit, fit, table, when
-from relay.records import STATUSES, EventFilter, since_to_time
+from relay.records import STATUSES
 
 
 def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
-    f = EventFilter(
-        source=args.source,
-        event_type=args.type,
-        status=args.status,
-        since=since_to_time(args.since),
-        until=since_to_time(args.until),
-        key=args.key,
-        destination=args.destination,
-        text=args.search,
-        before=args.before,
-        limit=args.limit,
-    )
+    f = filters.events(filters.from_flags(args, "events"), args.limit)
     with database(ctx) as reader:
         rows = reader.events(f)
     headers = ("ID", "RECEIVED (UTC)", "SOURCE", "TYPE", "DELIVERIES")

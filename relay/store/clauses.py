@@ -220,8 +220,8 @@ def dead_where(f: DeadFilter, dialect: Dialect = SQLITE) -> Clause:
         ("d.destination = ?", f.destination),
         ("e.source = ?", f.source),
         (dialect.glob.format("e.event_type"), pattern),
-        ("d.updated_at >= ?", f.since),
-        ("d.updated_at < ?", f.until),
+        ("d.updated_at >= ?", f.died_since),
+        ("d.updated_at < ?", f.died_until),
         ("d.event_id = ?", f.event),
         ("d.id < ?", f.before_id),
     ):

@@ -9,11 +9,12 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from relay import filters
 from relay.admin.console.pages import PAGE, Page, Pages, form_id, paged
-from relay.records import DeadFilter, since_to_time
+from relay.records import DeadFilter
 from relay.store import clauses
 
-FIELDS = ("destination", "source", "type", "error", "from", "until", "key", "q")
+FIELDS = ("destination", "source", "type", "error", "since", "until", "key", "q")
 
 
 class Dead:
@@ -25,9 +26,9 @@ class Dead:
         return [Page("GET", "/ui/dead", self.dead, nav="Dead letters")]
 
     async def dead(self, request: web.Request) -> web.Response:
-        """A filter (destination, source, type, error, From and Until on the time they
-        died), pages of ``PAGE`` by delivery id, and how many match in all, with one form
-        that replays exactly those."""
+        """A filter (relay.filters: destination, source, type, error, key, text, and
+        From and Until on the time they died), pages of ``PAGE`` by delivery id, and how
+        many match in all, with one form that replays exactly those."""
         q = request.query
         form = {k: q.get(k, "") for k in FIELDS}
         filled = {k: v for k, v in form.items() if v}
@@ -35,18 +36,8 @@ class Dead:
         rows: list[dict[str, Any]] = []
         total, last_died = 0, None
         try:
-            f = DeadFilter(
-                destination=form["destination"] or None,
-                source=form["source"] or None,
-                event_type=form["type"] or None,
-                error=form["error"] or None,
-                since=since_to_time(form["from"] or None),
-                until=since_to_time(form["until"] or None),
-                key=form["key"] or None,
-                text=form["q"] or None,
-            )
-            before = q.get("before", "")
-            page = replace(f, before_id=int(before) if before.isdigit() else None)
+            f = filters.dead(form)
+            page = replace(f, before_id=filters.dead(q).before_id)
             rows = await self._surface.read(lambda r: r.dead(page, PAGE + 1))  # more after?
             total, last_died = await self._surface.read(lambda r: r.dead_summary(f))
         except ValueError as exc:
@@ -78,8 +69,8 @@ class Dead:
             matching={
                 "count": total,
                 "last_died": last_died,
-                "since": f.since,
-                "until": f.until,
+                "since": f.died_since,
+                "until": f.died_until,
                 "filtered": any(form.values()),
             },
             problem=problem,

@@ -10,10 +10,11 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from relay import filters
 from relay.admin.console import outgoing
 from relay.admin.console.pages import PAGE, Page, Pages, form_id, paged, redirect
 from relay.admin.surface import Who
-from relay.records import STATUSES, Claim, EventFilter, ReplaySelection, since_to_time
+from relay.records import STATUSES, Claim, ReplaySelection
 from relay.store import Reader, clauses
 
 EVENT_ID = re.compile(r"evt_[0-9A-Za-z]{4,26}")  # relay's ids (relay.ids), or a start of one
@@ -53,18 +54,7 @@ class Events:
             return redirect(f"/ui/events/{found}")
         q = request.query
         try:
-            f = EventFilter(
-                source=q.get("source") or None,
-                event_type=q.get("type") or None,
-                status=q.get("status") or None,
-                since=since_to_time(q.get("since") or None),
-                until=since_to_time(q.get("until") or None),
-                key=q.get("key") or None,
-                destination=q.get("destination") or None,
-                text=q.get("q") or None,
-                before=q.get("before") or None,
-                limit=PAGE + 1,  # one more: is there an older page?
-            )
+            f = filters.events(q, PAGE + 1)  # one more: is there an older page?
             rows = await self._surface.read(lambda r: r.events(f))
             problem = None
         except ValueError as exc:

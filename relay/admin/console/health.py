@@ -36,7 +36,7 @@ def destination_health(
     delivered, dead, retried = s.total("delivered"), s.total("dead"), s.total("retried")
     attempts = delivered + dead + retried
     if dead:
-        worse("bad", f"{dead} died in the last hour", f"/ui/dead?destination={name}&from=1h")
+        worse("bad", f"{dead} died in the last hour", f"/ui/dead?destination={name}&since=1h")
     if attempts >= 10 and (dead + retried) / attempts > 0.2:
         rate = 100 * delivered / attempts
         worse("warn", f"{rate:.0f}% of attempts succeeded", f"/ui/events?destination={name}")

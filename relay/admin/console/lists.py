@@ -8,9 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from relay.admin.console.pages import PAGE, Page, Pages, ago, as_int, paged
+from relay import filters
+from relay.admin.console.pages import PAGE, Page, Pages, ago, paged
 from relay.alerting import ALERT_SOURCE
-from relay.records import EventFilter, since_to_time
+from relay.records import EventFilter
 
 Read = Callable[[Any, str | None, float | None, float | None, int | None], Any]
 
@@ -54,13 +55,12 @@ class Lists:
     ) -> web.Response:
         """``read(reader, field's value, since, until, before)`` reads PAGE + 1 rows."""
         q = request.query
-        form = {k: q.get(k, "") for k in (field, "from", "until")}
+        form = {k: q.get(k, "") for k in (field, "since", "until")}
         rows: list[dict[str, Any]] = []
         problem = None
         try:
-            since, until = since_to_time(form["from"] or None), since_to_time(form["until"] or None)
-            before, value = as_int(q.get("before")), form[field] or None
-            rows = await self._surface.read(lambda r: read(r, value, since, until, before))
+            t = filters.timed(q, field)
+            rows = await self._surface.read(lambda r: read(r, t.value, t.since, t.until, t.before))
         except ValueError as exc:
             problem = str(exc)
         rows, older = paged(q, rows, "id")
