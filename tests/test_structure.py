@@ -41,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
         "log",
         "network",
         "records",
+        "rows",
         "sections",
         "store",
         "text",
@@ -146,6 +147,7 @@ ALLOWED: dict[str, set[str]] = {
     "retention": {"errors", "sections", "store"},
     "retry": {"sections"},
     "route": {"configtypes", "extract"},
+    "rows": set(),
     "scheduler": {
         "agents",
         "alerting",
@@ -174,6 +176,7 @@ ALLOWED: dict[str, set[str]] = {
         "normalize",
         "pgdriver",
         "records",
+        "rows",
         "sections",
         "sql",
         "verify",

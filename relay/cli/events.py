@@ -118,14 +118,14 @@ def cmd_tail(ctx: Context, args: argparse.Namespace) -> int:
         last = reader.latest_position()
         print("relay: following new events (Ctrl-C stops)", file=sys.stderr, flush=True)
         while deadline is None or time.monotonic() < deadline:
-            for r in reader.events_after(last, args.source, 500):
-                last = r.pop("position")
-                if args.json:
-                    print(json.dumps(r), flush=True)
+            for row in reader.events_after(last, args.source, 500):
+                last = row["position"]
+                if args.json:  # the position is the tail's own bookkeeping, not news
+                    print(json.dumps({k: v for k, v in row.items() if k != "position"}), flush=True)
                 else:
                     line = (
-                        f"{when(r['received_at'])}  {r['id']}  {r['source']}  "
-                        f"{r['event_type'] or '-'}  {r['idempotency_key'] or '-'}"
+                        f"{when(row['received_at'])}  {row['id']}  {row['source']}  "
+                        f"{row['event_type'] or '-'}  {row['idempotency_key'] or '-'}"
                     )
                     print(fit(line), flush=True)
                 printed += 1

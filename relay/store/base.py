@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from relay import rows
 from relay.records import (
     Action,
     AttemptRecord,
@@ -63,17 +64,17 @@ class HandOff(Protocol):
 class Reader(Protocol):
     """Reads for people. Every list is bounded (``records.MAX_LIMIT``) and paged by keyset."""
 
-    def events(self, f: EventFilter) -> list[dict[str, Any]]:
+    def events(self, f: EventFilter) -> list[rows.EventRow]:
         """Events matching ``f``, newest first: id, source, received_at, event_type,
         idempotency_key, body_bytes and {destination: state} of their deliveries."""
         ...
 
-    def event(self, event_id: str) -> dict[str, Any] | None:
+    def event(self, event_id: str) -> rows.Event | None:
         """One event with its headers (secret ones redacted), body, and every delivery
         with its attempts; None if there is no such event."""
         ...
 
-    def events_after(self, after: int, source: str | None, limit: int) -> list[dict[str, Any]]:
+    def events_after(self, after: int, source: str | None, limit: int) -> list[rows.TailRow]:
         """Events committed after ``position`` ``after``, in commit order (``relay tail``);
         each has its ``position``."""
         ...
@@ -82,7 +83,7 @@ class Reader(Protocol):
         """The position of the last event committed (0: none yet)."""
         ...
 
-    def dead(self, f: DeadFilter, limit: int = 50) -> list[dict[str, Any]]:
+    def dead(self, f: DeadFilter, limit: int = 50) -> list[rows.DeadRow]:
         """Dead deliveries matching ``f``, newest first."""
         ...
 
@@ -92,12 +93,12 @@ class Reader(Protocol):
         """How many dead deliveries match ``f``, per destination."""
         ...
 
-    def dead_grouped(self, f: DeadFilter, by: str, limit: int = 100) -> list[dict[str, Any]]:
+    def dead_grouped(self, f: DeadFilter, by: str, limit: int = 100) -> list[rows.DeadGroup]:
         """Dead letters matching ``f`` counted per ``by`` (destination, error, type or
         source): value, count, last_died_at; the largest group first."""
         ...
 
-    def dead_groups(self, limit: int = 100) -> list[dict[str, Any]]:
+    def dead_groups(self, limit: int = 100) -> list[rows.DeadSet]:
         """Dead deliveries not yet replayed, grouped by destination and last error, largest
         group first: destination, error, count."""
         ...
@@ -114,7 +115,7 @@ class Reader(Protocol):
         since: float | None = None,
         until: float | None = None,
         before: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[rows.RejectionRow]:
         """The newest refused requests (headers redacted when they were stored), of a
         source, from ``since`` until ``until``, with an id below ``before`` (the next page)."""
         ...
@@ -148,7 +149,7 @@ class Reader(Protocol):
         until: float | None = None,
         before: int | None = None,
         action: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[rows.AuditRow]:
         """Operator actions, newest first (an id below ``before``: the next page)."""
         ...
 

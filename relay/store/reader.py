@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relay import sql
+from relay import rows, sql
 from relay.records import (
     MAX_LIMIT,
     DeadFilter,
@@ -31,15 +31,16 @@ def _limit(limit: int) -> int:
     return max(1, min(limit, MAX_LIMIT))
 
 
-def _body(raw: bytes) -> dict[str, Any]:
+def _body(raw: bytes) -> tuple[str, Any, str | None]:
+    """How the body reads: (encoding, body, the JSON's text as received)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return {"encoding": "base64", "body": base64.b64encode(raw).decode()}
+        return "base64", base64.b64encode(raw).decode(), None
     try:
-        return {"encoding": "json", "body": json.loads(text), "raw": text}
+        return "json", json.loads(text), text
     except ValueError:
-        return {"encoding": "text", "body": text}
+        return "text", text, None
 
 
 class SqlReader:
@@ -60,7 +61,7 @@ class SqlReader:
             found.update(row[0] for row in self._conn.execute(self._q["known_keys"], params))
         return found
 
-    def events(self, f: EventFilter) -> list[dict[str, Any]]:
+    def events(self, f: EventFilter) -> list[rows.EventRow]:
         d = self._dialect
         sparse = False
         if f.status in clauses.SPARSE_STATES:
@@ -72,19 +73,19 @@ class SqlReader:
             sparse = int(found.fetchone()[0]) <= clauses.SPARSE
         where, params = clauses.events_where(f, d, sparse)
         statement = d.finish(clauses.list_events(where, d))
-        rows = self._conn.execute(statement, [*params, _limit(f.limit)])
+        found = self._conn.execute(statement, [*params, _limit(f.limit)])
         listed = [
-            {
-                "id": r[0],
-                "source": r[1],
-                "received_at": r[2],
-                "event_type": r[3],
-                "idempotency_key": r[4],
-                "body_bytes": r[5],
-                "deliveries": dict(pair.split(":", 1) for pair in (r[6] or "").split()),
-                "items": 0,  # a split request: how many events its items became
-            }
-            for r in rows
+            rows.EventRow(
+                id=r[0],
+                source=r[1],
+                received_at=r[2],
+                event_type=r[3],
+                idempotency_key=r[4],
+                body_bytes=r[5],
+                deliveries=dict(pair.split(":", 1) for pair in (r[6] or "").split()),
+                items=0,
+            )
+            for r in found
         ]
         bare = [row["id"] for row in listed if not row["deliveries"]]
         if bare:  # a request without deliveries of its own may be a batch that was split
@@ -98,92 +99,112 @@ class SqlReader:
         rows = self._conn.execute(self._q["events_by_prefix"], {"prefix": prefix})
         return [row[0] for row in rows]
 
-    def event(self, event_id: str) -> dict[str, Any] | None:
+    def event(self, event_id: str) -> rows.Event | None:
         q, conn = self._q, self._conn
         row = conn.execute(q["event_by_id"], (event_id,)).fetchone()
         if row is None:
             return None
-        event: dict[str, Any] = {
-            "id": row[0],
-            "source": row[1],
-            "received_at": row[2],
-            "occurred_at": row[3],
-            "event_type": row[4],
-            "idempotency_key": row[5],
-            "content_type": row[6],
-            "remote_addr": row[7],
-            "headers": redacted((name, value) for name, value in json.loads(row[8])),
-            "redacted_at": row[10],
-            "origin": row[19],
-            **_body(row[9]),
-        }
+        encoding, body, raw = _body(row[9])
+        event = rows.Event(
+            id=row[0],
+            source=row[1],
+            received_at=row[2],
+            occurred_at=row[3],
+            event_type=row[4],
+            idempotency_key=row[5],
+            content_type=row[6],
+            remote_addr=row[7],
+            headers=redacted((name, value) for name, value in json.loads(row[8])),
+            redacted_at=row[10],
+            origin=row[19],
+            encoding=encoding,
+            body=body,
+            deliveries=[
+                self._delivery(d)
+                for d in conn.execute(q["event_deliveries"], (event_id,)).fetchall()
+            ],
+        )
+        if raw is not None:
+            event["raw"] = raw
         if any(value is not None for value in row[11:18]):
-            names = ("parent_id", "provider", "channel", "provider_type", "subject", "contact")
-            event["normalized"] = {
-                **dict(zip(names, row[11:17], strict=True)),
-                "conversation": row[17],
-                "stale": bool(row[18]),
-            }
+            event["normalized"] = rows.Normalized(
+                parent_id=row[11],
+                provider=row[12],
+                channel=row[13],
+                provider_type=row[14],
+                subject=row[15],
+                contact=row[16],
+                conversation=row[17],
+                stale=bool(row[18]),
+            )
         items = conn.execute(q["event_items"], (event_id,)).fetchall()
         if items:
-            event["items"] = [{"id": i[0], "event_type": i[1], "key": i[2]} for i in items]
-        keys = (
-            "number",
-            "started_at",
-            "duration_ms",
-            "status",
-            "error",
-            "response_excerpt",
-            "outcome",
-            "response_headers",
-        )
-        event["deliveries"] = [
-            {
-                "id": d[0],
-                "destination": d[1],
-                "state": d[2],
-                "attempts": d[3],
-                "next_attempt_at": d[4],
-                "created_at": d[5],
-                "delivered_at": d[6],
-                "last_status": d[7],
-                "last_error": d[8],
-                "replay_of": d[9],
-                "history": [
-                    dict(zip(keys, a, strict=True))
-                    | {"response_headers": json.loads(a[7]) if a[7] else None}
-                    for a in conn.execute(q["delivery_attempts"], (d[0],))
-                ],
-            }
-            for d in conn.execute(q["event_deliveries"], (event_id,)).fetchall()
-        ]
+            event["items"] = [rows.Item(id=i[0], event_type=i[1], key=i[2]) for i in items]
         return event
 
-    def events_after(self, after: int, source: str | None, limit: int) -> list[dict[str, Any]]:
+    def _delivery(self, d: Any) -> rows.Delivery:
+        attempts = self._conn.execute(self._q["delivery_attempts"], (d[0],))
+        return rows.Delivery(
+            id=d[0],
+            destination=d[1],
+            state=d[2],
+            attempts=d[3],
+            next_attempt_at=d[4],
+            created_at=d[5],
+            delivered_at=d[6],
+            last_status=d[7],
+            last_error=d[8],
+            replay_of=d[9],
+            history=[
+                rows.Attempt(
+                    number=a[0],
+                    started_at=a[1],
+                    duration_ms=a[2],
+                    status=a[3],
+                    error=a[4],
+                    response_excerpt=a[5],
+                    outcome=a[6],
+                    response_headers=json.loads(a[7]) if a[7] else None,
+                )
+                for a in attempts.fetchall()
+            ],
+        )
+
+    def events_after(self, after: int, source: str | None, limit: int) -> list[rows.TailRow]:
         params = {"after": after, "source": source, "limit": _limit(limit)}
-        keys = ("position", "id", "received_at", "source", "event_type", "idempotency_key")
-        rows = self._conn.execute(self._q["events_after"], params)
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return [
+            rows.TailRow(
+                position=r[0],
+                id=r[1],
+                received_at=r[2],
+                source=r[3],
+                event_type=r[4],
+                idempotency_key=r[5],
+            )
+            for r in self._conn.execute(self._q["events_after"], params)
+        ]
 
     def latest_position(self) -> int:
         return int(self._conn.execute(self._q["latest_position"]).fetchone()[0])
 
-    def dead(self, f: DeadFilter, limit: int = 50) -> list[dict[str, Any]]:
+    def dead(self, f: DeadFilter, limit: int = 50) -> list[rows.DeadRow]:
         d = self._dialect
         where, params = clauses.dead_where(f, d)
-        rows = self._conn.execute(d.finish(clauses.list_dead(where)), [*params, _limit(limit)])
-        keys = (
-            "delivery_id",
-            "event_id",
-            "source",
-            "event_type",
-            "destination",
-            "attempts",
-            "last_status",
-            "last_error",
-            "died_at",
-        )
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        found = self._conn.execute(d.finish(clauses.list_dead(where)), [*params, _limit(limit)])
+        return [
+            rows.DeadRow(
+                delivery_id=r[0],
+                event_id=r[1],
+                source=r[2],
+                event_type=r[3],
+                destination=r[4],
+                attempts=r[5],
+                last_status=r[6],
+                last_error=r[7],
+                died_at=r[8],
+            )
+            for r in found
+        ]
 
     def count_dead(self, f: DeadFilter) -> int:
         d = self._dialect
@@ -203,19 +224,20 @@ class SqlReader:
         rows = self._conn.execute(d.finish(clauses.dead_by_destination(where)), params)
         return {name: int(count) for name, count in rows}
 
-    def dead_grouped(self, f: DeadFilter, by: str, limit: int = 100) -> list[dict[str, Any]]:
+    def dead_grouped(self, f: DeadFilter, by: str, limit: int = 100) -> list[rows.DeadGroup]:
         """The dead letters matching ``f``, counted per destination, error, type or source
         (``clauses.DEAD_GROUPS``), the largest group first."""
         d = self._dialect
         where, params = clauses.dead_where(f, d)
         statement = d.finish(clauses.dead_grouped(where, by))
-        rows = self._conn.execute(statement, [*params, _limit(limit)])
-        return [{"value": r[0], "count": int(r[1]), "last_died_at": r[2]} for r in rows]
+        found = self._conn.execute(statement, [*params, _limit(limit)])
+        return [rows.DeadGroup(value=r[0], count=int(r[1]), last_died_at=r[2]) for r in found]
 
-    def dead_groups(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._conn.execute(self._q["dead_groups"], (_limit(limit),))
+    def dead_groups(self, limit: int = 100) -> list[rows.DeadSet]:
+        found = self._conn.execute(self._q["dead_groups"], (_limit(limit),))
         return [
-            {"destination": r[0], "error": r[1], "count": r[2], "last_died_at": r[3]} for r in rows
+            rows.DeadSet(destination=r[0], error=r[1], count=int(r[2]), last_died_at=r[3])
+            for r in found
         ]
 
     def delivered_destinations(self) -> list[str]:
@@ -265,7 +287,7 @@ class SqlReader:
         since: float | None = None,
         until: float | None = None,
         before: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[rows.RejectionRow]:
         params = {
             "source": source,
             "limit": _limit(limit),
@@ -273,10 +295,18 @@ class SqlReader:
             "until": until,
             "before": before,
         }
-        keys = ("at", "source", "status", "reason", "remote_addr", "method", "headers", "id")
         return [
-            {**dict(zip(keys, row, strict=True)), "headers": json.loads(row[6])}
-            for row in self._conn.execute(self._q["rejections_latest"], params)
+            rows.RejectionRow(
+                at=r[0],
+                source=r[1],
+                status=r[2],
+                reason=r[3],
+                remote_addr=r[4],
+                method=r[5],
+                headers=json.loads(r[6]),
+                id=r[7],
+            )
+            for r in self._conn.execute(self._q["rejections_latest"], params)
         ]
 
     def minutes(self, now: float | None = None) -> list[tuple[int, str, str, str, int]]:
@@ -342,7 +372,7 @@ class SqlReader:
         until: float | None = None,
         before: int | None = None,
         action: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[rows.AuditRow]:
         """The newest operator actions first."""
         params = {
             "since": since,
@@ -351,14 +381,18 @@ class SqlReader:
             "before": before,
             "action": action,
         }
-        keys = ("id", "at", "actor", "origin", "action", "target", "params", "result")
         return [
-            {
-                **dict(zip(keys, row, strict=False)),
-                "params": json.loads(row[6]),
-                "result": json.loads(row[7]),
-            }
-            for row in self._conn.execute(self._q["audit_latest"], params)
+            rows.AuditRow(
+                id=r[0],
+                at=r[1],
+                actor=r[2],
+                origin=r[3],
+                action=r[4],
+                target=r[5],
+                params=json.loads(r[6]),
+                result=json.loads(r[7]),
+            )
+            for r in self._conn.execute(self._q["audit_latest"], params)
         ]
 
     def backup(self, target: Path) -> int:

@@ -4,7 +4,6 @@ page with the forms that replay exactly what it shows."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -12,6 +11,7 @@ from aiohttp import web
 from relay import filters
 from relay.admin.console.pages import PAGE, Page, Pages, form_id, paged
 from relay.records import DeadFilter
+from relay.rows import DeadGroup, DeadRow
 from relay.store import clauses
 
 FIELDS = ("destination", "source", "type", "error", "since", "until", "key", "q")
@@ -33,7 +33,7 @@ class Dead:
         form = {k: q.get(k, "") for k in FIELDS}
         filled = {k: v for k, v in form.items() if v}
         problem = None
-        rows: list[dict[str, Any]] = []
+        rows: list[DeadRow] = []
         total, last_died = 0, None
         try:
             f = filters.dead(form)
@@ -45,7 +45,7 @@ class Dead:
         rows, older = paged(q, rows, "delivery_id")
         by = q.get("group", "")
         by = by if by in clauses.DEAD_GROUPS else ""
-        grouped: list[dict[str, Any]] = []
+        grouped: list[DeadGroup] = []
         if by:
             grouped = await self._surface.read(lambda r: r.dead_grouped(f, by))
             keep = {k: v for k, v in filled.items() if k != by}

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import jinja2
@@ -136,7 +136,10 @@ def as_float(value: object) -> float | None:
         return None
 
 
-def paged(q: Any, rows: list[dict[str, Any]], key: str) -> tuple[list[dict[str, Any]], str | None]:
+R = TypeVar("R", bound=Mapping[str, Any])
+
+
+def paged(q: Any, rows: list[R], key: str) -> tuple[list[R], str | None]:
     """A page read with one row more than it shows: the rows to show, and the query of the
     next (older) page when that extra row exists (keyset paging on ``key``)."""
     if len(rows) <= PAGE:
