@@ -1,70 +1,54 @@
-"""The single writer's decisions (relay.store.batch.Batcher), on a transaction kept in
-memory: what shares a transaction, who is answered when, what one bad operation or a fault
-of the database does to the others, health, bounded rejections, stop.
+"""The single writer's decisions (relay.store.batch.Batcher), on the store in memory
+(tests/store/memory.py): what shares a transaction, who is answered when, what one bad
+operation or a fault of the database does to the others, health, bounded rejections, stop.
 
-The backends' transactions are tested by the contract suite (tests/store/); here the
-``_transaction`` a backend supplies is a list, so each decision is seen on its own.
+The backends' transactions are tested by the contract suite (tests/store/), which the store
+in memory passes too; here each decision of the Batcher is seen on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from relay.errors import StorageUnavailable
-from relay.records import NewEvent, Rejection, Stored
+from relay.records import AttemptRecord, NewEvent, Rejection
 from relay.store import batch as batch_module
-from relay.store.batch import Batcher, Inserted, Kind, Op
+from relay.store.batch import Inserted, Kind, Op
+from tests.store.memory import MemoryBatcher, MemoryFault, MemoryLock, Tables
 
 
-class Lock(Exception):
+class Lock(MemoryLock):
     """A lock held by another process (sqlite's SQLITE_BUSY)."""
 
 
-class Disk(OSError):
+class Disk(MemoryFault):
     """A fault of the database as a whole (a full disk)."""
 
 
-class ListBatcher(Batcher):
-    """Commits into lists. ``fail(batch)`` may return an exception to raise instead."""
+class ListBatcher(MemoryBatcher):
+    """The Batcher of the store in memory (tests/store/memory.py), which also keeps the
+    kinds of operations of each transaction begun and committed. ``fail(batch)`` may return
+    an exception to raise instead."""
 
     def __init__(self, max_batch: int = 100, keep_rejections: int = 10_000) -> None:
-        super().__init__(max_batch, self._committed, keep_rejections)
+        super().__init__(Tables(), max_batch, keep_rejections, self._committed)
         self.transactions: list[list[Kind]] = []  # committed, in order
         self.tried: list[list[Kind]] = []  # every transaction begun
         self.stored: list[str] = []  # event ids committed
-        self.rejections: list[Rejection] = []
-        self.fail: Callable[[list[Op]], Exception | None] = lambda batch: None
 
     def _committed(self, events: list[NewEvent], woken: set[str]) -> None:
         self.stored += [e.id for e in events]
 
     async def _transaction(self, batch: list[Op], offers: dict[str, tuple[int, float]]) -> Inserted:
-        await asyncio.sleep(0)  # a backend's thread or network hop
-        self.tried.append([op.kind for op in batch])
-        problem = self.fail(batch)
-        if problem is not None:
-            raise problem
-        events: list[NewEvent] = []
-        for op in batch:
-            if op.kind is Kind.INGEST:
-                events.append(op.payload)
-                op.result = Stored(op.payload.id, False)
-            elif op.kind is Kind.CALL:
-                op.result = op.payload(None)  # raises for a bad operation
-            elif op.kind is Kind.REJECT:
-                self.rejections.append(op.payload)
-        self.transactions.append([op.kind for op in batch])
-        return Inserted(events=events)
-
-    def _is_storage_fault(self, exc: BaseException) -> bool:
-        return isinstance(exc, OSError | Lock)
-
-    def _is_lock(self, exc: BaseException) -> bool:
-        return isinstance(exc, Lock)
+        kinds = [op.kind for op in batch]
+        self.tried.append(kinds)
+        inserted = await super()._transaction(batch, offers)
+        self.transactions.append(kinds)
+        return inserted
 
 
 def new_event(n: int) -> NewEvent:
@@ -91,6 +75,23 @@ def rejection(n: int) -> Rejection:
         remote_addr="127.0.0.1",
         method="POST",
         headers="[]",
+    )
+
+
+def outcome_of_nothing() -> AttemptRecord:
+    """An attempt's outcome for a delivery that is not there: recorded as nothing."""
+    return AttemptRecord(
+        delivery_id=999,
+        number=1,
+        started_at=1.0,
+        duration_ms=1.0,
+        status=200,
+        error=None,
+        response_excerpt=None,
+        state="delivered",
+        next_attempt_at=1.0,
+        finished_at=1.0,
+        lease=1,
     )
 
 
@@ -138,7 +139,7 @@ async def test_an_outcome_nobody_waits_for_waits_for_company(
     monkeypatch.setattr(batch_module, "LAZY_WAIT", 30.0)
     b = ListBatcher()
     task = await running(b)
-    record = asyncio.create_task(b.record(cast(Any, None)))  # its payload is not looked at
+    record = asyncio.create_task(b.record(outcome_of_nothing()))
     await asyncio.wait_for(_until(lambda: b._queue.empty()), 10)  # the writer holds it
     assert b.tried == []  # not begun alone: LAZY_WAIT (30 s) has not run out
     await asyncio.wait_for(b.ingest(new_event(1)), 10)
@@ -211,7 +212,7 @@ async def test_rejections_are_bounded_and_none_kept_when_asked(
     assert b.rejections_dropped == 15
     task = await running(b)
     await stopped(b, task)
-    assert [r.reason for r in b.rejections] == [f"r{n}" for n in range(10)]
+    assert [r["reason"] for r in b.tables.rejections] == [f"r{n}" for n in range(10)]
     none = ListBatcher(keep_rejections=0)
     none.note_rejection(rejection(1))
     assert none.rejections_dropped == 1

@@ -1,7 +1,7 @@
-"""A lane on its own (relay.scheduler.lane.Lane): a real store on a SQLite file, a real
-receiver on 127.0.0.1, no app, no scheduler. The lane is driven by hand (``notify``, the
-clock) and each test waits on what the lane did (``looks``: a decision that ended in a
-sleep), never on time passing.
+"""A lane on its own (relay.scheduler.lane.Lane): on the store in memory and on a SQLite
+file, a real receiver on 127.0.0.1, no app, no scheduler. The lane is driven by hand
+(``notify``, the clock) and each test waits on what the lane did (``looks``: a decision
+that ended in a sleep), never on time passing.
 
 Its decisions are table-tested in test_plan.py; these check that the lane carries them out.
 """
@@ -19,8 +19,9 @@ import pytest
 from relay.records import NewEvent
 from relay.scheduler.lane import Lane
 from relay.sections import DestinationConfig, StorageConfig
-from relay.store import Store, open_store
+from relay.store import Store
 from tests.helpers import Receiver, SteppedClock, settings_for, wait_for
+from tests.store.conftest import opening
 
 N = 0
 
@@ -30,9 +31,11 @@ def destination(receiver: Receiver, **changes: Any) -> DestinationConfig:
     return settings.destinations[0]
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(StorageConfig(path=tmp_path / "relay.db"))
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The store in memory (tests/store/memory.py), and SQLite beside it."""
+    config = StorageConfig(path=tmp_path / "relay.db")
+    opened = await opening(str(request.param), config)
     opened.start()
     try:
         yield opened

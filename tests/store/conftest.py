@@ -1,5 +1,5 @@
-"""The contract suite's backends. A second backend (PostgreSQL) adds a parameter here and
-passes every test in this folder unchanged."""
+"""The contract suite's backends: SQLite, PostgreSQL, and the store in memory that tests of a
+Lane or the Batcher may use (tests/store/memory.py), which must mean what the two mean."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import pytest
 
 from relay.sections import StorageConfig
 from relay.store import Store, open_store
+from tests.store.memory import MemoryStore
 
 T = TypeVar("T")
 
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", "postgresql", "memory"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -35,12 +36,18 @@ async def store(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Store]:
     config = storage(backend, request, tmp_path)
-    opened = await bounded(open_store(config), "opening the store")
+    opened = await bounded(opening(backend, config), "opening the store")
     opened.start()
     try:
         yield opened
     finally:
         await bounded(opened.close(), "closing the store")
+
+
+async def opening(backend: str, config: StorageConfig) -> Store:
+    if backend == "memory":
+        return await MemoryStore.open(config)  # type: ignore[return-value]
+    return await open_store(config)
 
 
 async def bounded(step: Awaitable[T], what: str, limit: float = 60.0) -> T:
