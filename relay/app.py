@@ -39,6 +39,7 @@ from relay.errors import RelayError
 from relay.ingress import Ingress
 from relay.listener import Guard, GuardedSite, TlsSite
 from relay.metrics import Metrics
+from relay.people import People
 from relay.retention import Pruner, SizeWatch
 from relay.scheduler.lanes import Scheduler
 from relay.sections import ServerTls, split_address
@@ -71,6 +72,7 @@ class Relay:
         self._scheduler: Scheduler | None = None
         self._runner: web.AppRunner | None = None
         self._admin: web.AppRunner | None = None
+        self.people = People([])  # who may use the admin listener (relay.people)
         self._ingress: Ingress | None = None
         self._size: SizeWatch | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -216,12 +218,13 @@ class Relay:
 
     async def _start_admin(self, control: Control) -> None:
         settings = self.settings
-        token = settings.admin.token
-        if token is None:
-            log.info("admin.off", extra={"fields": {"hint": "set [admin] token to enable it"}})
+        if not settings.admin.enabled:
+            hint = "set [admin] token, or name people in [[admin.users]], to enable it"
+            log.info("admin.off", extra={"fields": {"hint": hint}})
             return
+        self.people = settings.admin.people()
         self._admin = await start_admin(
-            control, token.value.encode(), settings.admin, self._sockets.get("admin")
+            control, lambda: self.people, settings.admin, self._sockets.get("admin")
         )
 
     async def _listen(self, ingress: Ingress) -> None:
@@ -361,8 +364,15 @@ class Relay:
             log.error("config.reload_refused", extra={"fields": {"error": str(exc)}})
             return str(exc)
         old = self.settings
+        unpeopled: dict[str, Any] = {"token": None, "users": []}  # who may use it: applied
         for section in ("server", "storage", "admin"):
-            if getattr(new, section) != getattr(old, section):
+            before, after = getattr(old, section), getattr(new, section)
+            if section == "admin":
+                before, after = (
+                    before.model_copy(update=unpeopled),
+                    after.model_copy(update=unpeopled),
+                )
+            if after != before:
                 log.warning(
                     "config.restart_needed",
                     extra={"fields": {"section": section, "hint": "restart to apply it"}},
@@ -378,8 +388,12 @@ class Relay:
             self.alerting.update(new.alerts)
         if self.hub is not None:
             self.hub.update(new.agents)
+        # Who may use the admin listener changes at once (a removed person's session ends
+        # at their next request); where it listens needs a restart.
+        self.people = new.admin.people()
+        admin = old.admin.model_copy(update={"token": new.admin.token, "users": new.admin.users})
         self.settings = new.model_copy(
-            update={"server": old.server, "storage": old.storage, "admin": old.admin}
+            update={"server": old.server, "storage": old.storage, "admin": admin}
         )
         log.info("config.reloaded", extra={"fields": {"path": str(self.config_path)}})
         return None

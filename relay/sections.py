@@ -31,6 +31,7 @@ from relay.configtypes import (
     StrictModel,
     shown_url,
 )
+from relay.people import People, Person, digest
 
 DOMAIN = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
@@ -254,11 +255,50 @@ class ListenerTls(StrictModel):
         return context
 
 
+class AdminUser(StrictModel):
+    """A person who may use the admin API, the console and the CLI (relay.people)."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9._-]{0,63}$",
+        description="who they are, as the audit trail names them (alice, ops.bob)",
+    )
+    role: Literal["viewer", "operator", "admin"] = Field(
+        description="viewer: reads; operator: also replays, pauses, resumes, catches up; "
+        "admin: also reloads, prunes, backs up"
+    )
+    token: SecretRef | None = Field(None, description="their token: inline, env: or file:")
+    token_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="or the SHA-256 of their token, hex (what relay user add prints)",
+    )
+
+    @model_validator(mode="after")
+    def _one_token(self) -> AdminUser:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError(
+                f"user {self.name}: give token or token_sha256 (exactly one; relay user add "
+                "prints a token and its token_sha256)"
+            )
+        return self
+
+    def person(self) -> Person:
+        if self.token is not None:
+            return Person(self.name, self.role, digest(self.token.value))
+        assert self.token_sha256 is not None
+        return Person(self.name, self.role, bytes.fromhex(self.token_sha256))
+
+
 class AdminConfig(StrictModel):
     listen: str = Field(
         "127.0.0.1:8081", description="host:port, or unix:/path, of the admin API and /metrics"
     )
-    token: SecretRef | None = Field(None, description="bearer token; unset: no admin listener")
+    token: SecretRef | None = Field(
+        None, description="bearer token of a person named admin, with the admin role"
+    )
+    users: list[AdminUser] = Field(
+        default_factory=list, description="named people with roles ([[admin.users]])"
+    )
     public_url: str | None = Field(
         None, description="the console's address as people reach it, for links in alerts"
     )
@@ -272,6 +312,26 @@ class AdminConfig(StrictModel):
         if not value.startswith("unix:"):
             split_address(value)
         return value
+
+    @model_validator(mode="after")
+    def _distinct_people(self) -> AdminConfig:
+        names = [u.name for u in self.users] + (["admin"] if self.token is not None else [])
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            why = " ([admin] token is the user admin)" if "admin" in twice else ""
+            raise ValueError(f"users: {', '.join(twice)} named twice{why}; names must differ")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """The admin listener runs when somebody may use it."""
+        return self.token is not None or bool(self.users)
+
+    def people(self) -> People:
+        persons = [u.person() for u in self.users]
+        if self.token is not None:
+            persons.insert(0, Person("admin", "admin", digest(self.token.value)))
+        return People(persons)
 
 
 class RetentionConfig(StrictModel):

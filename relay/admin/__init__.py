@@ -1,6 +1,7 @@
 """The admin listener (``[admin] listen``: 127.0.0.1, a Unix socket, or HTTPS with
-``[admin.tls]``): the JSON API and ``/metrics`` (``api``, bearer token) and the web console
-under ``/ui/`` (``console``, sign-in with the same token). Both see the running relay only
+``[admin.tls]``): the JSON API and ``/metrics`` (``api``, a person's bearer token) and the
+web console under ``/ui/`` (``console``, sign-in with the same token). Each request acts as
+the person whose token it carries, within their role (relay.people). Both see the running relay only
 through ``surface.Surface``; the public ingress listener serves none of it.
 """
 
@@ -11,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from relay.admin.console import Console
 from relay.admin.surface import DestinationView, Surface, Who
 from relay.errors import StorageError, StorageUnavailable
 from relay.log import Throttled, brief
+from relay.people import People
 from relay.sections import AdminConfig, split_address
 
 log = logging.getLogger("relay.admin")
@@ -42,8 +45,8 @@ async def unavailable(request: web.Request, handler: Handler) -> web.StreamRespo
         )
 
 
-def admin_app(surface: Surface, token: bytes) -> web.Application:
-    api, console = Api(surface, token), Console(surface, token)
+def admin_app(surface: Surface, people: Callable[[], People]) -> web.Application:
+    api, console = Api(surface, people), Console(surface, people)
     app = web.Application(
         middlewares=[unavailable, api.auth, console.guard], client_max_size=1024 * 1024
     )
@@ -53,10 +56,14 @@ def admin_app(surface: Surface, token: bytes) -> web.Application:
 
 
 async def start_admin(
-    surface: Surface, token: bytes, config: AdminConfig, sock: socket.socket | None = None
+    surface: Surface,
+    people: Callable[[], People],
+    config: AdminConfig,
+    sock: socket.socket | None = None,
 ) -> web.AppRunner:
-    """The admin listener, on ``sock`` when systemd passed one (``admin``)."""
-    runner = web.AppRunner(admin_app(surface, token), access_log=None, handle_signals=False)
+    """The admin listener, on ``sock`` when systemd passed one (``admin``); ``people``: who
+    may use it now (a reload replaces them)."""
+    runner = web.AppRunner(admin_app(surface, people), access_log=None, handle_signals=False)
     await runner.setup()
     site: web.BaseSite
     listen = config.listen

@@ -24,8 +24,9 @@ from relay import filters
 from relay.admin import inputs
 from relay.admin.surface import Surface, Who
 from relay.errors import KeyReused, RelayError
+from relay.people import People, Person, refusal
 from relay.records import ReplaySelection, since_to_time
-from relay.verify.base import any_equal, header_bytes
+from relay.verify.base import header_bytes
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -40,10 +41,22 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
+# The action each changing handler is (relay.people.NEEDS); every other one reads.
+ACTIONS = {
+    "replay": "replay",
+    "catch_up": "catch-up",
+    "pause": "pause",
+    "resume": "resume",
+    "reload": "reload",
+    "prune": "prune",
+    "backup": "backup",
+}
+
+
 class Api:
-    def __init__(self, surface: Surface, token: bytes) -> None:
+    def __init__(self, surface: Surface, people: Callable[[], People]) -> None:
         self._surface = surface
-        self._expected = [b"Bearer " + token]
+        self._people = people
 
     def routes(self, app: web.Application) -> None:
         r = app.router
@@ -67,13 +80,25 @@ class Api:
 
     @web.middleware
     async def auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The bearer token names a person (relay.people); their role decides whether they
+        may do what the request asks: 401 without a known token, 403 (with the reason)
+        beyond the role."""
         if request.path == "/ui" or request.path.startswith("/ui/"):
             return await handler(request)  # the console has its own sign-in (a cookie)
         given = header_bytes(request.headers.get("Authorization", ""))
-        if not any_equal(self._expected, [given]):
+        person = None
+        if given.startswith(b"Bearer "):
+            person = self._people().find(given[7:])
+        if person is None:
             response = _error(401, "missing or wrong bearer token")
             response.headers["WWW-Authenticate"] = 'Bearer realm="relay admin"'
             return response
+        route = request.match_info.route
+        name = getattr(route.handler, "__name__", "") if route is not None else ""
+        action = ACTIONS.get(name, "read")
+        if not person.may(action):
+            return _error(403, refusal(person, action))
+        request[PERSON] = person
         try:
             return await handler(request)
         except ValueError as exc:  # a bad filter value: the caller's to fix
@@ -264,10 +289,15 @@ def _query(request: web.Request, list_name: str) -> dict[str, str]:
     return dict(request.query)
 
 
+PERSON = web.RequestKey("person", Person)
+
+
 def who(request: web.Request) -> Who:
-    """The audit trail's actor and origin for an API call: the CLI says who runs it
-    (X-Relay-Actor: cli:user@host); anything else is 'api'."""
-    actor = inputs.header(request.headers.get("X-Relay-Actor"), "X-Relay-Actor", 100) or "api"
+    """The audit trail's actor and origin for an API call: the person whose token it
+    carries; from their address ('unix' for the socket), and what the CLI says runs it
+    (X-Relay-Actor: cli:user@host) beside it."""
     transport = request.transport
     unix = transport is not None and isinstance(transport.get_extra_info("sockname"), str)
-    return Who(actor, "unix" if unix else request.remote)
+    origin = "unix" if unix else (request.remote or "-")
+    via = inputs.header(request.headers.get("X-Relay-Actor"), "X-Relay-Actor", 100)
+    return Who(request[PERSON].name, f"{origin} ({via})" if via else origin)

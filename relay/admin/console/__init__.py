@@ -11,6 +11,9 @@ table they make feeds both the routes and the navigation.
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
+
 from aiohttp import web
 
 from relay.admin.console.auth import COOKIE, Auth
@@ -23,13 +26,14 @@ from relay.admin.console.pages import Page, Pages, redirect
 from relay.admin.console.replay import Replays
 from relay.admin.console.sessions import Sessions
 from relay.admin.surface import Surface
+from relay.people import People
 
 
 class Console:
-    def __init__(self, surface: Surface, token: bytes) -> None:
-        sessions = Sessions(token)
+    def __init__(self, surface: Surface, people: Callable[[], People]) -> None:
+        sessions = Sessions(secrets.token_bytes(32))  # sessions live in memory: so may the key
         pages = Pages(surface, lambda request: sessions.csrf(request.cookies.get(COOKIE, "")))
-        auth = Auth(pages, sessions, token)
+        auth = Auth(pages, sessions, people)
         self.guard = auth.guard
         # In the navigation's order: each resource's pages, those with a label listed.
         resources = (Overview, Events, Dead, Destinations, Lists, Replays)

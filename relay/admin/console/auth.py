@@ -1,8 +1,11 @@
 """Sign-in, sign-out and the guard in front of every console page.
 
-Sign-in takes the admin token once and sets a session cookie (HttpOnly, SameSite=Strict,
-Secure over TLS; see ``sessions``); every action is a POST form carrying a CSRF token derived
-from the session. Sign-in needs a connection that keeps the token private: TLS (the admin
+Sign-in takes a person's token once (relay.people) and sets a session cookie of that person
+(HttpOnly, SameSite=Strict, Secure over TLS; see ``sessions``); every request then acts as
+them, within their role: a page a viewer may read, a change only an operator or an admin
+may make (403 with the reason otherwise), and a person removed from the config is signed
+out at their next request. Every action is a POST form carrying a CSRF token derived from
+the session. Sign-in needs a connection that keeps the token private: TLS (the admin
 listener's own, or a reverse proxy in ``trusted_proxies`` saying ``X-Forwarded-Proto:
 https``), loopback, or a Unix socket; plain HTTP from another machine is refused with what to
 do instead.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -31,19 +35,21 @@ from relay.admin.console.pages import (
 from relay.admin.console.sessions import SESSION_SECONDS, Sessions, Throttle
 from relay.admin.surface import Who
 from relay.network import parse_address, within
+from relay.people import People, Person, refusal
 
 COOKIE = "relay_session"
+PERSON = web.RequestKey("console_person", Person)
 OPEN = frozenset({"/ui/login", "/ui/static/style.css", "/ui/static/app.js"})  # no session
 SECRET_PARAMS = frozenset({"token", "access_token", "secret", "password"})  # never a filter
 STATIC = {"style.css": "text/css", "app.js": "text/javascript"}
 
 
 class Auth:
-    def __init__(self, pages: Pages, sessions: Sessions, token: bytes) -> None:
+    def __init__(self, pages: Pages, sessions: Sessions, people: Callable[[], People]) -> None:
         self._pages = pages
         self._surface = pages.surface
         self._sessions = sessions
-        self._token = token
+        self._people = people
         self._throttle = Throttle()
 
     def pages(self) -> list[Page]:
@@ -54,8 +60,15 @@ class Auth:
             Page("GET", "/ui/static/{name}", self.static),
         ]
 
-    def valid(self, request: web.Request) -> bool:
-        return self._sessions.valid(request.cookies.get(COOKIE), time.time())
+    def person(self, request: web.Request) -> Person | None:
+        """Who is signed in on this request (None: nobody, or a person no longer in the
+        config, whose session ends here)."""
+        session = request.cookies.get(COOKIE)
+        name = self._sessions.person(session, time.time())
+        person = self._people().named(name) if name else None
+        if name and person is None:
+            self._sessions.close(session)
+        return person
 
     def csrf(self, request: web.Request) -> str:
         return self._sessions.csrf(request.cookies.get(COOKIE, ""))
@@ -95,7 +108,8 @@ class Auth:
             return await handler(request)
         if path in OPEN:
             return await handler(request)
-        if not self.valid(request):
+        person = self.person(request)
+        if person is None:
             if request.query.get("fragment"):
                 return web.Response(status=401, text="signed out", headers=no_store())
             back = _without_secrets(request) if request.method == "GET" else "/ui/"
@@ -104,6 +118,10 @@ class Auth:
             form = await request.post()
             if not hmac.compare_digest(str(form.get("csrf", "")), self.csrf(request)):
                 return web.Response(status=403, text="stale or missing form token; reload")
+            action = action_of(request)
+            if action is not None and not person.may(action):
+                return web.Response(status=403, text=refusal(person, action))
+        request[PERSON] = person
         return await handler(request)
 
     async def login_form(self, request: web.Request) -> web.Response:
@@ -120,19 +138,19 @@ class Auth:
         back = local_path(str(form.get("next", "")))
         if not self._private(request):
             return redirect("/ui/login?" + urlencode({"error": "insecure"}))
-        given = str(form.get("token", "")).encode()
-        who = Who("console", request.remote or "unix")
-        if not hmac.compare_digest(given, self._token):
+        person = self._people().find(str(form.get("token", "")))
+        if person is None:
+            who = Who("console", request.remote or "unix")
             await self._surface.audit(who, "sign-in-failed", None, {})
             # Wrong: answered later each time (per address); a right token never waits.
             await asyncio.sleep(self._throttle.wrong(request.remote or "-", time.monotonic()))
             retry = {"error": "wrong", "next": back}
             return redirect("/ui/login?" + urlencode(retry))
-        await self._surface.audit(who, "sign-in", None, {})
+        await self._surface.audit(Who(person.name, request.remote or "unix"), "sign-in", None, {})
         response = redirect(back)
         response.set_cookie(
             COOKIE,
-            self._sessions.open(time.time()),
+            self._sessions.open(time.time(), person.name),
             max_age=SESSION_SECONDS,
             path="/ui",
             secure=self._over_tls(request),
@@ -168,3 +186,19 @@ def _without_secrets(request: web.Request) -> str:
     console takes none there, and a Location header ends up in proxy logs and history."""
     kept = [(k, v) for k, v in request.query.items() if k.lower() not in SECRET_PARAMS]
     return request.path + ("?" + urlencode(kept) if kept else "")
+
+
+def action_of(request: web.Request) -> str | None:
+    """The change a console POST makes (relay.people.NEEDS), None for signing in or out."""
+    path = request.path
+    if path == "/ui/replay":
+        return "replay"
+    if path.startswith("/ui/destinations/"):
+        asked = request.match_info.get("action", "")
+        return asked if asked in ("pause", "resume") else "pause"
+    return None
+
+
+def who(request: web.Request) -> Who:
+    """The audit trail's actor for a console action: the person signed in."""
+    return Who(request[PERSON].name, request.remote or "unix")

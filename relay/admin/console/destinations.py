@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
+from relay.admin.console import auth
 from relay.admin.console.notices import told
 from relay.admin.console.pages import Page, Pages, ago, redirect
-from relay.admin.surface import Who
 
 
 class Destinations:
@@ -58,7 +58,7 @@ class Destinations:
 
     async def pause_resume(self, request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
-        who = Who("console", request.remote or "unix")
+        who = auth.who(request)
         if action == "pause":
             found = await self._surface.pause(name, "paused from the console", who)
         elif action == "resume":

@@ -11,9 +11,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from relay import filters
-from relay.admin.console import outgoing
+from relay.admin.console import auth, outgoing
 from relay.admin.console.pages import PAGE, Page, Pages, form_id, paged, redirect
-from relay.admin.surface import Who
 from relay.records import STATUSES, Claim, ReplaySelection
 from relay.store import Reader, clauses
 
@@ -77,7 +76,7 @@ class Events:
                 key=f.key,
                 text=f.text,
             )
-            who = Who("console", request.remote or "unix")
+            who = auth.who(request)
             seen = await self._surface.replay(sel, who, dry_run=True)
             replayable = {"sel": sel, "count": int(seen["matched"]), "form_id": form_id()}
         filled = {k: v for k, v in form.items() if v}

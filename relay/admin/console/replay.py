@@ -8,9 +8,9 @@ import hashlib
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from relay.admin.console import auth
 from relay.admin.console.notices import told
 from relay.admin.console.pages import Page, Pages, as_float, local_path, redirect
-from relay.admin.surface import Who
 from relay.errors import KeyReused
 from relay.records import ReplaySelection
 
@@ -32,7 +32,7 @@ class Replays:
         form = await request.post()
         back = local_path(str(form.get("back", "/ui/dead")))
         key = str(form.get("request", "")) or None
-        who = Who("console", request.remote or "unix")
+        who = auth.who(request)
         ids = tuple(int(str(v)) for v in form.getall("delivery", []) if str(v).isdigit())
         if ids:
             sel = ReplaySelection(deliveries=ids)

@@ -22,29 +22,36 @@ FORGET_AFTER = 900.0  # seconds without a wrong token before an address starts a
 
 
 class Sessions:
+    """Open sessions, each of one person (by name: relay.people says, per request, whether
+    that person still exists and what they may do)."""
+
     def __init__(self, key: bytes, lifetime: float = SESSION_SECONDS) -> None:
         self._key = key
         self._lifetime = lifetime
-        self._expiry: OrderedDict[str, float] = OrderedDict()
+        self._open: OrderedDict[str, tuple[float, str]] = OrderedDict()  # expiry, person
 
-    def open(self, now: float) -> str:
+    def open(self, now: float, person: str = "") -> str:
         session = secrets.token_urlsafe(32)
-        self._expiry[session] = now + self._lifetime
-        while len(self._expiry) > MAX_SESSIONS:
-            self._expiry.popitem(last=False)
+        self._open[session] = (now + self._lifetime, person)
+        while len(self._open) > MAX_SESSIONS:
+            self._open.popitem(last=False)
         return session
 
+    def person(self, session: str | None, now: float) -> str | None:
+        """Whose session this is, while it lasts; None for none (or one that ran out)."""
+        found = self._open.get(session or "")
+        if found is None:
+            return None
+        if found[0] <= now:
+            del self._open[session or ""]
+            return None
+        return found[1]
+
     def valid(self, session: str | None, now: float) -> bool:
-        expiry = self._expiry.get(session or "")
-        if expiry is None:
-            return False
-        if expiry <= now:
-            del self._expiry[session or ""]
-            return False
-        return True
+        return self.person(session, now) is not None
 
     def close(self, session: str | None) -> None:
-        self._expiry.pop(session or "", None)
+        self._open.pop(session or "", None)
 
     def csrf(self, session: str) -> str:
         """The form token of a session: a MAC of it, so it cannot be made without the key."""
