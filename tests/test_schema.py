@@ -17,6 +17,7 @@ from relay.normalize.mapping import ItemKind, MappingConfig
 from relay.route import Condition, RouteConfig
 from relay.sections import (
     AdminConfig,
+    AdminUser,
     AgentGroupConfig,
     AlertsConfig,
     CircuitConfig,
@@ -104,8 +105,11 @@ def test_example_config_documents_every_key() -> None:
     assert _keys(StorageConfig) == set(example["storage"]) | {"url"}
     assert "# url = " in text
     assert _keys(LogConfig) == set(example["log"])
-    # [admin.tls] needs real files, so the example has it commented out.
-    assert _keys(AdminConfig) == set(example["admin"]) | {"tls"}
+    # [admin.tls] needs real files, so the example has it commented out; so are the users.
+    assert _keys(AdminConfig) == set(example["admin"]) | {"tls", "users"}
+    users = tomllib.loads(_uncommented(text, "[[admin.users]]"))["admin"]["users"]
+    assert _keys(AdminUser) == set(users[0]) | {"token_sha256"}  # the other way to say it
+    assert "token_sha256 = " in text
     commented = tomllib.loads(_uncommented(text, "[admin.tls]"))
     assert _keys(ListenerTls) == set(commented["admin"]["tls"])
     assert _keys(RetentionConfig) == set(example["retention"])

@@ -2,7 +2,8 @@
 
 One module per family of commands: ``server`` (serve, check-config, version, sink),
 ``events`` (events, show, tail), ``dead`` (dead, replay), ``control`` (pause, resume,
-reload, prune), ``data`` (stats, backup). Each adds its parsers and the function that runs.
+reload, prune), ``data`` (stats, backup), ``people`` (user add). Each adds its parsers and
+the function that runs.
 
 Exit codes: 0 success, 1 an error the user can act on (bad config, database cannot be
 opened, address in use), 2 wrong usage, 3 relay not running (for a command that needs it),
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from relay.cli import control, data, dead, events, server
+from relay.cli import control, data, dead, events, people, server
 from relay.cli.context import NOT_RUNNING, NotRunning, load_context
 from relay.errors import RelayError
 
@@ -27,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     server.add(sub)
+    people.add(sub)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
@@ -36,6 +38,12 @@ def parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--db", metavar="PATH", help="database file (default: from the config)")
     common.add_argument("--json", action="store_true", help="JSON output, for scripts")
+    common.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="act as the person of this admin token (default: $RELAY_ADMIN_TOKEN, else the "
+        "config's [admin] token)",
+    )
     for family in OPERATOR:
         family.add(sub, common)
     return top
@@ -43,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _operator(args: argparse.Namespace) -> int:
     """An operator's command: it gets the database and admin API of the config."""
-    ctx = load_context(server.config_path(args.config), args.db)
+    ctx = load_context(server.config_path(args.config), args.db, args.token)
     try:
         code: int = args.command_run(ctx, args)
     except NotRunning as exc:

@@ -112,7 +112,9 @@ class OperatorSettings(BaseSettings):
         return read
 
 
-def load_context(config: str, database: str | None) -> Context:
+def load_context(config: str, database: str | None, token: str | None = None) -> Context:
+    """``token``: the person the commands act as (--token); else $RELAY_ADMIN_TOKEN, else
+    the config's [admin] token (the person admin)."""
     from relay.sections import AdminConfig
 
     path: Path | None = Path(config)
@@ -126,11 +128,13 @@ def load_context(config: str, database: str | None) -> Context:
         raise RelayError(f"{config}: cannot read it ({exc})") from None
     except ValidationError as exc:
         raise RelayError(f"{config}: " + "; ".join(describe_errors(exc))) from None
-    token: str | None = None
-    if read.admin.token:
+    given = token or os.environ.get("RELAY_ADMIN_TOKEN")
+    if given:
+        token = given
+    elif read.admin.token:
         try:
-            given = {"listen": read.admin.listen, "token": read.admin.token}
-            resolved = AdminConfig.model_validate(given).token
+            admin = {"listen": read.admin.listen, "token": read.admin.token}
+            resolved = AdminConfig.model_validate(admin).token
         except ValueError as exc:
             raise RelayError(f"admin.token: {exc}") from None
         token = resolved.value if resolved is not None else None
@@ -181,8 +185,8 @@ def admin_call(
 ) -> tuple[int, Any]:
     if ctx.admin_token is None:
         raise RelayError(
-            f"{ctx.config}: [admin] token is not set, so relay has no admin API to ask; set "
-            "one (and restart relay) to use this command"
+            f"{ctx.config}: no admin token to act with: pass --token (a person's, from "
+            "[[admin.users]]), set RELAY_ADMIN_TOKEN, or set [admin] token (and restart relay)"
         )
     listen = ctx.admin_listen
     conn: http.client.HTTPConnection
@@ -214,11 +218,20 @@ def admin_call(
     finally:
         conn.close()
     if response.status == 401:
-        raise RelayError(f"relay refused the admin token from {ctx.config} (401)")
+        raise RelayError("relay refused the admin token (401): no person in its config has it")
+    if response.status == 403:
+        raise RelayError(f"relay refused: {_error_text(raw)} (403)")
     try:
         return response.status, json.loads(raw)
     except ValueError:
         return response.status, raw.decode("utf-8", "replace")
+
+
+def _error_text(raw: bytes) -> str:
+    try:
+        return str(json.loads(raw)["error"])
+    except (ValueError, KeyError, TypeError):
+        return raw.decode("utf-8", "replace")[:200]
 
 
 def actor() -> str:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from relay.admin.console.notices import sign_in_error
 from relay.admin.console.pages import (
+    PERSON,
     Handler,
     Page,
     Pages,
@@ -38,7 +39,6 @@ from relay.network import parse_address, within
 from relay.people import People, Person, refusal
 
 COOKIE = "relay_session"
-PERSON = web.RequestKey("console_person", Person)
 OPEN = frozenset({"/ui/login", "/ui/static/style.css", "/ui/static/app.js"})  # no session
 SECRET_PARAMS = frozenset({"token", "access_token", "secret", "password"})  # never a filter
 STATIC = {"style.css": "text/css", "app.js": "text/javascript"}

@@ -16,9 +16,11 @@ from aiohttp import web
 
 from relay.admin.console.notices import PARAMS, notice
 from relay.admin.surface import Surface
+from relay.people import Person
 from relay.text import plural
 
 PAGE = 50  # rows per page of every list
+PERSON = web.RequestKey("console_person", Person)  # who is signed in (set by auth's guard)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -88,10 +90,13 @@ class Pages:
     def render(
         self, request: web.Request, template: str, title: str, current: str, **context: Any
     ) -> web.Response:
+        person = request.get(PERSON)
         html = self.env.get_template(template).render(
             title=title,
             current=current,
             nav=self.nav,
+            person=person,
+            may=person.may if person is not None else (lambda action: False),
             csrf=self.csrf(request),
             done=notice(request.query, frozenset(d.name for d in self.surface.destinations())),
             **context,
