@@ -118,6 +118,7 @@ ALLOWED: dict[str, set[str]] = {
     "extract": set(),
     "filters": {"records"},
     "ids": set(),
+    "incidents": set(),
     "ingress": {
         "agents",
         "config",

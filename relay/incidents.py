@@ -1,0 +1,134 @@
+"""Incidents: what went wrong with a destination (or a source), since when, why, and when it
+ended, as pure decisions over what relay sees (``tests/test_incidents.py`` is their table).
+
+An attempt's failure is put in a class a person can act on (``failure_class``): an HTTP
+status family, a timeout, a refused connection, a name that does not resolve, a TLS
+failure. The first failure of a healthy subject opens an incident (``Tracker.failed``); every
+failure while it is open is counted by class, the first of each class kept as a sample
+(status, the start of the body, the event). A success does not end it at once: it resolves
+after ``quiet`` seconds without a failure (``Tracker.tick``), so one lucky attempt in an
+outage does not close and reopen it. While open, a reminder is due at most every ``every``
+seconds, only when something changed since the last word (more failures).
+
+What the tracker decides is a list of ``Word``: open, remind, resolve: what the alerts say
+and the table stores. It holds no clock and does no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+QUIET = 120.0  # seconds without a failure after which an incident resolves
+SAMPLE_BYTES = 512  # of a failing response's body, kept as the sample
+
+DNS_WORDS = ("Name or service not known", "Temporary failure in name resolution", "nodename")
+
+
+def failure_class(status: int | None, error: str | None) -> str:
+    """What kind of failure an attempt's outcome is: ``HTTP 5xx`` (and 4xx, 3xx),
+    ``timeout``, ``connection refused``, ``DNS``, ``TLS``, ``connection lost``, or
+    ``other``."""
+    if status is not None and not 200 <= status < 300:
+        return f"HTTP {status // 100}xx"
+    text = error or ""
+    name = text.split(":", 1)[0]
+    if text.startswith("timed out") or name in ("TimeoutError", "ServerTimeoutError"):
+        return "timeout"
+    if "DNS" in name or any(word in text for word in DNS_WORDS):
+        return "DNS"
+    if "SSL" in name or "Certificate" in name or "certificate verify failed" in text:
+        return "TLS"
+    if "Connection refused" in text or "Connect call failed" in text:
+        return "connection refused"
+    if name in ("ServerDisconnectedError", "ClientOSError", "ClientPayloadError"):
+        return "connection lost"
+    return "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The first failure of a class: what a person reads to know why."""
+
+    status: int | None
+    error: str | None
+    body: str | None  # the start of the response's body
+    event_id: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    subject: str  # a destination's (or a source's) name
+    kind: str  # failing (a destination's attempts), quiet, rejecting, catch_up …
+    since: float
+    last_failure: float
+    counts: dict[str, int] = field(default_factory=dict)  # failures per class
+    samples: dict[str, Sample] = field(default_factory=dict)  # the first of each class
+    told: int = 0  # failures counted when the last word was sent
+    told_at: float = 0.0
+    resolved_at: float | None = None
+
+    @property
+    def failures(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def dominant(self) -> str:
+        """The class with the most failures (the first seen among equals)."""
+        return max(self.counts, key=lambda c: self.counts[c]) if self.counts else "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """What to say of an incident: ``open``, ``remind`` or ``resolve``."""
+
+    what: str
+    incident: Incident
+
+
+class Tracker:
+    """The open incidents, by (subject, kind)."""
+
+    def __init__(self, every: float, quiet: float = QUIET) -> None:
+        self.every = every
+        self.quiet = quiet
+        self.open: dict[tuple[str, str], Incident] = {}
+
+    def failed(
+        self,
+        subject: str,
+        kind: str,
+        now: float,
+        status: int | None = None,
+        error: str | None = None,
+        body: str | None = None,
+        event_id: str | None = None,
+    ) -> list[Word]:
+        """A failure: opens an incident, or counts into the open one."""
+        cls = failure_class(status, error)
+        sample = Sample(status, error, body[:SAMPLE_BYTES] if body else body, event_id, now)
+        key = (subject, kind)
+        found = self.open.get(key)
+        if found is None:
+            opened = Incident(subject, kind, now, now, {cls: 1}, {cls: sample}, 1, now)
+            self.open[key] = opened
+            return [Word("open", opened)]
+        counts = dict(found.counts)
+        counts[cls] = counts.get(cls, 0) + 1
+        samples = found.samples if cls in found.samples else {**found.samples, cls: sample}
+        self.open[key] = replace(found, last_failure=now, counts=counts, samples=samples)
+        return []
+
+    def tick(self, now: float) -> list[Word]:
+        """Time passing: an incident quiet for ``quiet`` seconds resolves; an open one with
+        news since the last word gets a reminder, at most every ``every`` seconds."""
+        words: list[Word] = []
+        for key, incident in list(self.open.items()):
+            if now - incident.last_failure >= self.quiet:
+                del self.open[key]
+                words.append(Word("resolve", replace(incident, resolved_at=now)))
+            elif incident.failures > incident.told and now - incident.told_at >= self.every:
+                reminded = replace(incident, told=incident.failures, told_at=now)
+                self.open[key] = reminded
+                words.append(Word("remind", reminded))
+        return words
