@@ -140,6 +140,7 @@ async def test_a_viewer_reads_but_changes_nothing_and_an_operator_replays_as_her
         replayed = next(r for r in trail["audit"] if r["action"] == "replay")  # type: ignore[union-attr, index]
         assert replayed["params"]["destination"] == "a"  # type: ignore[index]  (the selection)
         assert replayed["result"]["replayed"] == 1  # type: ignore[index]
+        assert len(replayed["result"]["deliveries"]) == 1  # type: ignore[index, arg-type]
     finally:
         await dead.stop()
 

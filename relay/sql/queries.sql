@@ -278,7 +278,8 @@ INSERT INTO deliveries (event_id, destination, next_attempt_at, created_at, upda
 SELECT :event_id, :destination, :now, :now, :now, :ordering_key, :replay_of
  WHERE :again OR :replay_of IS NULL
     OR NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.replay_of = :replay_of)
-    OR (SELECT o.state FROM deliveries o WHERE o.id = :replay_of) != 'dead';
+    OR (SELECT o.state FROM deliveries o WHERE o.id = :replay_of) != 'dead'
+RETURNING id;
 
 -- name: prune_audit
 DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < :before LIMIT :batch);

@@ -27,6 +27,7 @@ class Step:
 
 
 Program = Generator[Step, Any, T]
+MAX_IDS_KEPT = 1000  # a replay's new delivery ids kept in its audit row (the range is too)
 
 PRUNE = {
     "delivered": "prune_delivered",
@@ -81,6 +82,7 @@ def replay(
             return repeated_answer(found[0], found[1], action), True
     counts: dict[str, int] = {}
     events: set[str] = set()
+    made_ids: list[int] = []
     for t in targets:
         made = yield Step(
             "replay_delivery",
@@ -92,17 +94,22 @@ def replay(
                 "replay_of": t.replay_of,
                 "again": again,
             },
+            "row",
         )
-        if made:
+        if made is not None:  # the new delivery's id; None: not made (replayed before)
             assert t.destination is not None
             counts[t.destination] = counts.get(t.destination, 0) + 1
             events.add(t.event_id)
+            made_ids.append(int(made[0]))
     result: dict[str, object] = {
         **(summary or {}),
         "replayed": sum(counts.values()),
         "events": len(events),
         "destinations": counts,
     }
+    if made_ids:  # which deliveries it made: the first ones by id, and the range
+        result["deliveries"] = made_ids[:MAX_IDS_KEPT]
+        result["first_delivery"], result["last_delivery"] = min(made_ids), max(made_ids)
     yield Step("audit_insert", audit_row(action, now, result))
     if counts and manners.tell is not None:
         yield Step("wake_lanes", (f"{manners.tell}|{','.join(sorted(counts))}",))

@@ -872,14 +872,14 @@ def _step(t: Tables, step: verbs.Step) -> Any:
             or (original is not None and original.state != "dead")
         )
         if not allowed:
-            return 0
+            return None
         now = p["now"]
         d = Dl(
             t.next("deliveries"), p["event_id"], p["destination"], now, now, now, p["ordering_key"]
         )
         d.replay_of = p["replay_of"]
         t.deliveries[d.id] = d
-        return 1
+        return (d.id,)
     return _prune(t, step.query, p)
 
 

@@ -345,6 +345,19 @@ async def test_replay_makes_one_new_delivery_per_dead_one_once(store: Store) -> 
     await _dead(store, 3, destination="b")
     answer = await replay(store, ReplaySelection(destination="a"))
     assert (answer["replayed"], answer["destinations"]) == (2, {"a": 2})
+    # Which deliveries it made, for the audit trail: their ids, and the range.
+    made = answer["deliveries"]
+    assert isinstance(made, list)
+    assert len(made) == 2
+    assert (answer["first_delivery"], answer["last_delivery"]) == (min(made), max(made))
+    for delivery_id in made:
+        found = await store.read(lambda r, i=delivery_id: r.dead(DeadFilter(deliveries=(i,))))
+        assert found == []  # pending, not dead
+    states = await store.read(lambda r: r.event("evt_000001"))
+    assert states is not None
+    assert sorted(d["id"] for d in states["deliveries"] if d["state"] == "pending") == [
+        i for i in made if i in {d["id"] for d in states["deliveries"]}
+    ]
     again = await replay(store, ReplaySelection(destination="a"))
     assert again["replayed"] == 0  # already replayed: a filter never doubles a dead one
     assert await store.pending_count("a") == 2

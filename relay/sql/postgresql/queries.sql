@@ -345,7 +345,8 @@ SELECT %(event_id)s::text, %(destination)s::text, %(now)s::double precision,
        %(replay_of)s::bigint
  WHERE %(again)s::boolean OR %(replay_of)s::bigint IS NULL
     OR NOT EXISTS (SELECT 1 FROM deliveries r WHERE r.replay_of = %(replay_of)s::bigint)
-    OR (SELECT o.state FROM deliveries o WHERE o.id = %(replay_of)s::bigint) != 'dead';
+    OR (SELECT o.state FROM deliveries o WHERE o.id = %(replay_of)s::bigint) != 'dead'
+RETURNING id;
 
 -- name: prune_audit
 DELETE FROM audit WHERE id IN (
