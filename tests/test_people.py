@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -15,8 +16,13 @@ from relay.cli import main
 from relay.config import load_config
 from relay.errors import ConfigError
 from relay.people import NEEDS, ROLES, People, Person, digest, refusal
-from tests.helpers import Receiver, post, query, wait_for
+from tests.helpers import BODY_JSON, Receiver, post, query, running, settings_for, wait_for
+from tests.test_admin import call as call_api
+from tests.test_console import TOKEN as CONSOLE_TOKEN
+from tests.test_console import browser, needs_chromium
 from tests.test_replay import TOKEN, _config, cli, relay_from
+
+__all__ = ["browser"]  # the fixture, used by name
 
 ALICE, VIC = "alice-token-0123456789", "vic-token-0123456789"
 
@@ -193,3 +199,45 @@ async def test_a_person_added_by_user_add_works_after_reload_and_removed_is_sign
             assert r.headers["Location"].startswith("/ui/login")
         async with api.get("http://relay/api/events", headers=headers) as r:
             assert r.status == 401
+
+
+@needs_chromium
+async def test_in_a_browser_a_viewer_is_refused_and_an_operator_replays(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession, browser: Any
+) -> None:
+    db = tmp_path / "relay.db"
+    receiver.script = [422]  # the event's delivery dies
+    users = [
+        {"name": "vic", "role": "viewer", "token": VIC},
+        {"name": "alice", "role": "operator", "token": ALICE},
+    ]
+    settings = settings_for(
+        db,
+        receiver.url,
+        admin={"listen": "127.0.0.1:0", "token": CONSOLE_TOKEN, "users": users},
+        retry={"max_attempts": 1},
+    )
+    async with running(settings) as relay:
+        base = f"http://{relay.admin_address}"
+        _, headers, _ = await post(client, relay.port, BODY_JSON, key="first")
+        dead_id = headers["X-Relay-Event-Id"]
+        await wait_for(lambda: query(db, "SELECT state FROM deliveries") == [("dead",)])
+        for token, name in ((VIC, "vic"), (ALICE, "alice")):
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(f"{base}/ui/events/{dead_id}")
+            await page.get_by_label("Admin token").fill(token)
+            await page.keyboard.press("Enter")
+            await page.get_by_role("heading", name=dead_id).wait_for()
+            assert f"{name} (" in await page.locator("header .who").inner_text()
+            await page.get_by_role("button", name="Replay to app").click()
+            if name == "vic":
+                await page.get_by_text("vic is a viewer: replay needs an operator").wait_for()
+            else:
+                await wait_for(lambda: len(receiver.received) == 2)
+            await context.close()
+        status, trail = await call_api(
+            client, relay, "GET", "/api/audit?action=replay", token=CONSOLE_TOKEN
+        )
+    assert status == 200
+    assert [row["actor"] for row in trail["audit"]] == ["alice"]
