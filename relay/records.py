@@ -401,3 +401,22 @@ class Tally:
             self.known + other.known,
             self.requested + other.requested,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    """An incident as the store keeps it (relay.incidents decides it; schema.md says each
+    column): ``counts`` and ``samples`` are JSON."""
+
+    subject: str
+    kind: str
+    status: str  # open | resolved
+    since: float
+    last_failure: float
+    failures: int
+    dominant: str
+    counts: str
+    samples: str
+    resolved_at: float | None = None
+    left_to_replay: int | None = None
+    id: int | None = None

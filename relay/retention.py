@@ -44,6 +44,7 @@ class Pruner:
                 c.rejections_after,
                 c.redact_after,
                 c.audit_after,
+                c.incidents_after,
             )
         )
 
@@ -67,6 +68,7 @@ class Pruner:
             ("rejections", c.rejections_after),
             ("redacted", c.redact_after),
             ("audit", c.audit_after),
+            ("incidents", c.incidents_after),
         ]
         for kind, age in plan:
             if age is None:

@@ -147,3 +147,20 @@ class AuditRow(TypedDict):
     target: str | None
     params: dict[str, Any]
     result: dict[str, Any]
+
+
+class IncidentRow(TypedDict):
+    """An incident (``Reader.incidents``); counts and samples read from their JSON."""
+
+    id: int
+    subject: str
+    kind: str
+    status: str
+    since: float
+    last_failure: float
+    resolved_at: float | None
+    failures: int
+    dominant: str
+    counts: dict[str, int]
+    samples: dict[str, dict[str, Any]]
+    left_to_replay: int | None

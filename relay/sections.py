@@ -346,6 +346,9 @@ class RetentionConfig(StrictModel):
         None, description="empty the body of events delivered everywhere this old"
     )
     audit_after: Duration | None = Field(None, description="delete audit rows this old")
+    incidents_after: Duration | None = Field(
+        None, description="delete incidents resolved this long ago"
+    )
     interval: Duration = Field(60.0, description="how often the pruner runs")
     batch: int = Field(500, ge=1, le=10_000, description="rows per pruning transaction")
 

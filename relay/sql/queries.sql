@@ -337,3 +337,30 @@ SELECT id, source, since, until, reason, tries, created_at, error
 -- Which of these idempotency keys (a JSON array) a source has an event for.
 SELECT idempotency_key FROM events
  WHERE source = :source AND idempotency_key IN (SELECT value FROM json_each(:keys));
+
+-- name: incident_insert
+INSERT INTO incidents (subject, kind, status, since, last_failure, resolved_at, failures,
+                       dominant, counts, samples, left_to_replay)
+VALUES (:subject, :kind, :status, :since, :last_failure, :resolved_at, :failures, :dominant,
+        :counts, :samples, :left_to_replay)
+RETURNING id;
+
+-- name: incident_update
+UPDATE incidents
+   SET status = :status, last_failure = :last_failure, resolved_at = :resolved_at,
+       failures = :failures, dominant = :dominant, counts = :counts, samples = :samples,
+       left_to_replay = :left_to_replay
+ WHERE id = :id
+RETURNING id;
+
+-- name: incidents_of
+-- An incident list, newest first: the open ones, or the resolved ones (:status), a page.
+SELECT id, subject, kind, status, since, last_failure, resolved_at, failures, dominant,
+       counts, samples, left_to_replay
+  FROM incidents
+ WHERE (:status IS NULL OR status = :status) AND (:before IS NULL OR id < :before)
+ ORDER BY id DESC LIMIT :limit;
+
+-- name: prune_incidents
+DELETE FROM incidents WHERE id IN (
+    SELECT id FROM incidents WHERE status = 'resolved' AND resolved_at < :before LIMIT :batch);

@@ -243,3 +243,21 @@ CREATE TABLE catch_ups (
 -- Two relays starting after the same outage record its window once.
 CREATE UNIQUE INDEX catch_ups_downtime ON catch_ups (source, since) WHERE reason = 'downtime';
 CREATE INDEX catch_ups_open ON catch_ups (state) WHERE state <> 'done';
+
+-- What went wrong with a destination (or a source), since when, why, and when it ended
+-- (relay/incidents.py; docs/operations.md, "Incidents").
+CREATE TABLE incidents (
+    id             INTEGER PRIMARY KEY,
+    subject        TEXT NOT NULL,               -- the destination's (or source's) name
+    kind           TEXT NOT NULL,               -- 'failing' (its attempts fail), …
+    status         TEXT NOT NULL,               -- 'open' or 'resolved'
+    since          REAL NOT NULL,               -- its first failure
+    last_failure   REAL NOT NULL,
+    resolved_at    REAL,                        -- after a quiet period without failures
+    failures       INTEGER NOT NULL,
+    dominant       TEXT NOT NULL,               -- the class most failures were: 'HTTP 5xx', 'timeout' …
+    counts         TEXT NOT NULL,               -- JSON: failures per class
+    samples        TEXT NOT NULL,               -- JSON: the first failure of each class (status, error, body, event)
+    left_to_replay INTEGER                      -- at resolution: its dead letters not replayed
+);
+CREATE INDEX incidents_status ON incidents (status, since);

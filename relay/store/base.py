@@ -33,6 +33,7 @@ from relay.records import (
     EventFilter,
     EventPayload,
     Gauges,
+    IncidentRecord,
     Limits,
     NewEvent,
     Rejection,
@@ -167,6 +168,13 @@ class Reader(Protocol):
 
     def backup(self, target: Path) -> int:
         """A consistent copy of the whole database at ``target``; its size in bytes."""
+        ...
+
+    def incidents(
+        self, status: str | None = None, limit: int = 50, before: int | None = None
+    ) -> list[rows.IncidentRow]:
+        """Incidents, newest first: the open ones or the resolved ones (``status``), an id
+        below ``before`` (the next page)."""
         ...
 
     def known_keys(self, source: str, keys: list[str]) -> set[str]:
@@ -312,6 +320,10 @@ class Store(Protocol):
     async def gauges(self) -> Gauges: ...
 
     # -- catch-up (relay.catchup) ------------------------------------------------------------
+
+    async def save_incident(self, incident: IncidentRecord) -> int:
+        """Record an incident (no id: a new one) or its new state; its id."""
+        ...
 
     async def beat(self, node: str, started: float, now: float) -> None:
         """This relay (``node``, running since ``started``) is alive at ``now``; beats

@@ -395,5 +395,27 @@ class SqlReader:
             for r in self._conn.execute(self._q["audit_latest"], params)
         ]
 
+    def incidents(
+        self, status: str | None = None, limit: int = 50, before: int | None = None
+    ) -> list[rows.IncidentRow]:
+        params = {"status": status, "limit": _limit(limit), "before": before}
+        return [
+            rows.IncidentRow(
+                id=r[0],
+                subject=r[1],
+                kind=r[2],
+                status=r[3],
+                since=r[4],
+                last_failure=r[5],
+                resolved_at=r[6],
+                failures=r[7],
+                dominant=r[8],
+                counts=json.loads(r[9]),
+                samples=json.loads(r[10]),
+                left_to_replay=r[11],
+            )
+            for r in self._conn.execute(self._q["incidents_of"], params)
+        ]
+
     def backup(self, target: Path) -> int:
         raise NotImplementedError

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeVar
 
-from relay.records import Action, ReplayTarget, repeated_answer
+from relay.records import Action, IncidentRecord, ReplayTarget, repeated_answer
 
 T = TypeVar("T")
 
@@ -35,6 +35,7 @@ PRUNE = {
     "rejections": "prune_rejections",
     "redacted": "redact_delivered",
     "audit": "prune_audit",
+    "incidents": "prune_incidents",
 }
 
 
@@ -119,6 +120,13 @@ def replay(
 def audit(action: Action, result: Mapping[str, object], now: float) -> Program[int]:
     inserted: int = yield Step("audit_insert", audit_row(action, now, result))
     return inserted
+
+
+def save_incident(incident: IncidentRecord) -> Program[int]:
+    """Insert an incident (no id yet) or write its new state; its id."""
+    row = {**asdict(incident)}
+    found = yield Step("incident_insert" if incident.id is None else "incident_update", row, "row")
+    return int(found[0])
 
 
 def prune(kind: str, before: float, limit: int, now: float) -> Program[int]:

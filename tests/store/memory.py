@@ -37,6 +37,7 @@ from relay.records import (
     EventPayload,
     Facts,
     Gauges,
+    IncidentRecord,
     Limits,
     NewEvent,
     Rejection,
@@ -127,6 +128,7 @@ class Tables:
     statuses: dict[tuple[str, str], int] = field(default_factory=dict)
     beats: dict[str, float] = field(default_factory=dict)
     windows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    incidents: dict[int, dict[str, Any]] = field(default_factory=dict)
     serial: dict[str, int] = field(default_factory=dict)  # the next id of each table
 
     def next(self, table: str) -> int:
@@ -625,6 +627,32 @@ class MemoryReader:
             for a in found[:limit]
         ]
 
+    def incidents(
+        self, status: str | None = None, limit: int = 50, before: int | None = None
+    ) -> list[rows.IncidentRow]:
+        found = [
+            row
+            for i, row in sorted(self.t.incidents.items(), reverse=True)
+            if (status is None or row["status"] == status) and (before is None or i < before)
+        ]
+        return [
+            rows.IncidentRow(
+                id=r["id"],
+                subject=r["subject"],
+                kind=r["kind"],
+                status=r["status"],
+                since=r["since"],
+                last_failure=r["last_failure"],
+                resolved_at=r["resolved_at"],
+                failures=r["failures"],
+                dominant=r["dominant"],
+                counts=json.loads(r["counts"]),
+                samples=json.loads(r["samples"]),
+                left_to_replay=r["left_to_replay"],
+            )
+            for r in found[:limit]
+        ]
+
     def backup(self, target: Path) -> int:
         raise StorageError("a store in memory has no file to copy")
 
@@ -880,6 +908,10 @@ def _step(t: Tables, step: verbs.Step) -> Any:
         d.replay_of = p["replay_of"]
         t.deliveries[d.id] = d
         return (d.id,)
+    if step.query in ("incident_insert", "incident_update"):
+        incident_id = p["id"] if p["id"] is not None else t.next("incidents")
+        t.incidents[incident_id] = {**p, "id": incident_id}
+        return (incident_id,)
     return _prune(t, step.query, p)
 
 
@@ -908,6 +940,15 @@ def _prune(t: Tables, query: str, p: Mapping[str, Any]) -> int:
     elif query == "prune_rejections":
         gone = [r["id"] for r in t.rejections if r["at"] < p["before"]][: p["batch"]]
         t.rejections = [r for r in t.rejections if r["id"] not in gone]
+        return len(gone)
+    elif query == "prune_incidents":
+        gone = [
+            i
+            for i, row in sorted(t.incidents.items())
+            if row["status"] == "resolved" and row["resolved_at"] < p["before"]
+        ][: p["batch"]]
+        for i in gone:
+            del t.incidents[i]
         return len(gone)
     elif query == "prune_audit":
         gone = [a["id"] for a in t.audit if a["at"] < p["before"]][: p["batch"]]
@@ -1121,6 +1162,11 @@ class MemoryStore:
     async def prune(self, kind: str, before: float, limit: int, now: float) -> int:
         return await self._writer.call(
             lambda t: verbs.run(verbs.prune(kind, before, limit, now), lambda step: _step(t, step))
+        )
+
+    async def save_incident(self, incident: IncidentRecord) -> int:
+        return await self._writer.call(
+            lambda t: verbs.run(verbs.save_incident(incident), lambda step: _step(t, step))
         )
 
     async def gauges(self) -> Gauges:

@@ -22,6 +22,7 @@ from relay.records import (
     DeadFilter,
     EventFilter,
     Facts,
+    IncidentRecord,
     NewEvent,
     Rejection,
     ReplaySelection,
@@ -778,3 +779,38 @@ async def test_an_events_origin_is_kept_and_sent_with_it(store: Store) -> None:
     shown = await store.read(lambda r: r.event("evt_000001"))
     assert shown is not None
     assert shown["origin"] == "catch-up"
+
+
+# -- incidents --------------------------------------------------------------------------------
+
+
+async def test_an_incident_is_recorded_updated_listed_and_pruned(store: Store) -> None:
+    samples = json.dumps({"HTTP 5xx": {"status": 500, "body": "down", "event_id": "e1"}})
+    opened = IncidentRecord(
+        "billing", "failing", "open", T0, T0, 1, "HTTP 5xx", '{"HTTP 5xx": 1}', samples
+    )
+    first = await store.save_incident(opened)
+    other = await store.save_incident(changed(opened, subject="crm", since=T0 + 1))
+    assert other != first
+    resolved = changed(
+        opened,
+        id=first,
+        status="resolved",
+        last_failure=T0 + 180,
+        failures=36,
+        counts='{"HTTP 5xx": 36}',
+        resolved_at=T0 + 300,
+        left_to_replay=0,
+    )
+    assert await store.save_incident(resolved) == first
+    open_now = await store.read(lambda r: r.incidents("open"))
+    assert [(i["subject"], i["status"]) for i in open_now] == [("crm", "open")]
+    [ended] = await store.read(lambda r: r.incidents("resolved"))
+    assert (ended["id"], ended["failures"], ended["resolved_at"]) == (first, 36, T0 + 300)
+    assert ended["counts"] == {"HTTP 5xx": 36}
+    assert ended["samples"]["HTTP 5xx"]["body"] == "down"
+    assert [i["id"] for i in await store.read(lambda r: r.incidents())] == [other, first]
+    page = await store.read(lambda r: r.incidents(None, 10, other))
+    assert [i["id"] for i in page] == [first]
+    assert await store.prune("incidents", T0 + 301, 10, T0 + 400) == 1  # resolved only
+    assert [i["id"] for i in await store.read(lambda r: r.incidents())] == [other]

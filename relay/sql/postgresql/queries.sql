@@ -401,3 +401,31 @@ SELECT id, source, since, until, reason, tries, created_at, error
 -- name: known_keys
 SELECT idempotency_key FROM events
  WHERE source = %(source)s AND idempotency_key = ANY(%(keys)s);
+
+-- name: incident_insert
+INSERT INTO incidents (subject, kind, status, since, last_failure, resolved_at, failures,
+                       dominant, counts, samples, left_to_replay)
+VALUES (%(subject)s, %(kind)s, %(status)s, %(since)s, %(last_failure)s, %(resolved_at)s,
+        %(failures)s, %(dominant)s, %(counts)s, %(samples)s, %(left_to_replay)s)
+RETURNING id;
+
+-- name: incident_update
+UPDATE incidents
+   SET status = %(status)s, last_failure = %(last_failure)s, resolved_at = %(resolved_at)s,
+       failures = %(failures)s, dominant = %(dominant)s, counts = %(counts)s,
+       samples = %(samples)s, left_to_replay = %(left_to_replay)s
+ WHERE id = %(id)s
+RETURNING id;
+
+-- name: incidents_of
+SELECT id, subject, kind, status, since, last_failure, resolved_at, failures, dominant,
+       counts, samples, left_to_replay
+  FROM incidents
+ WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+   AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+ ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: prune_incidents
+DELETE FROM incidents WHERE id IN (
+    SELECT id FROM incidents WHERE status = 'resolved' AND resolved_at < %(before)s
+     LIMIT %(batch)s);

@@ -43,6 +43,7 @@ from relay.records import (
     Claim,
     EventPayload,
     Gauges,
+    IncidentRecord,
     Limits,
     NewEvent,
     Rejection,
@@ -475,6 +476,13 @@ class PgStore:
             return await cur.fetchone() if step.want == "row" else int(cur.rowcount)
 
         return execute
+
+    async def save_incident(self, incident: IncidentRecord) -> int:
+        async def work(cur: Any) -> int:
+            return await verbs.run_async(verbs.save_incident(incident), self._execute(cur))
+
+        saved: int = await self._writer.call_async(work)
+        return saved
 
     async def gauges(self) -> Gauges:
         pending = await self._read(self._q["gauges_pending"])

@@ -63,8 +63,14 @@ TABLES: list[tuple[str, str, str]] = [
         "new, known, requested, error",
         "ORDER BY id",
     ),
+    (
+        "incidents",
+        "id, subject, kind, status, since, last_failure, resolved_at, failures, dominant, "
+        "counts, samples, left_to_replay",
+        "ORDER BY id",
+    ),
 ]
-SEQUENCES = ("deliveries", "attempts", "rejections", "audit", "catch_ups")
+SEQUENCES = ("deliveries", "attempts", "rejections", "audit", "catch_ups", "incidents")
 # Columns deliberately not copied, and why (tests/test_migrate_db.py checks the rest).
 LEFT_OUT = {"deliveries": {"lease_until"}}  # no attempt is in flight once relay stopped
 

@@ -29,6 +29,7 @@ from relay.records import (
     Claim,
     EventPayload,
     Gauges,
+    IncidentRecord,
     Limits,
     NewEvent,
     Rejection,
@@ -287,6 +288,11 @@ class SqliteStore:
 
     def size(self) -> tuple[int, int]:
         return database_bytes(self.path)
+
+    async def save_incident(self, incident: IncidentRecord) -> int:
+        return await self._writer.call(
+            lambda db: verbs.run(verbs.save_incident(incident), self._execute(db))
+        )
 
     # -- catch-up ----------------------------------------------------------------------------
 
