@@ -18,16 +18,18 @@ alert destination, never raise alerts about themselves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from relay.errors import StorageUnavailable
 from relay.ids import new_event_id
-from relay.records import Gauges, NewEvent, Stored
+from relay.incidents import Incident, Tracker, Word
+from relay.records import Gauges, IncidentRecord, NewEvent, Stored
 from relay.sections import AlertsConfig
 from relay.text import plural
 
@@ -35,15 +37,6 @@ log = logging.getLogger("relay.alerts")
 
 ALERT_SOURCE = "_relay"  # relay's own events; no [[sources]] name can start with _
 TICK = 1.0  # seconds between looks at the backlog, quiet sources and rejection shares
-
-
-@dataclass(slots=True)
-class _Pending:
-    """What happened since the last alert of one kind and subject."""
-
-    count: int = 0
-    first_event: str | None = None
-    first_error: str | None = None
 
 
 @dataclass(slots=True)
@@ -73,13 +66,17 @@ class Alerting:
         ingest: Callable[[NewEvent], Awaitable[Stored]],
         console_url: str | None = None,
         clock: Callable[[], float] = time.time,
+        save: Callable[[IncidentRecord], Awaitable[int]] | None = None,
+        left: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
         self._config = config
         self._ingest = ingest
+        self._save = save  # where incidents are kept (Store.save_incident)
+        self._left = left  # a destination's dead letters not replayed (for a resolve)
+        self.incidents = Tracker(config.every)
         self._console = console_url.rstrip("/") if console_url else None
         self._clock = clock
         self._sent: dict[tuple[str, str], float] = {}  # (kind, subject): when last sent
-        self._pending: dict[tuple[str, str], _Pending] = {}
         self._last_seen: dict[str, float] = {}  # source: last request received
         self._windows: dict[str, _Window] = {}
         self._started = clock()
@@ -88,6 +85,7 @@ class Alerting:
     def update(self, config: AlertsConfig) -> None:
         """A reloaded config."""
         self._config = config
+        self.incidents.every = config.every
 
     # -- what happens, reported by ingress and the lanes ---------------------------------------
 
@@ -106,42 +104,106 @@ class Alerting:
         for source, at in last.items():
             self._last_seen[source] = max(at, self._last_seen.get(source, 0.0))
 
-    async def died(self, destination: str, source: str, event_id: str, error: str | None) -> None:
-        """A delivery died."""
-        config = self._config
-        if config.destination is None:
+    async def died(
+        self,
+        destination: str,
+        source: str,
+        event_id: str,
+        error: str | None,
+        status: int | None = None,
+        body: str | None = None,
+    ) -> None:
+        """A delivery died: opens the destination's incident (alerted at once), or counts
+        into it (said in the next reminder)."""
+        if self._about_alerts(destination, source):
             return
-        if source == ALERT_SOURCE or destination == config.destination:
-            self.ignored += 1  # an alert never alerts about itself
-            return
-        if not config.dead:
-            return
-        key = ("dead", destination)
-        pending = self._pending.setdefault(key, _Pending())
-        pending.count += 1
-        if pending.first_event is None:
-            pending.first_event, pending.first_error = event_id, error
-        await self._flush_dead(key, self._clock())
+        now = self._clock()
+        words = self.incidents.failed(destination, DEAD, now, status, error, body, event_id)
+        for word in words:
+            await self._said(word, now)
 
-    async def _flush_dead(self, key: tuple[str, str], now: float) -> None:
-        pending = self._pending.get(key)
-        if pending is None or not pending.count or not self._due(key, now):
+    def retried(
+        self,
+        destination: str,
+        source: str,
+        event_id: str,
+        error: str | None,
+        status: int | None = None,
+        body: str | None = None,
+    ) -> None:
+        """An attempt failed and will be tried again: counted into an open incident (it
+        stays open), never opening one."""
+        if self._about_alerts(destination, source):
             return
-        del self._pending[key]
-        destination = key[1]
-        n = pending.count
+        self.incidents.failed(
+            destination, DEAD, self._clock(), status, error, body, event_id, major=False
+        )
+
+    def _about_alerts(self, destination: str, source: str) -> bool:
+        """An alert never alerts about itself."""
+        if source == ALERT_SOURCE or destination == self._config.destination:
+            self.ignored += 1
+            return True
+        return False
+
+    async def _said(self, word: Word, now: float) -> None:
+        """An incident's word: kept (the incidents table), and said when alerts are on."""
+        incident = word.incident
+        left = None
+        if word.what == "resolve" and self._left is not None:
+            with contextlib.suppress(StorageUnavailable):
+                left = await self._left(incident.subject)
+        if self._save is not None:
+            with contextlib.suppress(StorageUnavailable):
+                saved = await self._save(record_of(incident, left))
+                self.incidents.stored(incident.subject, incident.kind, saved)
+                incident = replace(incident, id=saved)
+        config = self._config
+        if config.destination is None or not config.dead:
+            return
+        if word.what == "resolve":
+            await self._resolved(incident, left, now)
+        else:
+            await self._dead(incident, word.what, now)
+
+    async def _dead(self, incident: Incident, what: str, now: float) -> None:
+        destination = incident.subject
+        first = next(iter(incident.samples.values())) if what == "open" else incident.news
+        n = 1 if what == "open" else incident.major - incident.told
+        error = first.error if first is not None else None
+        event = first.event_id if first is not None else None
         await self._send(
             "dead",
             destination,
-            f"{n} deliver{'y' if n == 1 else 'ies'} to {destination} died: {pending.first_error}",
+            f"{n} deliver{'y' if n == 1 else 'ies'} to {destination} died: {error}",
             {
                 "destination": destination,
                 "count": n,
-                "first_event_id": pending.first_event,
-                "first_error": pending.first_error,
+                "first_event_id": event,
+                "first_error": error,
+                **_incident_fields(incident, "open"),
             },
             now,
-            event=pending.first_event,
+            event=event,
+        )
+
+    async def _resolved(self, incident: Incident, left: int | None, now: float) -> None:
+        destination = incident.subject
+        lasted = _span((incident.resolved_at or now) - incident.since)
+        tail = f"; {plural(left, 'dead letter')} left to replay" if left else ""
+        await self._send(
+            "resolved",
+            destination,
+            f"{destination} recovered after {lasted} ({incident.dominant}, "
+            f"{plural(incident.major, 'delivery', 'deliveries')} died){tail}",
+            {
+                "destination": destination,
+                "incident_kind": incident.kind,
+                "duration_seconds": int((incident.resolved_at or now) - incident.since),
+                "left_to_replay": left,
+                **_incident_fields(incident, "resolved"),
+            },
+            now,
         )
 
     async def paused(
@@ -203,12 +265,10 @@ class Alerting:
     async def look(
         self, now: float, gauges: Callable[[], Awaitable[Gauges]], lead: bool = True
     ) -> None:
+        for word in self.incidents.tick(now):
+            await self._said(word, now)
         config = self._config
-        if config.destination is None:
-            return
-        for key in list(self._pending):
-            await self._flush_dead(key, now)
-        if not lead:
+        if config.destination is None or not lead:
             return
         if config.backlog is not None:
             for destination, (count, oldest) in (await gauges()).pending.items():
@@ -273,7 +333,10 @@ class Alerting:
         self._sent[(kind, subject)] = now
         link = f"{self._console}/ui/events/{event}" if self._console and event else None
         if self._config.format == "slack":
-            payload: dict[str, Any] = {"text": summary + (f" <{link}|open it>" if link else "")}
+            text = summary + (f" <{link}|open it>" if link else "")
+            payload: dict[str, Any] = {"text": text}
+            if kind == "resolved":  # a green line: it is over
+                payload = {"attachments": [{"color": "good", "text": text}]}
         else:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
             payload = {"kind": kind, "summary": summary, **fields, "at": stamp}
@@ -312,3 +375,40 @@ def _span(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+DEAD = "dead"  # the incident kind of a destination whose deliveries die
+
+
+def _incident_fields(incident: Incident, status: str) -> dict[str, Any]:
+    """What every alert of an incident says of it (relay.incidents)."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(incident.since))
+    dominant = incident.samples.get(incident.dominant)
+    return {
+        "incident": incident.id,
+        "status": status,
+        "since": since,
+        "failure_class": incident.dominant,
+        "failures": incident.failures,
+        "sample": None
+        if dominant is None
+        else {"status": dominant.status, "body": dominant.body, "event_id": dominant.event_id},
+    }
+
+
+def record_of(incident: Incident, left: int | None = None) -> IncidentRecord:
+    """An incident as the store keeps it."""
+    return IncidentRecord(
+        subject=incident.subject,
+        kind=incident.kind,
+        status="resolved" if incident.resolved_at is not None else "open",
+        since=incident.since,
+        last_failure=incident.last_failure,
+        failures=incident.failures,
+        dominant=incident.dominant,
+        counts=json.dumps(incident.counts),
+        samples=json.dumps({cls: asdict(sample) for cls, sample in incident.samples.items()}),
+        resolved_at=incident.resolved_at,
+        left_to_replay=left,
+        id=incident.id,
+    )

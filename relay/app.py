@@ -40,6 +40,7 @@ from relay.ingress import Ingress
 from relay.listener import Guard, GuardedSite, TlsSite
 from relay.metrics import Metrics
 from relay.people import People
+from relay.records import DeadFilter
 from relay.retention import Pruner, SizeWatch
 from relay.scheduler.lanes import Scheduler
 from relay.sections import ServerTls, split_address
@@ -158,8 +159,17 @@ class Relay:
 
     async def _start_alerting(self, store: Store) -> Alerting:
         settings = self.settings
+
+        async def left(destination: str) -> int:
+            return await store.read(lambda r: r.count_dead(DeadFilter(destination=destination)))
+
         self.alerting = alerting = Alerting(
-            settings.alerts, store.ingest, settings.admin.public_url
+            settings.alerts,
+            store.ingest,
+            settings.admin.public_url,
+            self._clock.time if self._clock is not None else time.time,
+            save=store.save_incident,
+            left=left,
         )
         if settings.alerts.quiet:
             quiet = list(settings.alerts.quiet)

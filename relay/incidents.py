@@ -3,12 +3,13 @@ ended, as pure decisions over what relay sees (``tests/test_incidents.py`` is th
 
 An attempt's failure is put in a class a person can act on (``failure_class``): an HTTP
 status family, a timeout, a refused connection, a name that does not resolve, a TLS
-failure. The first failure of a healthy subject opens an incident (``Tracker.failed``); every
-failure while it is open is counted by class, the first of each class kept as a sample
-(status, the start of the body, the event). A success does not end it at once: it resolves
+failure. The first major failure (a destination's delivery died) of a healthy subject opens
+an incident (``Tracker.failed``); every failure while it is open, major or minor (an attempt
+to be retried), is counted by class, the first of each class kept as a sample (status, the start
+of the body, the event). A success does not end it at once: it resolves
 after ``quiet`` seconds without a failure (``Tracker.tick``), so one lucky attempt in an
 outage does not close and reopen it. While open, a reminder is due at most every ``every``
-seconds, only when something changed since the last word (more failures).
+seconds, only when something changed since the last word (more major failures).
 
 What the tracker decides is a list of ``Word``: open, remind, resolve: what the alerts say
 and the table stores. It holds no clock and does no I/O.
@@ -64,9 +65,12 @@ class Incident:
     last_failure: float
     counts: dict[str, int] = field(default_factory=dict)  # failures per class
     samples: dict[str, Sample] = field(default_factory=dict)  # the first of each class
-    told: int = 0  # failures counted when the last word was sent
+    major: int = 0  # the failures that open an incident (a destination's: deaths)
+    told: int = 0  # ``major`` when the last word was sent
     told_at: float = 0.0
+    news: Sample | None = None  # the first major failure since the last word
     resolved_at: float | None = None
+    id: int | None = None  # its row, once stored
 
     @property
     def failures(self) -> int:
@@ -103,21 +107,38 @@ class Tracker:
         error: str | None = None,
         body: str | None = None,
         event_id: str | None = None,
+        major: bool = True,
     ) -> list[Word]:
-        """A failure: opens an incident, or counts into the open one."""
+        """A failure: a major one (a destination's delivery died) opens an incident, or
+        counts into the open one; a minor one (an attempt to be retried) only counts into an
+        open one, and keeps it open."""
         cls = failure_class(status, error)
         sample = Sample(status, error, body[:SAMPLE_BYTES] if body else body, event_id, now)
         key = (subject, kind)
         found = self.open.get(key)
         if found is None:
-            opened = Incident(subject, kind, now, now, {cls: 1}, {cls: sample}, 1, now)
+            if not major:
+                return []
+            opened = Incident(
+                subject, kind, now, now, {cls: 1}, {cls: sample}, major=1, told=1, told_at=now
+            )
             self.open[key] = opened
             return [Word("open", opened)]
         counts = dict(found.counts)
         counts[cls] = counts.get(cls, 0) + 1
         samples = found.samples if cls in found.samples else {**found.samples, cls: sample}
-        self.open[key] = replace(found, last_failure=now, counts=counts, samples=samples)
+        changed = replace(found, last_failure=now, counts=counts, samples=samples)
+        if major:
+            news = found.news if found.news is not None else sample
+            changed = replace(changed, major=found.major + 1, news=news)
+        self.open[key] = changed
         return []
+
+    def stored(self, subject: str, kind: str, incident_id: int) -> None:
+        """The open incident's row id, once written."""
+        found = self.open.get((subject, kind))
+        if found is not None:
+            self.open[(subject, kind)] = replace(found, id=incident_id)
 
     def tick(self, now: float) -> list[Word]:
         """Time passing: an incident quiet for ``quiet`` seconds resolves; an open one with
@@ -127,8 +148,7 @@ class Tracker:
             if now - incident.last_failure >= self.quiet:
                 del self.open[key]
                 words.append(Word("resolve", replace(incident, resolved_at=now)))
-            elif incident.failures > incident.told and now - incident.told_at >= self.every:
-                reminded = replace(incident, told=incident.failures, told_at=now)
-                self.open[key] = reminded
-                words.append(Word("remind", reminded))
+            elif incident.major > incident.told and now - incident.told_at >= self.every:
+                words.append(Word("remind", incident))  # with its news since the last word
+                self.open[key] = replace(incident, told=incident.major, told_at=now, news=None)
         return words

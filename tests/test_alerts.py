@@ -10,7 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.helpers import Receiver, post, query, running, settings_for, wait_for
+from relay.incidents import QUIET
+from tests.helpers import Receiver, SteppedClock, post, query, running, settings_for, wait_for
 
 
 def _settings(db: Path, app: Receiver, ops_url: str, alerts: dict[str, Any], **more: Any) -> Any:
@@ -129,3 +130,45 @@ async def test_refused_requests_and_a_backlog_alert(
     assert by_kind["rejections"]["share"] > 0.5
     assert by_kind["backlog"]["destination"] == "app"
     assert by_kind["backlog"]["oldest_seconds"] >= 1
+
+
+async def test_an_outage_is_one_incident_told_when_it_opens_and_when_it_ends(
+    tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession
+) -> None:
+    """Issue 33: a destination failing with 500 (a body saying why), then recovering: one
+    alert when the incident opens (its class and a sample), none for what dies within
+    `every`, and one `resolved` alert after the quiet period, with how long it lasted and
+    how many are left to replay; the incidents table keeps it."""
+    receiver.default = (500, {})
+    ops = await Receiver().start()
+    clock = SteppedClock()
+    db = tmp_path / "relay.db"
+    settings = _settings(db, receiver, ops.url, {"every": "10m"})
+    try:
+        async with running(settings, clock) as relay:
+            for n in range(3):
+                assert (await post(client, relay.port, b'{"type": "a"}', key=f"k{n}"))[0] == 200
+            await wait_for(lambda: len(receiver.received) == 3)
+            await wait_for(lambda: len(ops.received) == 1)  # the open, at once
+            receiver.default = 200  # it recovered
+            assert (await post(client, relay.port, b'{"type": "a"}', key="k9"))[0] == 200
+            await wait_for(lambda: len(receiver.received) == 4)
+            clock.advance(QUIET + 1)  # quiet for longer than the quiet period
+            await wait_for(lambda: len(ops.received) == 2)
+    finally:
+        await ops.stop()
+    opened, ended = (json.loads(r.body) for r in ops.received)
+    assert (opened["kind"], opened["status"], opened["destination"]) == ("dead", "open", "app")
+    assert (opened["count"], opened["failure_class"]) == (1, "HTTP 5xx")
+    assert opened["sample"]["status"] == 500
+    assert opened["sample"]["body"] == "answer 500"  # the receiver's own words
+    assert opened["incident"] is not None
+    assert (ended["kind"], ended["status"], ended["incident"]) == (
+        "resolved",
+        "resolved",
+        opened["incident"],
+    )
+    assert (ended["incident_kind"], ended["left_to_replay"]) == ("dead", 3)
+    assert ended["duration_seconds"] >= QUIET
+    rows = query(db, "SELECT status, failures, dominant, left_to_replay FROM incidents")
+    assert rows == [("resolved", 3, "HTTP 5xx", 3)]

@@ -106,3 +106,24 @@ def test_a_long_body_is_cut_in_the_sample() -> None:
     t = Tracker(every=60.0)
     [word] = t.failed("a", "failing", 0.0, 500, "HTTP 500", "x" * 10_000)
     assert len(word.incident.samples["HTTP 5xx"].body or "") == 512
+
+
+def test_retries_never_open_one_but_keep_it_open_and_count_without_news() -> None:
+    t = Tracker(every=60.0, quiet=100.0)
+    assert t.failed("a", "dead", 0.0, 503, "HTTP 503", major=False) == []  # a retry alone
+    assert t.open == {}
+    [opened] = t.failed("a", "dead", 10.0, 422, "HTTP 422; permanent", "bad", "e1")
+    assert (opened.what, opened.incident.major) == ("open", 1)
+    for second in range(20, 200, 10):  # retries go on failing, nothing dies
+        t.failed("a", "dead", float(second), 503, "HTTP 503", major=False)
+        assert t.tick(second + 1.0) == []  # no news: no reminder, and not quiet: no resolve
+    t.failed("a", "dead", 200.0, 422, "HTTP 422; permanent", "again", "e2")
+    [reminder] = t.tick(201.0)
+    assert reminder.what == "remind"
+    news = reminder.incident.news
+    assert news is not None
+    assert (news.event_id, reminder.incident.major) == ("e2", 2)
+    assert reminder.incident.counts == {"HTTP 4xx": 2, "HTTP 5xx": 18}  # the first retry: none open
+    assert reminder.incident.dominant == "HTTP 5xx"
+    [resolved] = t.tick(300.0)
+    assert resolved.what == "resolve"

@@ -51,7 +51,7 @@ ALLOWED: dict[str, set[str]] = {
     "agent": {"configtypes", "delivery", "errors", "log", "sections", "systemd"},
     "agentframes": set(),
     "agents": {"agentframes", "delivery", "log", "metrics", "network", "records", "sections"},
-    "alerting": {"errors", "ids", "records", "sections", "text"},
+    "alerting": {"errors", "ids", "incidents", "records", "sections", "text"},
     "app": {
         "admin",
         "agents",
@@ -66,6 +66,7 @@ ALLOWED: dict[str, set[str]] = {
         "listener",
         "metrics",
         "people",
+        "records",
         "retention",
         "scheduler",
         "sections",

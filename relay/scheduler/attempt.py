@@ -119,8 +119,13 @@ class Attempts:
                 strict=self.destination.agent is not None,
             )
         )
-        if decision.state == "dead" and self._alerts is not None:
-            await self._alerts.died(self.name, source, claim.event_id, error)
+        alerts = self._alerts
+        if alerts is not None and decision.state == "dead":
+            await alerts.died(
+                self.name, source, claim.event_id, error, result.status, result.excerpt
+            )
+        elif alerts is not None and decision.state == "pending":
+            alerts.retried(self.name, source, claim.event_id, error, result.status, result.excerpt)
         level = ATTEMPT_LOG_LEVEL.get(decision.state, logging.WARNING)
         if not log.isEnabledFor(level):
             return
