@@ -12,6 +12,8 @@ import aiohttp
 
 from relay.incidents import QUIET
 from tests.helpers import Receiver, SteppedClock, post, query, running, settings_for, wait_for
+from tests.test_console import TOKEN as CONSOLE_TOKEN
+from tests.test_console import _cookie, _sign_in
 
 
 def _settings(db: Path, app: Receiver, ops_url: str, alerts: dict[str, Any], **more: Any) -> Any:
@@ -143,7 +145,8 @@ async def test_an_outage_is_one_incident_told_when_it_opens_and_when_it_ends(
     ops = await Receiver().start()
     clock = SteppedClock()
     db = tmp_path / "relay.db"
-    settings = _settings(db, receiver, ops.url, {"every": "10m"})
+    admin = {"listen": "127.0.0.1:0", "token": CONSOLE_TOKEN}
+    settings = _settings(db, receiver, ops.url, {"every": "10m"}, admin=admin)
     try:
         async with running(settings, clock) as relay:
             for n in range(3):
@@ -155,6 +158,11 @@ async def test_an_outage_is_one_incident_told_when_it_opens_and_when_it_ends(
             await wait_for(lambda: len(receiver.received) == 4)
             clock.advance(QUIET + 1)  # quiet for longer than the quiet period
             await wait_for(lambda: len(ops.received) == 2)
+            # The alerts page lists it, with why and what is left to replay.
+            base = f"http://{relay.admin_address}"
+            _, _, raw = await _sign_in(client, base)
+            async with client.get(base + "/ui/alerts", headers=_cookie(raw)) as r:
+                page = await r.text()
     finally:
         await ops.stop()
     opened, ended = (json.loads(r.body) for r in ops.received)
@@ -172,3 +180,6 @@ async def test_an_outage_is_one_incident_told_when_it_opens_and_when_it_ends(
     assert ended["duration_seconds"] >= QUIET
     rows = query(db, "SELECT status, failures, dominant, left_to_replay FROM incidents")
     assert rows == [("resolved", 3, "HTTP 5xx", 3)]
+    row = page[page.index('<tr class="incident resolved">') :].split("</tr>")[0]
+    assert "HTTP 5xx: HTTP 500 answer 500" in row
+    assert "<td>3</td><td>3</td>" in row  # failures, left to replay

@@ -3,6 +3,7 @@ rejections, the audit trail; and the alerts page (its conditions, then the alert
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +85,19 @@ class Lists:
         f = EventFilter(source=ALERT_SOURCE, limit=PAGE + 1, before=request.query.get("before"))
         rows = await self._surface.read(lambda r: r.events(f))
         rows, older = paged(request.query, rows, "id")
+        # Open incidents first, then the last resolved ones, with how long each lasted.
+        found = await self._surface.read(
+            lambda r: r.incidents("open", PAGE) + r.incidents("resolved", PAGE)
+        )
+        now = time.time()
+        incidents = [
+            {
+                **i,
+                "lasted": (i["resolved_at"] or now) - i["since"],
+                "sample": i["samples"].get(i["dominant"]),
+            }
+            for i in found
+        ]
         return self._pages.render(
             request,
             "alerts.html",
@@ -94,4 +108,5 @@ class Lists:
             every=ago(config.every),
             rows=rows,
             older=older,
+            incidents=incidents,
         )
