@@ -67,7 +67,8 @@ async def test_the_overview_marks_dying_and_growing_destinations_and_links_to_th
             strip = page.locator("ul.attention li")
             assert await strip.count() == 2
             assert "destination billing" in await strip.nth(0).inner_text()  # worst first
-            assert "8 died in the last hour" in await strip.nth(0).inner_text()
+            assert "failing since" in await strip.nth(0).inner_text()  # its incident: why, since
+            assert "HTTP 4xx (HTTP 422 answer 422)" in await strip.nth(0).inner_text()
             assert "backlog 8 growing" in await strip.nth(1).inner_text()
 
             # The dying one's link: its dead letters of the last hour, and only those.

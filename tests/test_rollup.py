@@ -4,6 +4,8 @@ table of cases."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from relay.admin.console import health
@@ -41,7 +43,7 @@ CASES = [
         None,
         None,
         "bad",
-        "/ui/dead?destination=d&since=1h",
+        "/ui/dead?destination=d&since=10m",
     ),
     (
         "backlog grows",
@@ -139,7 +141,7 @@ def test_the_worst_reason_decides_the_link_and_every_reason_is_kept() -> None:
     s = series(queued=(50, 10), delivered=(5, 10), dead=2)
     verdict = health.destination_health("d", s, 45, 120.0, False, None, None)
     assert verdict.level == "bad"
-    assert verdict.link == "/ui/dead?destination=d&since=1h"
+    assert verdict.link == "/ui/dead?destination=d&since=10m"
     assert len(verdict.reasons) == 2
 
 
@@ -198,3 +200,45 @@ def test_a_sparkline_breaks_where_a_minute_has_no_value() -> None:
     c = health.chart([1.0, 2.0, None, 4.0])
     assert len(c["lines"]) == 2
     assert c["peak"] == 4.0
+
+
+def incident(status: str, resolved_at: float | None = None, left: int | None = None) -> Any:
+    return {
+        "id": 1,
+        "subject": "d",
+        "kind": "dead",
+        "status": status,
+        "since": 1_700_000_000.0 - 240,  # 22:09 UTC
+        "last_failure": 1_700_000_000.0 - 60,
+        "resolved_at": resolved_at,
+        "failures": 36,
+        "dominant": "HTTP 5xx",
+        "counts": {"HTTP 5xx": 36},
+        "samples": {"HTTP 5xx": {"status": 500, "body": "upstream down", "event_id": "e1"}},
+        "left_to_replay": left,
+    }
+
+
+def test_an_open_incident_says_why_and_since_when() -> None:
+    s = series(queued=20, delivered=10, dead=10)
+    verdict = health.destination_health("d", s, 0, None, False, None, None, incident("open"))
+    assert (verdict.level, verdict.link) == ("bad", "/ui/dead?destination=d")
+    assert verdict.reasons[0] == "failing since 22:09: HTTP 5xx (HTTP 500 upstream down)"
+
+
+def test_a_destination_that_recovered_is_green_at_once_and_says_so() -> None:
+    """Issue 33: billing stayed red for an hour after it recovered (the colour came from
+    the last hour's deaths); its incident resolved is green, with when and what is left."""
+    s = series(queued=20, delivered=10, dead=10)  # the outage's deaths, minutes ago
+    done = incident("resolved", 1_700_000_000.0 - 10, left=3)
+    verdict = health.destination_health("d", s, 0, None, False, None, None, done)
+    assert (verdict.level, verdict.reasons) == ("ok", ())
+    assert verdict.note == "recovered at 22:13, 3 left to replay"
+
+
+def test_deaths_older_than_the_recent_minutes_leave_it_green() -> None:
+    s = Series()
+    s.metrics["dead"] = [3] + [0] * (WINDOW - 1)  # an hour ago
+    s.metrics["delivered"] = [0] * (WINDOW - 1) + [5]
+    verdict = health.destination_health("d", s, 0, None, False, None, None)
+    assert verdict.level == "ok"

@@ -4,10 +4,14 @@ verdict."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from relay.rows import IncidentRow
 from relay.store.rollup import TREND, Series
+
+RECENT = 10  # minutes the colours are judged over: an outage that ended turns green soon
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,20 @@ class Health:
     level: str  # 'ok', 'warn' (look soon) or 'bad' (look now)
     reasons: tuple[str, ...]
     link: str | None = None  # the list that shows the trouble, with its filter
+    note: str | None = None  # said while green: it recovered a moment ago
+
+
+def _clock(stamp: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(stamp))
+
+
+def _why(incident: IncidentRow) -> str:
+    """An incident's class and its sample, in a few words."""
+    sample = incident["samples"].get(incident["dominant"], {})
+    said = sample.get("body") or sample.get("error") or ""
+    status = f"HTTP {sample['status']} " if sample.get("status") else ""
+    detail = f" ({status}{said[:60]})".rstrip() if (status or said) else ""
+    return f"{incident['dominant']}{detail}"
 
 
 def destination_health(
@@ -25,19 +43,31 @@ def destination_health(
     paused: bool,
     circuit: str | None,
     agent_offline: str | None = None,
+    incident: IncidentRow | None = None,
 ) -> Health:
-    """How a destination is doing, from its own numbers: deliveries that died in the last
-    hour, the share of attempts that failed, and a backlog that is old or growing."""
+    """How a destination is doing, from its own numbers over the last ``RECENT`` minutes
+    and its incident (relay.incidents): deliveries dying (with why and since when), the
+    share of attempts that failed, a backlog that is old or growing. An incident that
+    resolved is green, and says when it recovered and what is left to replay."""
     found: list[tuple[str, str, str]] = []  # (level, why, where to look)
 
     def worse(to: str, why: str, where: str) -> None:
         found.append((to, why, where))
 
-    delivered, dead, retried = s.total("delivered"), s.total("dead"), s.total("retried")
+    delivered, dead = s.total("delivered", RECENT), s.total("dead", RECENT)
+    retried = s.total("retried", RECENT)
     attempts = delivered + dead + retried
-    if dead:
-        worse("bad", f"{dead} died in the last hour", f"/ui/dead?destination={name}&since=1h")
-    if attempts >= 10 and (dead + retried) / attempts > 0.2:
+    note = None
+    if incident is not None and incident["status"] == "open":
+        since = _clock(incident["since"])
+        worse("bad", f"failing since {since}: {_why(incident)}", f"/ui/dead?destination={name}")
+    elif incident is not None and incident["resolved_at"] is not None:
+        left = incident["left_to_replay"] or 0
+        note = f"recovered at {_clock(incident['resolved_at'])}, {left} left to replay"
+    elif dead:
+        worse("bad", f"{dead} died in {RECENT} min", f"/ui/dead?destination={name}&since=10m")
+    # What failed before it recovered is the incident's story, told by the note.
+    if note is None and attempts >= 10 and (dead + retried) / attempts > 0.2:
         rate = 100 * delivered / attempts
         worse("warn", f"{rate:.0f}% of attempts succeeded", f"/ui/events?destination={name}")
     queued = s.total("queued", TREND)
@@ -58,7 +88,8 @@ def destination_health(
         worse("bad", f"agent group {agent_offline} offline", f"/ui/destinations#{name}")
     if paused:
         worse("warn", "paused", "/ui/destinations")
-    return judged(found)
+    verdict = judged(found)
+    return Health(verdict.level, verdict.reasons, verdict.link, note)
 
 
 LEVELS = {"ok": 0, "warn": 1, "bad": 2}

@@ -10,7 +10,10 @@ from aiohttp import web
 
 from relay.admin.console import health
 from relay.admin.console.pages import Page, Pages
+from relay.rows import IncidentRow
 from relay.store import rollup
+
+RECOVERED_SHOWN = 1800.0  # seconds a destination says it recovered after its incident
 
 
 class Overview:
@@ -27,10 +30,20 @@ class Overview:
         now = time.time()
         rows = await self._surface.read(lambda r: r.minutes(now))
         backlog = await self._surface.read(lambda r: r.backlog())
+        found = await self._surface.read(
+            lambda r: r.incidents("resolved", 100) + r.incidents("open", 100)
+        )
+        # Each destination's open incident, or the one that resolved in the last half hour.
+        incidents: dict[str, IncidentRow] = {}
+        for i in found:  # the resolved ones first, newest first: an open one wins
+            if i["status"] == "open":
+                incidents[i["subject"]] = i
+            elif (i["resolved_at"] or 0) >= now - RECOVERED_SHOWN:
+                incidents.setdefault(i["subject"], i)
         per = rollup.series(rows, now)
         attention: list[dict[str, Any]] = []
         sources = self._sources(per)
-        destinations = self._destinations(per, backlog, now)
+        destinations = self._destinations(per, backlog, now, incidents)
         for kind, rows_of in (("source", sources), ("destination", destinations)):
             for row in rows_of:
                 if row["health"].level != "ok":
@@ -72,6 +85,7 @@ class Overview:
         per: dict[tuple[str, str], rollup.Series],
         backlog: dict[str, tuple[int, float, int]],
         now: float,
+        incidents: dict[str, IncidentRow],
     ) -> list[dict[str, Any]]:
         groups = self._surface.agents()
         rows = []
@@ -84,7 +98,14 @@ class Overview:
                 group if group is not None and not groups.get(group, {}).get("connected") else None
             )
             verdict = health.destination_health(
-                view.name, s, pending, oldest, view.paused is not None, view.circuit, offline
+                view.name,
+                s,
+                pending,
+                oldest,
+                view.paused is not None,
+                view.circuit,
+                offline,
+                incidents.get(view.name),
             )
             delivered, died, retried = s.total("delivered"), s.total("dead"), s.total("retried")
             attempts = delivered + died + retried
