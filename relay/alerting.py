@@ -74,9 +74,10 @@ class Alerting:
         self._save = save  # where incidents are kept (Store.save_incident)
         self._left = left  # a destination's dead letters not replayed (for a resolve)
         self.incidents = Tracker(config.every)
+        # What each condition said last (subject, kind): its reminders repeat it.
+        self._conditions: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self._console = console_url.rstrip("/") if console_url else None
         self._clock = clock
-        self._sent: dict[tuple[str, str], float] = {}  # (kind, subject): when last sent
         self._last_seen: dict[str, float] = {}  # source: last request received
         self._windows: dict[str, _Window] = {}
         self._started = clock()
@@ -150,7 +151,7 @@ class Alerting:
         """An incident's word: kept (the incidents table), and said when alerts are on."""
         incident = word.incident
         left = None
-        if word.what == "resolve" and self._left is not None:
+        if word.what == "resolve" and incident.kind == DEAD and self._left is not None:
             with contextlib.suppress(StorageUnavailable):
                 left = await self._left(incident.subject)
         if self._save is not None:
@@ -159,12 +160,16 @@ class Alerting:
                 self.incidents.stored(incident.subject, incident.kind, saved)
                 incident = replace(incident, id=saved)
         config = self._config
-        if config.destination is None or not config.dead:
+        if config.destination is None or (incident.kind == DEAD and not config.dead):
             return
         if word.what == "resolve":
             await self._resolved(incident, left, now)
-        else:
+        elif incident.kind == DEAD:
             await self._dead(incident, word.what, now)
+        else:  # a condition (backlog, quiet, rejections, catch-up, certificate): as last seen
+            summary, fields = self._conditions.get((incident.subject, incident.kind), ("", {}))
+            fields = {**fields, **_incident_fields(incident, "open")}
+            await self._send(incident.kind, incident.subject, summary, fields, now)
 
     async def _dead(self, incident: Incident, what: str, now: float) -> None:
         destination = incident.subject
@@ -188,16 +193,22 @@ class Alerting:
         )
 
     async def _resolved(self, incident: Incident, left: int | None, now: float) -> None:
-        destination = incident.subject
+        subject = incident.subject
         lasted = _span((incident.resolved_at or now) - incident.since)
-        tail = f"; {plural(left, 'dead letter')} left to replay" if left else ""
+        if incident.kind == DEAD:
+            tail = f"; {plural(left, 'dead letter')} left to replay" if left else ""
+            summary = (
+                f"{subject} recovered after {lasted} ({incident.dominant}, "
+                f"{plural(incident.major, 'delivery', 'deliveries')} died){tail}"
+            )
+        else:
+            summary = f"{subject}: {incident.kind} is over, after {lasted}"
         await self._send(
             "resolved",
-            destination,
-            f"{destination} recovered after {lasted} ({incident.dominant}, "
-            f"{plural(incident.major, 'delivery', 'deliveries')} died){tail}",
+            subject,
+            summary,
             {
-                "destination": destination,
+                "subject": subject,
                 "incident_kind": incident.kind,
                 "duration_seconds": int((incident.resolved_at or now) - incident.since),
                 "left_to_replay": left,
@@ -310,12 +321,12 @@ class Alerting:
     async def _once(
         self, kind: str, subject: str, summary: str, fields: dict[str, Any], now: float
     ) -> None:
-        if self._due((kind, subject), now):
-            await self._send(kind, subject, summary, fields, now)
-
-    def _due(self, key: tuple[str, str], now: float) -> bool:
-        last = self._sent.get(key)
-        return last is None or now - last >= self._config.every
+        """A condition holds now: its incident opens (told at once), or counts as news for
+        the next reminder (at most every ``every``); it resolves once the condition has
+        not held for the quiet period."""
+        self._conditions[(subject, kind)] = (summary, fields)
+        for word in self.incidents.failed(subject, kind, now, error=summary):
+            await self._said(word, now)
 
     async def _send(
         self,
@@ -330,7 +341,6 @@ class Alerting:
         destination = to or self._config.destination
         if destination is None:  # no alerts configured: the log has its own lines about it
             return
-        self._sent[(kind, subject)] = now
         link = f"{self._console}/ui/events/{event}" if self._console and event else None
         if self._config.format == "slack":
             text = summary + (f" <{link}|open it>" if link else "")

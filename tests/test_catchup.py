@@ -193,10 +193,10 @@ async def test_a_refused_key_is_a_failed_run_that_says_the_providers_answer(
             assert wrong.returncode == 2  # usage, said before relay is asked
         runs = query(tmp_path / "relay.db", "SELECT reason, state, error FROM catch_ups")
         assert runs == [("manual", "failed", "stripe: HTTP 401: Invalid API Key provided")]
-        audit = query(tmp_path / "relay.db", "SELECT action, actor FROM audit")
+        audit = query(tmp_path / "relay.db", "SELECT action, actor, origin FROM audit")
         assert len(audit) == 1
-        assert audit[0][0] == "catch-up"
-        assert audit[0][1].startswith("cli:")  # who asked
+        assert audit[0][:2] == ("catch-up", "admin")  # who asked: the person of the token
+        assert "(cli:" in audit[0][2]  # and who ran the command
     finally:
         await fake.stop()
 

@@ -36,6 +36,8 @@ class Overview:
         # Each destination's open incident, or the one that resolved in the last half hour.
         incidents: dict[str, IncidentRow] = {}
         for i in found:  # the resolved ones first, newest first: an open one wins
+            if i["kind"] != "dead":
+                continue  # a backlog or the like is judged from the numbers below
             if i["status"] == "open":
                 incidents[i["subject"]] = i
             elif (i["resolved_at"] or 0) >= now - RECOVERED_SHOWN:
