@@ -252,8 +252,8 @@ def _summary(load: Load) -> Counter[str]:
 
 def _argv(kind: str) -> list[str]:
     if kind == "binary":
-        if not BINARY.exists():
-            pytest.skip("dist/relay not built; run `make binary` first")
+        if not BINARY.exists():  # make test builds it: missing is a broken setup
+            pytest.fail(f"{BINARY} is not built: run `make binary` (make test does)")
         return [str(BINARY)]
     return [sys.executable, "-m", "relay"]
 
