@@ -51,7 +51,7 @@ run: $(VENV)/.synced-run
 # PostgreSQL (the backend for several relays) is started by the suite itself, with initdb
 # in a temporary folder; as any other user it is started here, before the namespace, where
 # initdb would refuse to run as "root".
-test: setup browser postgresql pebble sshd
+test: setup browser postgresql pebble sshd dist/relay
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/pytest; \
 	else pg=$$(mktemp -d) && $(BIN)/python -m tests.postgres start $$pg > /dev/null && \
 	  trap "$(BIN)/python -m tests.postgres stop $$pg" EXIT && \
@@ -113,6 +113,11 @@ soak: setup
 # its own venv with the runtime and build dependencies only, so nothing a developer's venv
 # holds (pytest, mypy, hypothesis) can slip into the file.
 BUILD_VENV := .venv-build
+# The suite runs the executable too (tests/test_binary.py, the restart tests): make test
+# builds it when relay's code, its packaging or the lock changed since it was last built.
+dist/relay: $(shell find relay packaging -type f -not -path '*/__pycache__/*' -not -name '_commit.txt') pyproject.toml uv.lock
+	$(MAKE) binary
+
 binary: $(UV)
 	UV_PROJECT_ENVIRONMENT=$(BUILD_VENV) $(UV) sync --locked --no-dev --group build \
 	  --python $(PYTHON)

@@ -13,13 +13,17 @@ passes through a guard:
 - **Eviction at the cap** (``max_connections``): a new connection makes room by closing the
   oldest connection that is idle or has not finished its request head; only when every open
   connection is busy with a complete request is the new one refused with 503.
+- **Relay's own work is not evicted.** A TLS connection whose ClientHello has come waits
+  on relay (a handshake it owes, then ``HANDSHAKE_GRACE`` for the request): when nothing
+  else can make room, new connections wait in the socket's queue. Else a burst over the
+  cap (what waited through a restart) cut its own handshakes for newer ones.
 
 A connection is busy while aiohttp holds a parsed request for it (queued or in a handler):
 only then has the client proven it can send a request, and only then is there work to lose.
 
 The guard holds a connection from accept. Over TLS that is before its handshake: a client
 that never sends its ClientHello is a slowloris of the stage before HTTP, so it counts
-against its address and ``max_connections``, may be evicted while handshaking, and shares
+against its address and ``max_connections``, is evicted until its ClientHello comes, and shares
 one ``header_timeout`` budget for the handshake and the first request head. Over plain HTTP
 it is before the hand-over to aiohttp, a turn of the loop later: a stop that begins in
 between waits for that connection's request too.
@@ -53,6 +57,7 @@ _REFUSAL = (
 
 
 BURST = 128  # open connections at once that count as a burst worth giving memory back after
+HANDSHAKE_GRACE = 1.0  # seconds after its handshake a TLS connection's request is awaited
 
 
 def address_key(peer: Any) -> str | None:
@@ -118,9 +123,27 @@ class Guard:
         while loop.time() < deadline and any(not c.asked for c in self._open):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
+    def room(self) -> bool:
+        """May a connection be accepted now? Not when every place is taken, none can be
+        evicted, and some are handshakes relay is still working on: those end within
+        ``header_timeout``, so new connections are better left in the socket's queue than
+        accepted and refused (or cut)."""
+        if len(self._open) < self.max_connections:
+            return True
+        now = asyncio.get_running_loop().time()
+        waiting_on_relay = False
+        for connection in self._open:
+            if connection.busy:
+                continue
+            if not connection.owed(now):
+                return True  # a victim to evict
+            waiting_on_relay = True
+        return not waiting_on_relay  # all busy: accept, and refuse with 503
+
     def _evict_one(self) -> bool:
+        now = asyncio.get_running_loop().time()
         for victim in self._open:  # oldest first
-            if not victim.busy:
+            if not victim.busy and not victim.owed(now):
                 self.forget(victim)
                 victim.abort()
                 self.evicted += 1
@@ -157,6 +180,8 @@ class Connection(asyncio.Protocol):
         "_guard",
         "_handler",
         "_handshake",
+        "_heard",
+        "_ready_at",
         "_server",
         "_transport",
         "address",
@@ -171,6 +196,8 @@ class Connection(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._admitted_at: float | None = None  # set when admitted before connection_made
         self._handshake: asyncio.Task[None] | None = None
+        self._heard = False  # its ClientHello came: relay owes it a handshake
+        self._ready_at: float | None = None  # when its handshake (or hand-over) ended
         self.address: str | None = None
         self.host: str | None = None
 
@@ -185,6 +212,18 @@ class Connection(asyncio.Protocol):
         self._admitted_at = asyncio.get_running_loop().time()
         self._handshake = handshake()
         return True
+
+    def heard(self) -> None:
+        """Its TLS ClientHello has come: until its handshake is done (and its request had
+        ``HANDSHAKE_GRACE`` to follow), it waits on relay and is not evicted."""
+        self._heard = True
+
+    def owed(self, now: float) -> bool:
+        """It waits on relay, not on its client: a TLS handshake relay has yet to finish,
+        or one finished a moment ago whose request is on its way."""
+        if not self._heard or self.asked:
+            return False
+        return self._ready_at is None or now - self._ready_at < HANDSHAKE_GRACE
 
     def handshake_failed(self) -> None:
         """The hand-over (or handshake) ended without a connection: its place is free."""
@@ -224,6 +263,7 @@ class Connection(asyncio.Protocol):
         self._handler = self._server()
         self._handler.connection_made(transport)
         loop = asyncio.get_running_loop()
+        self._ready_at = loop.time()
         self._deadline = loop.call_later(self.budget(), self._head_due)
 
     def _head_due(self) -> None:
@@ -305,7 +345,9 @@ class GuardedSite(web.TCPSite):
         sock = self._listening()
         self._bound_port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
-        self._server = _Acceptor(sock, loop, lambda conn, peer: self._accepted(conn, peer, server))
+        self._server = _Acceptor(
+            sock, loop, lambda conn, peer: self._accepted(conn, peer, server), self.guard.room
+        )
 
     def _accepted(self, conn: socket.socket, peer: Any, server: web.Server) -> None:
         """A connection accepted: admitted by the guard at once, then handed to aiohttp's
@@ -340,7 +382,7 @@ class GuardedSite(web.TCPSite):
 
 
 ACCEPT_BATCH = 64  # connections taken per readiness of the listening socket
-ACCEPT_PAUSE = 0.1  # seconds without accepting after an error (out of descriptors)
+ACCEPT_PAUSE = 0.1  # seconds without accepting (out of descriptors, or no room: Guard.room)
 
 
 class _Acceptor(asyncio.AbstractServer):
@@ -357,10 +399,12 @@ class _Acceptor(asyncio.AbstractServer):
         sock: socket.socket,
         loop: asyncio.AbstractEventLoop,
         accepted: Callable[[socket.socket, Any], None],
+        room: Callable[[], bool],
     ) -> None:
         self._sock = sock
         self._loop = loop
         self._accepted = accepted
+        self._room = room
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._failing = Throttled(log, "listener.accept_failed")
@@ -368,17 +412,23 @@ class _Acceptor(asyncio.AbstractServer):
 
     def _readable(self) -> None:
         for _ in range(ACCEPT_BATCH):
+            if not self._room():  # every place holds relay's own work: leave the rest queued
+                self._pause()
+                return
             try:
                 conn, peer = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # out of file descriptors: wait, do not spin
                 self._failing.say(self._loop.time(), error=str(exc))
-                self._loop.remove_reader(self._sock.fileno())
-                self._loop.call_later(ACCEPT_PAUSE, self._resume)
+                self._pause()
                 return
             conn.setblocking(False)
             self._accepted(conn, peer)
+
+    def _pause(self) -> None:
+        self._loop.remove_reader(self._sock.fileno())
+        self._loop.call_later(ACCEPT_PAUSE, self._resume)
 
     def _resume(self) -> None:
         if not self._closed:
@@ -452,12 +502,18 @@ class TlsSite(GuardedSite):
 
         if not connection.admit_accepted(peer, start):
             conn.close()  # over its address's cap, or every place busy: nothing to say
+            return
+        with contextlib.suppress(OSError):  # what waited in the queue has its hello already
+            if conn.recv(1, socket.MSG_PEEK):
+                connection.heard()
 
     async def _handshake(self, conn: socket.socket, connection: Connection) -> None:
         loop = asyncio.get_running_loop()
         try:
             conn.setblocking(False)
             hello = await clienthello.peek(conn, connection.budget())
+            if hello is not None:
+                connection.heard()
             if hello is not None and hello.plain:
                 # Plain HTTP to the HTTPS port: say so, as nginx and Caddy do, rather than
                 # close without a word (curl then reports an empty reply).

@@ -95,6 +95,7 @@ class AgentProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,  # its own process group: kill() takes all of it
             )
         if wait:
             self.wait_for(r"msg=agent\.connected", offset, timeout)
@@ -113,8 +114,10 @@ class AgentProcess:
         raise AssertionError(f"{pattern} not in the agent's log:\n{self.log.read_text()}")
 
     def kill(self) -> None:
+        """SIGKILL to the agent's process group, as a user's kill of the one-file executable
+        must be (a launcher and its child), not only to the pid."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def stop(self) -> int:

@@ -262,9 +262,10 @@ async def test_mutated_agent_frames_are_refused_and_attempts_stay_bounded(
     # A small lease margin: the "no result" outcome must still land within the lease.
     text = config.read_text().replace("[storage]\n", '[storage]\nlease_margin = "2s"\n')
     text = text.replace('timeout = "2s"\n', "")
-    config.write_text(
-        text.replace('cap = "200ms"', f'cap = "200ms"\nmax_attempts = {MAX_ATTEMPTS}')
-    )
+    # A mutated result may carry a valid Retry-After ("200"), which relay honours up to
+    # retry_after_max: bounded here so that every delivery can end within the test's wait.
+    retry = f'cap = "200ms"\nmax_attempts = {MAX_ATTEMPTS}\nretry_after_max = "1s"'
+    config.write_text(text.replace('cap = "200ms"', retry))
     relay = RelayProcess(config).start(timeout=20)
     try:
         admin = _admin_port(relay)

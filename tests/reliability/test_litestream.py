@@ -245,7 +245,10 @@ def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     # add custom RootCAs HTTPClient"); this machine sets it for its own proxy.
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # Each in its own process group, so the dead disk's SIGKILL takes all of it.
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
 
 def lose_the_disk(db: Path) -> None:
@@ -327,8 +330,8 @@ async def drill(tmp_path: Path, replica: Replica) -> dict[str, Any]:
                 task.add_done_callback(tasks.discard)
                 await asyncio.sleep(max(0.0, begun + n / RATE - time.monotonic()))
             # The dead disk: relay and Litestream gone at once, and the files with them.
-            relay.send_signal(signal.SIGKILL)
-            stream.send_signal(signal.SIGKILL)
+            os.killpg(relay.pid, signal.SIGKILL)
+            os.killpg(stream.pid, signal.SIGKILL)
             killed = time.monotonic()
             relay.wait()
             stream.wait()
