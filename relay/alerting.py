@@ -203,11 +203,17 @@ class Alerting:
             )
         else:
             summary = f"{subject}: {incident.kind} is over, after {lasted}"
+        # Named as the opening alert named it, so a consumer that files alerts by
+        # destination or source finds the end beside the start.
+        opened = self._conditions.get((subject, incident.kind), ("", {}))[1]
+        named = {"destination": subject} if incident.kind == DEAD else {}
+        named |= {k: opened[k] for k in ("destination", "source") if k in opened}
         await self._send(
             "resolved",
             subject,
             summary,
             {
+                **named,
                 "subject": subject,
                 "incident_kind": incident.kind,
                 "duration_seconds": int((incident.resolved_at or now) - incident.since),

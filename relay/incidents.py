@@ -17,7 +17,10 @@ and the table stores. It holds no clock and does no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+
+from relay.rows import DeadGroup, DeadOutcome
 
 QUIET = 120.0  # seconds without a failure after which an incident resolves
 SAMPLE_BYTES = 512  # of a failing response's body, kept as the sample
@@ -44,6 +47,20 @@ def failure_class(status: int | None, error: str | None) -> str:
     if name in ("ServerDisconnectedError", "ClientOSError", "ClientPayloadError"):
         return "connection lost"
     return "other"
+
+
+def by_class(outcomes: Iterable[DeadOutcome]) -> list[DeadGroup]:
+    """Dead letters counted per last outcome, counted again per failure class: the
+    largest class first."""
+    counts: dict[str, tuple[int, float | None]] = {}
+    for o in outcomes:
+        name = failure_class(o["status"], o["error"])
+        count, last = counts.get(name, (0, None))
+        died = o["last_died_at"]
+        later = max(last, died) if last is not None and died is not None else last or died
+        counts[name] = (count + o["count"], later)
+    ordered = sorted(counts.items(), key=lambda c: (-c[1][0], c[0]))
+    return [DeadGroup(value=name, count=n, last_died_at=last) for name, (n, last) in ordered]
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,6 +118,15 @@ class DeadGroup(TypedDict):
     link: NotRequired[str]  # the console's list of that group
 
 
+class DeadOutcome(TypedDict):
+    """Dead letters counted by how their last attempt ended (``Reader.dead_outcomes``)."""
+
+    status: int | None
+    error: str | None
+    count: int
+    last_died_at: float | None
+
+
 class DeadSet(TypedDict):
     """Dead letters counted by destination and error (``Reader.dead_groups``)."""
 

@@ -180,6 +180,6 @@ async def test_an_outage_is_one_incident_told_when_it_opens_and_when_it_ends(
     assert ended["duration_seconds"] >= QUIET
     rows = query(db, "SELECT status, failures, dominant, left_to_replay FROM incidents")
     assert rows == [("resolved", 3, "HTTP 5xx", 3)]
-    row = page[page.index('<tr class="incident resolved">') :].split("</tr>")[0]
+    row = page[page.index('<tr class="incident resolved" id="incident-') :].split("</tr>")[0]
     assert "HTTP 5xx: HTTP 500 answer 500" in row
     assert "<td>3</td><td>3</td>" in row  # failures, left to replay

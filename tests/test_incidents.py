@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.incidents import QUIET, Tracker, failure_class
+from relay.incidents import QUIET, Tracker, by_class, failure_class
+from relay.rows import DeadOutcome
 
 CLASSES = [
     (500, "HTTP 500", "HTTP 5xx"),
@@ -127,3 +128,21 @@ def test_retries_never_open_one_but_keep_it_open_and_count_without_news() -> Non
     assert reminder.incident.dominant == "HTTP 5xx"
     [resolved] = t.tick(300.0)
     assert resolved.what == "resolve"
+
+
+def test_dead_letters_by_class_merge_their_outcomes_largest_first() -> None:
+    """The dead page's "by class": each last outcome put in its class, counts summed,
+    the latest death kept."""
+    outcomes = [
+        DeadOutcome(status=500, error="HTTP 500", count=3, last_died_at=10.0),
+        DeadOutcome(status=None, error="timed out after 2s", count=2, last_died_at=30.0),
+        DeadOutcome(status=503, error="HTTP 503", count=2, last_died_at=20.0),
+        DeadOutcome(status=None, error="TimeoutError: ", count=1, last_died_at=None),
+        DeadOutcome(status=422, error="HTTP 422", count=1, last_died_at=5.0),
+    ]
+    assert by_class(outcomes) == [
+        {"value": "HTTP 5xx", "count": 5, "last_died_at": 20.0},
+        {"value": "timeout", "count": 3, "last_died_at": 30.0},
+        {"value": "HTTP 4xx", "count": 1, "last_died_at": 5.0},
+    ]
+    assert by_class([]) == []

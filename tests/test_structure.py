@@ -38,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
         "delivery",
         "errors",
         "filters",
+        "incidents",
         "log",
         "network",
         "people",
@@ -119,7 +120,7 @@ ALLOWED: dict[str, set[str]] = {
     "extract": set(),
     "filters": {"records"},
     "ids": set(),
-    "incidents": set(),
+    "incidents": {"rows"},
     "ingress": {
         "agents",
         "config",

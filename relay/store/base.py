@@ -99,6 +99,11 @@ class Reader(Protocol):
         source): value, count, last_died_at; the largest group first."""
         ...
 
+    def dead_outcomes(self, f: DeadFilter, limit: int = 1000) -> list[rows.DeadOutcome]:
+        """Dead letters matching ``f`` counted per last status and last error: status,
+        error, count, last_died_at; the largest first."""
+        ...
+
     def dead_groups(self, limit: int = 100) -> list[rows.DeadSet]:
         """Dead deliveries not yet replayed, grouped by destination and last error, largest
         group first: destination, error, count."""

@@ -233,6 +233,15 @@ class SqlReader:
         found = self._conn.execute(statement, [*params, _limit(limit)])
         return [rows.DeadGroup(value=r[0], count=int(r[1]), last_died_at=r[2]) for r in found]
 
+    def dead_outcomes(self, f: DeadFilter, limit: int = 1000) -> list[rows.DeadOutcome]:
+        d = self._dialect
+        where, params = clauses.dead_where(f, d)
+        found = self._conn.execute(d.finish(clauses.dead_outcomes(where)), [*params, _limit(limit)])
+        return [
+            rows.DeadOutcome(status=r[0], error=r[1], count=int(r[2]), last_died_at=r[3])
+            for r in found
+        ]
+
     def dead_groups(self, limit: int = 100) -> list[rows.DeadSet]:
         found = self._conn.execute(self._q["dead_groups"], (_limit(limit),))
         return [

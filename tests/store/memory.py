@@ -429,6 +429,16 @@ class MemoryReader:
             for value, times in ordered[:limit]
         ]
 
+    def dead_outcomes(self, f: DeadFilter, limit: int = 1000) -> list[rows.DeadOutcome]:
+        groups: dict[tuple[int | None, str | None], list[float]] = {}
+        for d, _ in self._dead(f):
+            groups.setdefault((d.last_status, d.last_error), []).append(d.updated_at)
+        ordered = sorted(groups.items(), key=lambda g: -len(g[1]))
+        return [
+            rows.DeadOutcome(status=k[0], error=k[1], count=len(v), last_died_at=max(v))
+            for k, v in ordered[:limit]
+        ]
+
     def dead_groups(self, limit: int = 100) -> list[rows.DeadSet]:
         groups: dict[tuple[str, str | None], list[float]] = {}
         for d, _ in self._dead(DeadFilter()):

@@ -544,6 +544,8 @@ async def test_dead_lists_counts_and_groups(store: Store) -> None:
     assert [d["event_id"] for d in dead] == ["evt_000002", "evt_000001"]
     assert await store.read(lambda r: r.count_dead(DeadFilter())) == 3
     assert await store.read(lambda r: r.dead_by_destination(DeadFilter())) == {"a": 2, "b": 1}
+    outcomes = await store.read(lambda r: r.dead_outcomes(DeadFilter(destination="a")))
+    assert outcomes == [{"status": 422, "error": "HTTP 422", "count": 2, "last_died_at": T0 + 103}]
     groups = await store.read(lambda r: r.dead_groups())
     assert groups[0] == {
         "destination": "a",

@@ -8,13 +8,17 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from relay import filters
+from relay import filters, incidents
+from relay.admin.console.overview import incident_note
 from relay.admin.console.pages import PAGE, Page, Pages, form_id, paged
 from relay.records import DeadFilter
 from relay.rows import DeadGroup, DeadRow
 from relay.store import clauses
 
 FIELDS = ("destination", "source", "type", "error", "since", "until", "key", "q")
+# What the matching ones can be grouped by: a column, or the failure class of their last
+# attempt (relay.incidents.failure_class; a class is not a filter, so its rows are not links).
+GROUPS = (*clauses.DEAD_GROUPS, "class")
 
 
 class Dead:
@@ -44,15 +48,18 @@ class Dead:
             problem, f = str(exc), DeadFilter()
         rows, older = paged(q, rows, "delivery_id")
         by = q.get("group", "")
-        by = by if by in clauses.DEAD_GROUPS else ""
+        by = by if by in GROUPS else ""
         grouped: list[DeadGroup] = []
-        if by:
+        if by == "class":
+            grouped = incidents.by_class(await self._surface.read(lambda r: r.dead_outcomes(f)))
+        elif by:
             grouped = await self._surface.read(lambda r: r.dead_grouped(f, by))
             keep = {k: v for k, v in filled.items() if k != by}
             for g in grouped:
-                if g["value"] is not None:
+                if g["value"] is not None and by != "class":
                     g["link"] = "/ui/dead?" + urlencode(keep | {by: g["value"]})
         groups = await self._surface.read(lambda r: r.dead_groups())
+        incident = await incident_note(self._surface, form["destination"])
         return self._pages.render(
             request,
             "dead.html",
@@ -61,9 +68,7 @@ class Dead:
             groups=[g | {"form_id": form_id()} for g in groups],
             by=by,
             grouped=grouped,
-            group_links={
-                k: "/ui/dead?" + urlencode(filled | {"group": k}) for k in clauses.DEAD_GROUPS
-            },
+            group_links={k: "/ui/dead?" + urlencode(filled | {"group": k}) for k in GROUPS},
             rows=rows,
             q=form,
             matching={
@@ -78,4 +83,5 @@ class Dead:
             back="/ui/dead?" + urlencode(filled),
             form_id=form_id(),
             matching_id=form_id(),
+            incident=incident,
         )

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from relay import filters
 from relay.admin.console import auth, outgoing
+from relay.admin.console.overview import incident_note
 from relay.admin.console.pages import PAGE, Page, Pages, form_id, paged, redirect
 from relay.records import STATUSES, Claim, ReplaySelection
 from relay.store import Reader, clauses
@@ -98,6 +99,7 @@ class Events:
             problem=problem,
             older=older,
             replayable=replayable,
+            incident=None if live else await incident_note(self._surface, form["destination"]),
             count_link=urlencode(dict(q) | {"count": "1"}),
             back="/ui/events?" + back_query,
         )

@@ -35,6 +35,14 @@ def _why(incident: IncidentRow) -> str:
     return f"{incident['dominant']}{detail}"
 
 
+def incident_line(incident: IncidentRow) -> str:
+    """An incident in one line: why and since when, or when it recovered."""
+    if incident["status"] == "open" or incident["resolved_at"] is None:
+        return f"failing since {_clock(incident['since'])}: {_why(incident)}"
+    left = incident["left_to_replay"] or 0
+    return f"recovered at {_clock(incident['resolved_at'])}, {left} left to replay"
+
+
 def destination_health(
     name: str,
     s: Series,
@@ -59,11 +67,9 @@ def destination_health(
     attempts = delivered + dead + retried
     note = None
     if incident is not None and incident["status"] == "open":
-        since = _clock(incident["since"])
-        worse("bad", f"failing since {since}: {_why(incident)}", f"/ui/dead?destination={name}")
+        worse("bad", incident_line(incident), f"/ui/dead?destination={name}")
     elif incident is not None and incident["resolved_at"] is not None:
-        left = incident["left_to_replay"] or 0
-        note = f"recovered at {_clock(incident['resolved_at'])}, {left} left to replay"
+        note = incident_line(incident)
     elif dead:
         worse("bad", f"{dead} died in {RECENT} min", f"/ui/dead?destination={name}&since=10m")
     # What failed before it recovered is the incident's story, told by the note.

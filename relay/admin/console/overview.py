@@ -10,6 +10,7 @@ from aiohttp import web
 
 from relay.admin.console import health
 from relay.admin.console.pages import Page, Pages
+from relay.admin.surface import Surface
 from relay.rows import IncidentRow
 from relay.store import rollup
 
@@ -30,18 +31,7 @@ class Overview:
         now = time.time()
         rows = await self._surface.read(lambda r: r.minutes(now))
         backlog = await self._surface.read(lambda r: r.backlog())
-        found = await self._surface.read(
-            lambda r: r.incidents("resolved", 100) + r.incidents("open", 100)
-        )
-        # Each destination's open incident, or the one that resolved in the last half hour.
-        incidents: dict[str, IncidentRow] = {}
-        for i in found:  # the resolved ones first, newest first: an open one wins
-            if i["kind"] != "dead":
-                continue  # a backlog or the like is judged from the numbers below
-            if i["status"] == "open":
-                incidents[i["subject"]] = i
-            elif (i["resolved_at"] or 0) >= now - RECOVERED_SHOWN:
-                incidents.setdefault(i["subject"], i)
+        incidents = await destination_incidents(self._surface, now)
         per = rollup.series(rows, now)
         attention: list[dict[str, Any]] = []
         sources = self._sources(per)
@@ -123,10 +113,42 @@ class Overview:
                     "oldest": oldest,
                     "p95": _seconds(s.p95()),
                     "spark": health.chart([float(v) for v in s.of("delivered")]),
+                    # Failed attempts a minute: those that died and those to be retried.
+                    "failures": health.chart(
+                        [float(a + b) for a, b in zip(s.of("dead"), s.of("retried"), strict=True)]
+                    ),
                     "latency": health.chart(s.p95_per_minute()),
                 }
             )
         return rows
+
+
+async def destination_incidents(surface: Surface, now: float) -> dict[str, IncidentRow]:
+    """Each destination's open incident of deliveries dying, or the one that resolved in
+    the last ``RECOVERED_SHOWN`` seconds: what the overview and the lists filtered to that
+    destination tell (a backlog or the like is judged from the numbers)."""
+    found = await surface.read(lambda r: r.incidents("resolved", 100) + r.incidents("open", 100))
+    incidents: dict[str, IncidentRow] = {}
+    for i in found:  # the resolved ones first, newest first: an open one wins
+        if i["kind"] != "dead":
+            continue
+        if i["status"] == "open":
+            incidents[i["subject"]] = i
+        elif (i["resolved_at"] or 0) >= now - RECOVERED_SHOWN:
+            incidents.setdefault(i["subject"], i)
+    return incidents
+
+
+async def incident_note(surface: Surface, destination: str | None) -> dict[str, Any] | None:
+    """For a list filtered to one destination: its incident in a line, linked to its row
+    on the alerts page."""
+    if not destination:
+        return None
+    incident = (await destination_incidents(surface, time.time())).get(destination)
+    if incident is None:
+        return None
+    line = health.incident_line(incident)
+    return {"id": incident["id"], "status": incident["status"], "line": line}
 
 
 def _seconds(value: float | None) -> str:
