@@ -11,12 +11,16 @@ passes through a guard:
   address; ``trusted_proxies`` are exempt, since every client behind a proxy shares its
   address): past it a new connection gets a one-line 503 and is closed at once.
 - **Eviction at the cap** (``max_connections``): a new connection makes room by closing the
-  oldest connection that is idle or has not finished its request head; only when every open
-  connection is busy with a complete request is the new one refused with 503.
-- **Relay's own work is not evicted.** A TLS connection whose ClientHello has come waits
-  on relay (a handshake it owes, then ``HANDSHAKE_GRACE`` for the request): when nothing
-  else can make room, new connections wait in the socket's queue. Else a burst over the
-  cap (what waited through a restart) cut its own handshakes for newer ones.
+  oldest connection that is idle or has not finished its request head; when every open
+  connection is busy with a complete request, new ones wait in the socket's queue, and
+  after ``BUSY_WAIT`` of that they are refused with 503.
+- **Relay's own work first.** A TLS connection whose ClientHello has come waits on relay
+  (for ``HANDSHAKE_GRACE`` its handshake, then as long for its request), and one that sent
+  a request that recently may still be reading its answer: neither is evicted. At most
+  ``HANDSHAKES`` handshakes run at once; past that (or when nothing else can make room) new
+  connections wait in the socket's queue, where no deadline of relay's runs. Else a burst
+  (what waited through a restart) started every handshake at once on a busy CPU, ran out
+  of ``header_timeout``, and evicted its own handshakes and fresh answers.
 
 A connection is busy while aiohttp holds a parsed request for it (queued or in a handler):
 only then has the client proven it can send a request, and only then is there work to lose.
@@ -33,21 +37,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
-import logging
 import socket
 import ssl
-from collections.abc import Callable, Coroutine
+import sys
+import termios
+from collections.abc import Callable
 from typing import Any, cast
 
 from aiohttp import web
 
 from relay import clienthello, memory
+from relay.acceptor import Acceptor
 from relay.configtypes import IPNetwork
-from relay.log import Throttled
 from relay.network import parse_address, within
-
-log = logging.getLogger("relay.listener")
 
 _BODY = b'{"error": "too many connections"}'
 _REFUSAL = (
@@ -57,7 +61,9 @@ _REFUSAL = (
 
 
 BURST = 128  # open connections at once that count as a burst worth giving memory back after
-HANDSHAKE_GRACE = 1.0  # seconds after its handshake a TLS connection's request is awaited
+HANDSHAKE_GRACE = 2.0  # seconds a TLS handshake, then its first request, is relay's to wait for
+HANDSHAKES = 64  # TLS handshakes at once; more wait in the socket's queue
+BUSY_WAIT = 1.0  # seconds new connections wait while every place is busy, then get 503
 
 
 def address_key(peer: Any) -> str | None:
@@ -89,6 +95,9 @@ class Guard:
         self._open: dict[Connection, None] = {}  # insertion order: oldest first
         self._by_address: dict[str, int] = {}
         self._peak = 0  # the most open at once since memory was last given back
+        self._busy_since: float | None = None  # every place busy with a request since
+        self._handshaking: dict[Connection, None] = {}  # ClientHello in, handshake not done
+        self.on_room: Callable[[], None] | None = None  # the acceptor, while it waits
         self.evicted = 0
         self.refused = 0
 
@@ -123,22 +132,35 @@ class Guard:
         while loop.time() < deadline and any(not c.asked for c in self._open):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
     def room(self) -> bool:
-        """May a connection be accepted now? Not when every place is taken, none can be
-        evicted, and some are handshakes relay is still working on: those end within
-        ``header_timeout``, so new connections are better left in the socket's queue than
-        accepted and refused (or cut)."""
-        if len(self._open) < self.max_connections:
-            return True
+        """May a connection be accepted now? Not while ``HANDSHAKES`` handshakes run, nor
+        when every place is taken and none can be evicted: new connections are better left
+        in the socket's queue than accepted and then cut. When every place is busy with a
+        request for ``BUSY_WAIT``, they are accepted to be refused (503: come back later)."""
         now = asyncio.get_running_loop().time()
+        running = sum(1 for c in self._handshaking if c.owed(now))
+        if running >= HANDSHAKES:
+            return False
+        full = len(self._open) >= self.max_connections
         waiting_on_relay = False
-        for connection in self._open:
+        for connection in self._open if full else ():
             if connection.busy:
                 continue
             if not connection.owed(now):
-                return True  # a victim to evict
+                full = False  # a victim to evict
+                break
             waiting_on_relay = True
-        return not waiting_on_relay  # all busy: accept, and refuse with 503
+        if not full:
+            self._busy_since = None
+            return True
+        if waiting_on_relay:
+            return False
+        if self._busy_since is None:
+            self._busy_since = now
+        return now - self._busy_since >= BUSY_WAIT
 
     def _evict_one(self) -> bool:
         now = asyncio.get_running_loop().time()
@@ -150,8 +172,20 @@ class Guard:
                 return True
         return False
 
+    def handshaking(self, connection: Connection, started: bool) -> None:
+        """A TLS handshake relay owes began, or ended (done, failed or gone)."""
+        if started:
+            self._handshaking[connection] = None
+        elif self._handshaking.pop(connection, 0) is None:
+            self._room()
+
+    def _room(self) -> None:
+        if self.on_room is not None:
+            self.on_room()
+
     def forget(self, connection: Connection) -> None:
         """It is gone (or about to be): its place is free."""
+        self.handshaking(connection, started=False)
         if connection not in self._open:
             return
         del self._open[connection]
@@ -162,6 +196,7 @@ class Guard:
                 self._by_address[key] = left
             else:
                 del self._by_address[key]
+        self._room()
         if self._peak >= BURST and len(self._open) <= self._peak // 8:
             # A burst of connections (a flood, or a provider's catch-up) has ended: give its
             # buffers back to the system, once per burst (relay.memory says why).
@@ -177,18 +212,21 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_admitted_at",
         "_deadline",
+        "_fd",
         "_guard",
         "_handler",
         "_handshake",
-        "_heard",
+        "_heard_at",
         "_ready_at",
+        "_sent_at",
         "_server",
         "_transport",
         "address",
         "host",
     )
 
-    def __init__(self, guard: Guard, server: web.Server) -> None:
+    def __init__(self, guard: Guard, server: web.Server, fd: int = -1) -> None:
+        self._fd = fd  # the accepted socket's, to see what waits unread in it
         self._guard = guard
         self._server = server
         self._handler: Any = None
@@ -196,8 +234,9 @@ class Connection(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._admitted_at: float | None = None  # set when admitted before connection_made
         self._handshake: asyncio.Task[None] | None = None
-        self._heard = False  # its ClientHello came: relay owes it a handshake
+        self._heard_at: float | None = None  # its ClientHello came: relay owes a handshake
         self._ready_at: float | None = None  # when its handshake (or hand-over) ended
+        self._sent_at: float | None = None  # when its client last sent bytes
         self.address: str | None = None
         self.host: str | None = None
 
@@ -216,14 +255,24 @@ class Connection(asyncio.Protocol):
     def heard(self) -> None:
         """Its TLS ClientHello has come: until its handshake is done (and its request had
         ``HANDSHAKE_GRACE`` to follow), it waits on relay and is not evicted."""
-        self._heard = True
+        if self._heard_at is None and self._transport is None:
+            self._heard_at = asyncio.get_running_loop().time()
+            self._guard.handshaking(self, started=True)
 
     def owed(self, now: float) -> bool:
-        """It waits on relay, not on its client: a TLS handshake relay has yet to finish,
-        or one finished a moment ago whose request is on its way."""
-        if not self._heard or self.asked:
-            return False
-        return self._ready_at is None or now - self._ready_at < HANDSHAKE_GRACE
+        """It waits on relay, or was answered a moment ago: a TLS handshake relay has yet
+        to finish, or one finished a moment ago whose request is on its way; a request
+        sent within ``HANDSHAKE_GRACE`` (its answer may still be on its way out: closing
+        now would cut it); a plain one whose first bytes relay has not read yet. A client
+        that has sent all it will of an unfinished head is not owed."""
+        if self.asked:
+            return self._sent_at is not None and now - self._sent_at < HANDSHAKE_GRACE
+        if self._heard_at is None:
+            # Plain HTTP: what it sent before relay first read it (a head that waited in
+            # the socket's queue) is relay's to read; once read, it is the client's turn.
+            return self._sent_at is None and _unread(self._fd)
+        began = self._heard_at if self._ready_at is None else self._ready_at
+        return now - began < HANDSHAKE_GRACE
 
     def handshake_failed(self) -> None:
         """The hand-over (or handshake) ended without a connection: its place is free."""
@@ -264,6 +313,7 @@ class Connection(asyncio.Protocol):
         self._handler.connection_made(transport)
         loop = asyncio.get_running_loop()
         self._ready_at = loop.time()
+        self._guard.handshaking(self, started=False)
         self._deadline = loop.call_later(self.budget(), self._head_due)
 
     def _head_due(self) -> None:
@@ -280,6 +330,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._handler is not None:
+            self._sent_at = self._guard.now()
             self._handler.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -304,6 +355,15 @@ class Connection(asyncio.Protocol):
         if self._handler is not None:
             self._handler.connection_lost(exc)
             self._handler = None
+
+
+def _unread(fd: int) -> bool:
+    """Bytes wait in the socket that relay has not read."""
+    try:
+        waiting = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:  # gone, or never a socket
+        return False
+    return int.from_bytes(waiting, sys.byteorder) > 0
 
 
 class GuardedSite(web.TCPSite):
@@ -345,16 +405,18 @@ class GuardedSite(web.TCPSite):
         sock = self._listening()
         self._bound_port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
-        self._server = _Acceptor(
+        acceptor = Acceptor(
             sock, loop, lambda conn, peer: self._accepted(conn, peer, server), self.guard.room
         )
+        self.guard.on_room = acceptor.resume
+        self._server = acceptor
 
     def _accepted(self, conn: socket.socket, peer: Any, server: web.Server) -> None:
         """A connection accepted: admitted by the guard at once, then handed to aiohttp's
         handler (``Connection``). Admitted before the hand-over, which takes a turn of the
         loop: a stop that begins in between then waits for its request like any other's,
         rather than closing it as idle (tests/test_stop.py)."""
-        connection = Connection(self.guard, server)
+        connection = Connection(self.guard, server, conn.fileno())
 
         def start() -> asyncio.Task[None]:
             return self._acceptor().keep(self._serve(conn, connection))
@@ -376,96 +438,9 @@ class GuardedSite(web.TCPSite):
             conn.close()
             raise
 
-    def _acceptor(self) -> _Acceptor:
-        assert isinstance(self._server, _Acceptor)
+    def _acceptor(self) -> Acceptor:
+        assert isinstance(self._server, Acceptor)
         return self._server
-
-
-ACCEPT_BATCH = 64  # connections taken per readiness of the listening socket
-ACCEPT_PAUSE = 0.1  # seconds without accepting (out of descriptors, or no room: Guard.room)
-
-
-class _Acceptor(asyncio.AbstractServer):
-    """The accept loop of a guarded site, and what BaseSite.stop() closes.
-
-    relay accepts connections itself (a reader on the listening socket) rather than through
-    the event loop's server: closing uvloop's server dropped a connection it had accepted
-    but not yet handed over (one per restart: a request the client saw closed unanswered).
-    Here a connection is either still in the socket's queue, where the next relay on the
-    same socket finds it (relay.sockets), or accepted and handed over at once."""
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        loop: asyncio.AbstractEventLoop,
-        accepted: Callable[[socket.socket, Any], None],
-        room: Callable[[], bool],
-    ) -> None:
-        self._sock = sock
-        self._loop = loop
-        self._accepted = accepted
-        self._room = room
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
-        self._failing = Throttled(log, "listener.accept_failed")
-        loop.add_reader(sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        for _ in range(ACCEPT_BATCH):
-            if not self._room():  # every place holds relay's own work: leave the rest queued
-                self._pause()
-                return
-            try:
-                conn, peer = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # out of file descriptors: wait, do not spin
-                self._failing.say(self._loop.time(), error=str(exc))
-                self._pause()
-                return
-            conn.setblocking(False)
-            self._accepted(conn, peer)
-
-    def _pause(self) -> None:
-        self._loop.remove_reader(self._sock.fileno())
-        self._loop.call_later(ACCEPT_PAUSE, self._resume)
-
-    def _resume(self) -> None:
-        if not self._closed:
-            self._loop.add_reader(self._sock.fileno(), self._readable)
-
-    def keep(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = self._loop.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        return (self._sock,)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(ValueError, OSError):  # already closed
-            self._loop.remove_reader(self._sock.fileno())
-        self._sock.close()
-
-    async def wait_closed(self) -> None:
-        return None
-
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
-    def is_serving(self) -> bool:
-        return not self._closed
-
-    async def start_serving(self) -> None:
-        return None
-
-    async def serve_forever(self) -> None:
-        raise NotImplementedError("relay drives its sites itself")
 
 
 class TlsSite(GuardedSite):
@@ -495,7 +470,7 @@ class TlsSite(GuardedSite):
         self._peek = peek
 
     def _accepted(self, conn: socket.socket, peer: Any, server: web.Server) -> None:
-        connection = Connection(self.guard, server)
+        connection = Connection(self.guard, server, conn.fileno())
 
         def start() -> asyncio.Task[None]:
             return self._acceptor().keep(self._handshake(conn, connection))
