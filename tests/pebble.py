@@ -46,6 +46,7 @@ class Pebble:
     http_port: int  # where Pebble validates HTTP-01
     tls_port: int  # where Pebble validates TLS-ALPN-01
     folder: Path
+    pid: int  # the ACME server's process (a test may stop it for a while: SIGSTOP)
 
     def roots(self) -> Path:
         """The root Pebble issues under (new at every start), as a PEM file."""
@@ -151,6 +152,7 @@ def pebble(folder: Path, http_port: int, tls_port: int) -> Iterator[Pebble]:
             http_port,
             tls_port,
             folder,
+            procs[-1].pid,
         )
     finally:
         for proc in procs:

@@ -5,6 +5,7 @@ over HTTPS that a client trusting Pebble's root verifies, and delivery."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import ssl
 import subprocess
@@ -233,13 +234,20 @@ async def test_a_renewed_certificate_reaches_new_connections_and_spares_open_one
             acme_tls(acme_server, "tls-alpn-01", extra='renew_before = "100000d"\n'),
         )
         offset = relay.log.stat().st_size
-        relay.start(timeout=60)
         root = acme_server.roots()
-        first = served_certificate(https, root)
-        # A keep-alive connection opened on the first certificate...
-        kept = KeptConnection(https, root)
-        assert kept.serial == first
-        assert kept.post(b'{"n": 1}', "k1") == 200
+        # The ACME server held still until the keep-alive connection is open: else, on a
+        # busy machine, the renewal (due at start) could finish before the test connects,
+        # and "first" would already be the renewed certificate.
+        os.kill(acme_server.pid, signal.SIGSTOP)
+        try:
+            relay.start(timeout=60)
+            first = served_certificate(https, root)
+            # A keep-alive connection opened on the first certificate...
+            kept = KeptConnection(https, root)
+            assert kept.serial == first
+            assert kept.post(b'{"n": 1}', "k1") == 200
+        finally:
+            os.kill(acme_server.pid, signal.SIGCONT)
         await wait_for(lambda: b"msg=tls.issued" in relay.log.read_bytes()[offset:], timeout=60)
         # ...new connections get the renewed one...
         second = served_certificate(https, root)
