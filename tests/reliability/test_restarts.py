@@ -349,7 +349,7 @@ async def test_agents_are_told_to_reconnect_and_follow_the_restart(
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(
     ("count", "server"),
-    [(200, "max_connections = 20"), (1800, 'header_timeout = "500ms"')],
+    [(200, "max_connections = 20"), (1800, 'header_timeout = "1s"')],
     ids=["over-max-connections", "over-header-timeout"],
 )
 async def test_a_tls_burst_waits_in_the_queue_and_is_served(
@@ -360,9 +360,11 @@ async def test_a_tls_burst_waits_in_the_queue_and_is_served(
     - 200 against max_connections = 20. Before: relay accepted 64 at a time and each past
       the 20th evicted an older connection whose handshake it had not done yet (the HTTPS
       test above saw 18% ServerDisconnected on a busy machine; here 180 of 200 were cut).
-    - 1,800 against header_timeout = 500 ms. Before the cap on handshakes at once, relay
+    - 1,800 against header_timeout = 1 s. Before the cap on handshakes at once, relay
       accepted them all and started every handshake together: most ran out of the time a
-      connection has from accept to its first request (1,189 of 1,800 cut).
+      connection has from accept to its first request (1,536 of 1,800 cut, beside another
+      suite; with 500 ms, 1,189 on an idle machine, but 500 ms was too tight for the fix
+      too with three suites on two cores).
     Now a connection relay owes a handshake is not evicted, at most 64 handshakes run at
     once, and the rest wait in the socket's queue (no deadline of relay's runs there): every
     one is answered 200."""
