@@ -64,6 +64,7 @@ class RelayProcess:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 cwd=self.cwd,
+                start_new_session=True,  # its own group: a kill reaches all of it
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -77,8 +78,9 @@ class RelayProcess:
         raise AssertionError(f"relay not ready within {timeout}s:\n{self.log.read_text()}")
 
     def kill(self) -> None:
+        """SIGKILL to relay's process group, as a user killing what they started would."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
     def terminate(self, timeout: float = 15.0) -> int:
@@ -88,7 +90,7 @@ class RelayProcess:
 
     def ensure_stopped(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
 

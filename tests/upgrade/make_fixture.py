@@ -161,6 +161,7 @@ async def story(tree: Path, folder: Path, storage: str) -> None:
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own group: the kill below reaches all of it
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -199,7 +200,7 @@ async def story(tree: Path, folder: Path, storage: str) -> None:
             await until(lambda: "slow" in arrived)  # leased, in flight
             await asyncio.sleep(0.5)  # the replays die at bad meanwhile (it answers 422)
     finally:
-        proc.send_signal(signal.SIGKILL)  # mid-attempt: the slow delivery stays leased
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-attempt: the slow delivery stays leased
         proc.wait()
         log.close()
         await runner.cleanup()
