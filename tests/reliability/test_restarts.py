@@ -145,10 +145,9 @@ class Load:
             self.said.append(outcome.encode())
         self.answers.append((key, outcome, time.monotonic() - started))
 
-    async def run(self) -> None:
-        # From several addresses, as a provider sends (Stripe lists a dozen): the requests
-        # queued during a restart stay under the per-address connection cap.
-        sessions = [
+    def sessions(self) -> list[aiohttp.ClientSession]:
+        """One client per address, each request on a new connection."""
+        return [
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
                     force_close=True, limit=0, local_addr=(f"127.0.0.{10 + i}", 0)
@@ -156,6 +155,11 @@ class Load:
             )
             for i in range(self.addresses)
         ]
+
+    async def run(self) -> None:
+        # From several addresses, as a provider sends (Stripe lists a dozen): the requests
+        # queued during a restart stay under the per-address connection cap.
+        sessions = self.sessions()
         try:
             await self._send(sessions)
         finally:
@@ -379,14 +383,7 @@ async def test_a_tls_burst_waits_in_the_queue_and_is_served(
     context = ssl.create_default_context(cafile=str(ca[0]))
     holder = Holder(tmp_path, _argv("package"), config, activated=True)
     load = Load(holder.port, context)  # its sessions, from thirty addresses
-    sessions = [
-        aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                force_close=True, limit=0, local_addr=(f"127.0.0.{10 + i}", 0)
-            )
-        )
-        for i in range(load.addresses)
-    ]
+    sessions = load.sessions()
     try:
         sending = [
             asyncio.create_task(load.one(sessions[n % len(sessions)], f"b{n}"))
