@@ -133,6 +133,7 @@ class Guard:
             await asyncio.sleep(0.01)
 
     def now(self) -> float:
+        """The loop's clock, which every decision of the guard reads."""
         return asyncio.get_running_loop().time()
 
     def room(self) -> bool:
@@ -140,7 +141,7 @@ class Guard:
         when every place is taken and none can be evicted: new connections are better left
         in the socket's queue than accepted and then cut. When every place is busy with a
         request for ``BUSY_WAIT``, they are accepted to be refused (503: come back later)."""
-        now = asyncio.get_running_loop().time()
+        now = self.now()
         running = sum(1 for c in self._handshaking if c.owed(now))
         if running >= HANDSHAKES:
             return False
@@ -163,7 +164,7 @@ class Guard:
         return now - self._busy_since >= BUSY_WAIT
 
     def _evict_one(self) -> bool:
-        now = asyncio.get_running_loop().time()
+        now = self.now()
         for victim in self._open:  # oldest first
             if not victim.busy and not victim.owed(now):
                 self.forget(victim)
@@ -248,7 +249,7 @@ class Connection(asyncio.Protocol):
         self.address = address_key(peer)
         if not self._guard.admit(self):
             return False
-        self._admitted_at = asyncio.get_running_loop().time()
+        self._admitted_at = self._guard.now()
         self._handshake = handshake()
         return True
 
@@ -256,7 +257,7 @@ class Connection(asyncio.Protocol):
         """Its TLS ClientHello has come: until its handshake is done (and its request had
         ``HANDSHAKE_GRACE`` to follow), it waits on relay and is not evicted."""
         if self._heard_at is None and self._transport is None:
-            self._heard_at = asyncio.get_running_loop().time()
+            self._heard_at = self._guard.now()
             self._guard.handshaking(self, started=True)
 
     def owed(self, now: float) -> bool:
@@ -283,7 +284,7 @@ class Connection(asyncio.Protocol):
         """What is left of ``header_timeout`` since accept."""
         if self._admitted_at is None:
             return self._guard.header_timeout
-        elapsed = asyncio.get_running_loop().time() - self._admitted_at
+        elapsed = self._guard.now() - self._admitted_at
         return max(0.0, self._guard.header_timeout - elapsed)
 
     @property
@@ -311,10 +312,9 @@ class Connection(asyncio.Protocol):
         self._handshake = None
         self._handler = self._server()
         self._handler.connection_made(transport)
-        loop = asyncio.get_running_loop()
-        self._ready_at = loop.time()
+        self._ready_at = self._guard.now()
         self._guard.handshaking(self, started=False)
-        self._deadline = loop.call_later(self.budget(), self._head_due)
+        self._deadline = asyncio.get_running_loop().call_later(self.budget(), self._head_due)
 
     def _head_due(self) -> None:
         self._deadline = None
