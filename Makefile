@@ -66,12 +66,12 @@ pebble:
 	  || echo "HTTPS tests will be skipped: install pebble (apt-get install pebble)"
 
 # Debian's OpenSSH server, for the Litestream drill's SFTP replica (started by the test on
-# a loopback port, key auth); installed when root. (Without it, that test is skipped.)
+# a loopback port, key auth, as the user running the tests); installed when root.
 sshd:
 	@test -x /usr/sbin/sshd || { [ "$$(id -u)" = 0 ] && \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends openssh-server; }; } \
-	  || echo "the SFTP replica test will be skipped: install openssh-server"
+	  || { echo "make test needs Debian's openssh-server (the SFTP replica test): apt-get install openssh-server"; exit 1; }
 
 # Debian's PostgreSQL server for the tests of the PostgreSQL backend; installed when root.
 postgresql:
