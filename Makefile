@@ -59,11 +59,11 @@ test: setup browser postgresql pebble sshd dist/relay
 	  unshare --user --map-root-user --mount $(BIN)/pytest -m "not release"; fi
 
 # Debian's pebble (Let's Encrypt's ACME test server) for the HTTPS tests; installed when
-# root. (Without it, those tests are skipped and say why.)
+# root; without it make test stops and says so.
 pebble:
 	@command -v pebble > /dev/null || { [ "$$(id -u)" = 0 ] && \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble; }; } \
-	  || echo "HTTPS tests will be skipped: install pebble (apt-get install pebble)"
+	  || { echo "make test needs Debian's pebble (the HTTPS tests): apt-get install pebble"; exit 1; }
 
 # Debian's OpenSSH server, for the Litestream drill's SFTP replica (started by the test on
 # a loopback port, key auth, as the user running the tests); installed when root.
@@ -80,11 +80,11 @@ postgresql:
 	  || { echo "make test needs PostgreSQL 15 or newer: apt-get install postgresql"; exit 1; }
 
 # The console's browser tests drive Debian's chromium with Playwright; install it when root.
-# (Without it, those tests are skipped and say why.)
+# Without it make test stops and says so.
 browser:
 	@command -v chromium > /dev/null || { [ "$$(id -u)" = 0 ] && \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; } \
-	  || echo "browser tests will be skipped: install chromium (apt-get install chromium)"
+	  || { echo "make test needs Debian's chromium (the console's tests): apt-get install chromium"; exit 1; }
 
 lint: setup
 	$(BIN)/ruff check .

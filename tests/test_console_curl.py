@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.helpers import Receiver, post, query, running, settings_for, wait_for
-from tests.test_console import TOKEN, browser, needs_chromium
+from tests.test_console import TOKEN, browser
 
 __all__ = ["browser"]  # the fixture, used by name
 
@@ -24,7 +24,6 @@ INLINE = "inline-token-that-must-not-show"
 BODY = b'{"type": "invoice.paid", "note": "caf\xc3\xa9 & \'quotes\' $HOME `x`"}\n'
 
 
-@needs_chromium
 async def test_copy_as_curl_reproduces_the_delivery(
     tmp_path: Path,
     receiver: Receiver,

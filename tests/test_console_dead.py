@@ -18,7 +18,7 @@ import aiohttp
 
 from relay.store import open_store
 from tests.helpers import BODY_JSON, Receiver, post, query, running, settings_for, wait_for
-from tests.test_console import TOKEN, _cookie, _sign_in, browser, console_settings, needs_chromium
+from tests.test_console import TOKEN, _cookie, _sign_in, browser, console_settings
 
 __all__ = ["browser"]  # the fixture, used by name
 
@@ -37,7 +37,6 @@ async def _signed_in(browser: Any, base: str) -> Any:
     return page
 
 
-@needs_chromium
 async def test_yesterdays_dead_of_one_destination_are_found_and_replayed_exactly(
     tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession, browser: Any
 ) -> None:
@@ -121,7 +120,6 @@ def _fill_dead(db: Path, count: int) -> None:
         )
 
 
-@needs_chromium
 async def test_paging_through_ten_thousand_dead_letters(
     tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession, browser: Any
 ) -> None:

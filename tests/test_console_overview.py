@@ -21,13 +21,12 @@ from tests.helpers import (
     settings_for,
     wait_for,
 )
-from tests.test_console import TOKEN, browser, needs_chromium
+from tests.test_console import TOKEN, browser
 from tests.test_console_dead import _signed_in
 
 __all__ = ["browser"]  # the fixture, used by name
 
 
-@needs_chromium
 async def test_the_overview_marks_dying_and_growing_destinations_and_links_to_them(
     tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession, browser: Any
 ) -> None:
@@ -102,7 +101,6 @@ async def test_the_overview_marks_dying_and_growing_destinations_and_links_to_th
         await analytics.stop()
 
 
-@needs_chromium
 async def test_an_outage_reads_as_one_incident_why_since_and_recovered(
     tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession, browser: Any
 ) -> None:

@@ -23,9 +23,11 @@ from tests.helpers import Receiver, sign, wait_for
 from tests.pebble import DOMAIN, Pebble, free_port, installed, pebble
 from tests.process import RelayProcess
 
-pytestmark = pytest.mark.skipif(
-    not installed(), reason="pebble is not installed: `make test` installs it when root"
-)
+
+@pytest.fixture(autouse=True)
+def pebble_installed() -> None:
+    if not installed():
+        pytest.fail("Debian's pebble is missing: make pebble (as root) installs it")
 
 
 def https_config(

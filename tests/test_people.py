@@ -19,7 +19,7 @@ from relay.people import NEEDS, ROLES, People, Person, digest, refusal
 from tests.helpers import BODY_JSON, Receiver, post, query, running, settings_for, wait_for
 from tests.test_admin import call as call_api
 from tests.test_console import TOKEN as CONSOLE_TOKEN
-from tests.test_console import browser, needs_chromium
+from tests.test_console import browser
 from tests.test_replay import TOKEN, _config, cli, relay_from
 
 __all__ = ["browser"]  # the fixture, used by name
@@ -201,7 +201,6 @@ async def test_a_person_added_by_user_add_works_after_reload_and_removed_is_sign
             assert r.status == 401
 
 
-@needs_chromium
 async def test_in_a_browser_a_viewer_is_refused_and_an_operator_replays(
     tmp_path: Path, receiver: Receiver, client: aiohttp.ClientSession, browser: Any
 ) -> None:

