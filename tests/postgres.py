@@ -2,9 +2,10 @@
 only on a Unix socket there, started once per test session and removed after it.
 
 initdb refuses to run as root, so as root it runs as the ``postgres`` system user (Debian's
-package creates it). Users other than root run the suite in a user namespace (see the
-Makefile), where that is not possible: `make test` then starts the cluster before entering
-the namespace and passes its socket folder in RELAY_TEST_PG.
+package creates it). Users other than root run the suite as "root" of a user namespace (see
+the Makefile): `make test` starts the session's cluster before entering it and passes its
+socket folder in RELAY_TEST_PG, and a test that needs a cluster of its own (to stop and
+start it) runs initdb and the server in a nested namespace as the real user again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -28,8 +30,13 @@ def binaries() -> Path | None:
 
 
 def _as_postgres(argv: list[str]) -> list[str]:
-    real_root = os.geteuid() == 0 and "RELAY_TEST_UID" not in os.environ
-    return ["runuser", "-u", "postgres", "--", *argv] if real_root else argv
+    """initdb and the server refuse root: as root they run as ``postgres``; as "root" of
+    make test's user namespace, in a nested one as the real user again."""
+    given = os.environ.get("RELAY_TEST_UID")
+    if given is not None:
+        gid = pwd.getpwuid(int(given)).pw_gid
+        return ["unshare", "--user", f"--map-user={given}", f"--map-group={gid}", *argv]
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
 def start(base: Path) -> Path:
@@ -108,9 +115,8 @@ def halt(base: Path, mode: str = "fast") -> None:
 
 
 def can_start() -> bool:
-    """Whether this process can start a cluster of its own (not inside the user namespace
-    `make test` uses for users other than root, where initdb refuses to run)."""
-    return binaries() is not None and (os.geteuid() != 0 or "RELAY_TEST_UID" not in os.environ)
+    """Whether this machine can start a cluster of its own (PostgreSQL is installed)."""
+    return binaries() is not None
 
 
 def stop(base: Path) -> None:

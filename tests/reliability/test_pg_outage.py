@@ -34,11 +34,12 @@ from tests.helpers import Receiver, sign, wait_for
 from tests.process import RelayProcess
 from tests.test_cluster import cluster_config
 
-pytestmark = pytest.mark.skipif(
-    not postgres.can_start(),
-    reason="needs a PostgreSQL server of its own (not possible inside make test's user "
-    "namespace; run the suite as root)",
-)
+
+@pytest.fixture(autouse=True)
+def postgresql_installed() -> None:
+    if not postgres.can_start():
+        pytest.fail("PostgreSQL is not installed: make postgresql (as root) installs it")
+
 
 # Seconds the server is down, outage after outage: twenty of 5 s, then thirty restarts at
 # once (an aborted pipeline left behind by a restart wedged a relay once in 66 outages).
